@@ -1,0 +1,579 @@
+// Package inventory is diskd's one piece of shared state: the disks of this
+// host, the peers heard on the network and their disks, and the stream of
+// change events (disk appeared, disappeared, changed; peer joined, lost) that
+// the control socket, the D-Bus API and the announcer subscribe to.
+//
+// It is not a scanner and not a network endpoint: the scan loop hands it the
+// local disk list, the multicast receiver hands it peers' announcements, and it
+// decides what changed. It enforces the receive-side rules that need memory of
+// the past: a peer's sequence numbers must move forward (replays are dropped,
+// also after the peer has gone), and the number of peers and of disks per peer
+// is capped so that a rogue sender cannot exhaust memory.
+//
+// Identity of a disk: within one host, a disk is its device path together with
+// its filesystem UUID. A new filesystem on the same device (reformatted) is a
+// disk that disappeared and another that appeared; a new label or new mount
+// points on the same filesystem is a change.
+//
+// All methods are safe for concurrent use.
+package inventory
+
+import (
+	"cmp"
+	"errors"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Disk is one filesystem on one host. The JSON keys are the contract of the
+// control socket's --json output and of the D-Bus a{sv} dictionaries.
+type Disk struct {
+	HostID      string    `json:"host_id"`
+	Hostname    string    `json:"hostname"`
+	Device      string    `json:"device"`
+	UUID        string    `json:"uuid"`
+	PartUUID    string    `json:"partuuid"`
+	Label       string    `json:"label"`
+	Type        string    `json:"type"`
+	Mountpoints []string  `json:"mountpoints"`
+	Local       bool      `json:"local"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// Mounted reports whether the disk has at least one mount point.
+func (d Disk) Mounted() bool { return len(d.Mountpoints) > 0 }
+
+func (d Disk) key() string { return d.Device + "\x00" + d.UUID }
+
+// sameContent reports whether two versions of one disk differ in nothing that
+// a user would call a change (LastSeen excluded).
+func (d Disk) sameContent(o Disk) bool {
+	return d.Label == o.Label && d.Type == o.Type && d.PartUUID == o.PartUUID &&
+		d.Hostname == o.Hostname && slices.Equal(d.Mountpoints, o.Mountpoints)
+}
+
+// Peer is another host heard on the network.
+type Peer struct {
+	HostID        string
+	Hostname      string
+	Address       string // source address of its last datagram
+	BootID        string // the peer's daemon instance
+	Seq           uint64
+	Interval      time.Duration // the peer's own announce interval
+	Timeout       time.Duration // lost when not heard from for this long
+	LastHeard     time.Time
+	Authenticated bool // its datagrams were sealed with a key of our keyring
+	Disks         int
+}
+
+// EventKind says what changed.
+type EventKind int
+
+// The kinds of change events.
+const (
+	DiskAppeared EventKind = iota + 1
+	DiskDisappeared
+	DiskChanged
+	PeerJoined
+	PeerLost
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case DiskAppeared:
+		return "appeared"
+	case DiskDisappeared:
+		return "disappeared"
+	case DiskChanged:
+		return "changed"
+	case PeerJoined:
+		return "peer-joined"
+	case PeerLost:
+		return "peer-lost"
+	}
+	return "unknown"
+}
+
+// Reasons a peer is lost.
+const (
+	ReasonBye     = "bye"     // it said goodbye on a clean stop
+	ReasonTimeout = "timeout" // not heard from within its timeout
+)
+
+// Event is one change. Disk is set for disk events, Peer for peer events (and,
+// for a remote disk event, the peer that owns the disk).
+type Event struct {
+	Kind   EventKind
+	Disk   Disk
+	Peer   Peer
+	Reason string // PeerLost only
+}
+
+// Options bound the inventory. Zero values take the defaults.
+type Options struct {
+	HostID   string
+	Hostname string
+	// PeerTimeout, when set, overrides the per-peer default of three times the
+	// peer's own announce interval.
+	PeerTimeout time.Duration
+	// MaxPeers caps the peers held at once (default 4096); announcements from
+	// further new hosts are dropped and counted.
+	MaxPeers int
+	// MaxDisksPerPeer caps one peer's disks (default 2048); the rest of an
+	// over-long list is dropped and counted.
+	MaxDisksPerPeer int
+	// MaxTombstones caps how many departed peers' last sequence numbers are
+	// remembered to refuse replays (default 4 × MaxPeers).
+	MaxTombstones int
+	// Now is the clock (default time.Now); tests may set it.
+	Now func() time.Time
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxPeers        = 4096
+	DefaultMaxDisksPerPeer = 2048
+)
+
+// ErrReplay is returned for an announcement whose sequence number does not
+// move forward for its host: a replay, a duplicate, or a peer whose clock went
+// back across a restart.
+var ErrReplay = errors.New("sequence number did not move forward (replay or duplicate)")
+
+// ErrPeerCap is returned for an announcement from a new host when MaxPeers
+// peers are already held.
+var ErrPeerCap = errors.New("peer limit reached")
+
+// ErrSelf is returned for an announcement that carries our own host id.
+var ErrSelf = errors.New("announcement carries this host's own id")
+
+// Stats are the inventory's own counters.
+type Stats struct {
+	Replays       uint64 // announcements dropped as replays
+	PeerCapHits   uint64 // announcements from new hosts dropped at MaxPeers
+	DiskCapHits   uint64 // announcements truncated at MaxDisksPerPeer
+	EventsDropped uint64 // events not delivered to a slow subscriber
+}
+
+// ScanState is the outcome of the last local scan.
+type ScanState struct {
+	At  time.Time // zero before the first scan
+	Err error     // nil when it succeeded
+}
+
+type peerState struct {
+	info  Peer
+	disks map[string]Disk
+}
+
+type seen struct {
+	bootID string
+	seq    uint64
+	at     time.Time
+}
+
+// Inventory holds the network-wide view. Create it with New.
+type Inventory struct {
+	opts Options
+
+	mu         sync.RWMutex
+	local      map[string]Disk
+	peers      map[string]*peerState
+	tombstones map[string]seen // host id → last accepted sequence of departed peers
+	scan       ScanState
+	stats      Stats
+	subs       map[*Subscription]struct{}
+}
+
+// New returns an empty inventory for this host.
+func New(opts Options) *Inventory {
+	if opts.MaxPeers <= 0 {
+		opts.MaxPeers = DefaultMaxPeers
+	}
+	if opts.MaxDisksPerPeer <= 0 {
+		opts.MaxDisksPerPeer = DefaultMaxDisksPerPeer
+	}
+	if opts.MaxTombstones <= 0 {
+		opts.MaxTombstones = 4 * opts.MaxPeers
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Inventory{
+		opts:       opts,
+		local:      map[string]Disk{},
+		peers:      map[string]*peerState{},
+		tombstones: map[string]seen{},
+		subs:       map[*Subscription]struct{}{},
+	}
+}
+
+// HostID is this host's stable identity.
+func (inv *Inventory) HostID() string { return inv.opts.HostID }
+
+// Hostname is this host's name as shown to people.
+func (inv *Inventory) Hostname() string { return inv.opts.Hostname }
+
+// SetLocal records the outcome of a local scan. On success disks replaces the
+// local list (only Device, UUID, PartUUID, Label, Type and Mountpoints are
+// read) and the differences are published. On failure the previous list is
+// kept, since nothing is known about what changed, and only the error is
+// recorded. It reports whether the local list changed.
+func (inv *Inventory) SetLocal(disks []Disk, err error) bool {
+	now := inv.opts.Now()
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.scan = ScanState{At: now, Err: err}
+	if err != nil {
+		return false
+	}
+	next := make(map[string]Disk, len(disks))
+	for _, d := range disks {
+		d.HostID, d.Hostname, d.Local, d.LastSeen = inv.opts.HostID, inv.opts.Hostname, true, now
+		d.Mountpoints = normalizeMounts(d.Mountpoints)
+		next[d.key()] = d
+	}
+	changed := inv.diffLocked(inv.local, next, Peer{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname})
+	inv.local = next
+	return changed
+}
+
+// Scan returns the outcome of the last local scan.
+func (inv *Inventory) Scan() ScanState {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.scan
+}
+
+// Announcement is a peer's complete disk list as received.
+type Announcement struct {
+	HostID        string
+	Hostname      string
+	BootID        string
+	Seq           uint64
+	Interval      time.Duration
+	Address       string
+	Authenticated bool
+	Disks         []Disk // only Device, UUID, PartUUID, Label, Type and Mountpoints are read
+}
+
+// Apply records a peer's announcement, replacing that peer's disk list, and
+// publishes what changed. It returns ErrSelf, ErrReplay or ErrPeerCap (and
+// changes nothing) when the announcement is refused.
+func (inv *Inventory) Apply(a Announcement) error {
+	now := inv.opts.Now()
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if err := inv.admitLocked(a.HostID, a.BootID, a.Seq); err != nil {
+		return err
+	}
+	ps, known := inv.peers[a.HostID]
+	if !known && len(inv.peers) >= inv.opts.MaxPeers {
+		inv.stats.PeerCapHits++
+		return ErrPeerCap
+	}
+	delete(inv.tombstones, a.HostID)
+	if !known {
+		ps = &peerState{disks: map[string]Disk{}}
+		inv.peers[a.HostID] = ps
+	}
+	ps.info = Peer{
+		HostID: a.HostID, Hostname: a.Hostname, Address: a.Address, BootID: a.BootID,
+		Seq: a.Seq, Interval: a.Interval, Timeout: inv.timeoutFor(a.Interval),
+		LastHeard: now, Authenticated: a.Authenticated,
+	}
+	disks := a.Disks
+	if len(disks) > inv.opts.MaxDisksPerPeer {
+		inv.stats.DiskCapHits++
+		disks = disks[:inv.opts.MaxDisksPerPeer]
+	}
+	next := make(map[string]Disk, len(disks))
+	for _, d := range disks {
+		d.HostID, d.Hostname, d.Local, d.LastSeen = a.HostID, a.Hostname, false, now
+		d.Mountpoints = normalizeMounts(d.Mountpoints)
+		next[d.key()] = d
+	}
+	ps.info.Disks = len(next)
+	if !known {
+		inv.publishLocked(Event{Kind: PeerJoined, Peer: ps.info})
+	}
+	inv.diffLocked(ps.disks, next, ps.info)
+	ps.disks = next
+	return nil
+}
+
+// Touch records that a peer was heard (a ping, say) without changing its
+// disks; the sequence number must move forward as for Apply. Unknown hosts
+// are not added: only an announcement makes a peer.
+func (inv *Inventory) Touch(hostID, bootID string, seq uint64) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if err := inv.admitLocked(hostID, bootID, seq); err != nil {
+		return err
+	}
+	if ps, ok := inv.peers[hostID]; ok && ps.info.BootID == bootID {
+		ps.info.Seq, ps.info.LastHeard = seq, inv.opts.Now()
+	}
+	return nil
+}
+
+// Bye removes a peer that said goodbye. The sequence number must move forward
+// as for Apply, so a replayed goodbye cannot remove a live peer.
+func (inv *Inventory) Bye(hostID, bootID string, seq uint64) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if err := inv.admitLocked(hostID, bootID, seq); err != nil {
+		return err
+	}
+	if _, ok := inv.peers[hostID]; ok {
+		inv.peers[hostID].info.Seq = seq
+		inv.removeLocked(hostID, ReasonBye)
+	}
+	return nil
+}
+
+// Expire removes every peer not heard from within its timeout and returns
+// the time at which the next one would expire (zero when there are no peers).
+func (inv *Inventory) Expire() time.Time {
+	now := inv.opts.Now()
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	var next time.Time
+	for id, ps := range inv.peers {
+		deadline := ps.info.LastHeard.Add(ps.info.Timeout)
+		if !now.Before(deadline) {
+			inv.removeLocked(id, ReasonTimeout)
+			continue
+		}
+		if next.IsZero() || deadline.Before(next) {
+			next = deadline
+		}
+	}
+	return next
+}
+
+// admitLocked applies the replay rule: per host, the sequence number must
+// strictly increase, whatever the daemon instance. Senders start their
+// sequence at the wall clock in microseconds, so a restarted peer moves
+// forward too.
+func (inv *Inventory) admitLocked(hostID, bootID string, seq uint64) error {
+	if hostID == inv.opts.HostID {
+		return ErrSelf
+	}
+	last, ok := uint64(0), false
+	if ps, live := inv.peers[hostID]; live {
+		last, ok = ps.info.Seq, true
+	} else if t, dead := inv.tombstones[hostID]; dead {
+		last, ok = t.seq, true
+	}
+	if ok && seq <= last {
+		inv.stats.Replays++
+		return ErrReplay
+	}
+	return nil
+}
+
+func (inv *Inventory) removeLocked(hostID, reason string) {
+	ps := inv.peers[hostID]
+	delete(inv.peers, hostID)
+	inv.rememberLocked(hostID, ps.info)
+	for _, d := range sortedDisks(ps.disks) {
+		inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info})
+	}
+	ps.info.Disks = 0
+	inv.publishLocked(Event{Kind: PeerLost, Peer: ps.info, Reason: reason})
+}
+
+func (inv *Inventory) rememberLocked(hostID string, p Peer) {
+	if len(inv.tombstones) >= inv.opts.MaxTombstones {
+		// Forget the oldest; a linear scan is fine at this size and only
+		// runs when a peer leaves while the table is full.
+		var oldest string
+		var at time.Time
+		for id, t := range inv.tombstones {
+			if oldest == "" || t.at.Before(at) {
+				oldest, at = id, t.at
+			}
+		}
+		delete(inv.tombstones, oldest)
+	}
+	inv.tombstones[hostID] = seen{bootID: p.BootID, seq: p.Seq, at: inv.opts.Now()}
+}
+
+func (inv *Inventory) timeoutFor(interval time.Duration) time.Duration {
+	if inv.opts.PeerTimeout > 0 {
+		return inv.opts.PeerTimeout
+	}
+	return 3 * interval
+}
+
+// diffLocked publishes the events that turn old into next and reports
+// whether there were any.
+func (inv *Inventory) diffLocked(old, next map[string]Disk, owner Peer) bool {
+	changed := false
+	for _, d := range sortedDisks(old) {
+		if _, ok := next[d.key()]; !ok {
+			changed = true
+			inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: owner})
+		}
+	}
+	for _, d := range sortedDisks(next) {
+		prev, ok := old[d.key()]
+		switch {
+		case !ok:
+			changed = true
+			inv.publishLocked(Event{Kind: DiskAppeared, Disk: d, Peer: owner})
+		case !prev.sameContent(d):
+			changed = true
+			inv.publishLocked(Event{Kind: DiskChanged, Disk: d, Peer: owner})
+		}
+	}
+	return changed
+}
+
+// Disks returns every known disk, local and remote, sorted by hostname,
+// host id and device.
+func (inv *Inventory) Disks() []Disk {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	n := len(inv.local)
+	for _, ps := range inv.peers {
+		n += len(ps.disks)
+	}
+	out := make([]Disk, 0, n)
+	for _, d := range inv.local {
+		out = append(out, d)
+	}
+	for _, ps := range inv.peers {
+		for _, d := range ps.disks {
+			out = append(out, d)
+		}
+	}
+	sortDisks(out)
+	return out
+}
+
+// Counts returns the number of peers and of disks (local and remote).
+func (inv *Inventory) Counts() (peers, disks int) {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	disks = len(inv.local)
+	for _, ps := range inv.peers {
+		disks += len(ps.disks)
+	}
+	return len(inv.peers), disks
+}
+
+// LocalDisks returns this host's disks sorted by device.
+func (inv *Inventory) LocalDisks() []Disk {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return sortedDisks(inv.local)
+}
+
+// Peers returns the peers sorted by hostname and host id.
+func (inv *Inventory) Peers() []Peer {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	out := make([]Peer, 0, len(inv.peers))
+	for _, ps := range inv.peers {
+		out = append(out, ps.info)
+	}
+	slices.SortFunc(out, func(a, b Peer) int {
+		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.HostID, b.HostID))
+	})
+	return out
+}
+
+// Stats returns the inventory's counters.
+func (inv *Inventory) Stats() Stats {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.stats
+}
+
+// Match returns the disks that pattern selects, for `list PATTERN`. A pattern
+// with glob characters (* ? [) is matched as a shell glob against the uuid,
+// partuuid, label, device, hostname and host id; any other pattern selects
+// disks where one of those contains it, ignoring case. An empty pattern
+// selects every disk.
+func (inv *Inventory) Match(pattern string) []Disk {
+	all := inv.Disks()
+	if pattern == "" {
+		return all
+	}
+	glob := strings.ContainsAny(pattern, "*?[")
+	lower := strings.ToLower(pattern)
+	var out []Disk
+	for _, d := range all {
+		for _, f := range []string{d.UUID, d.PartUUID, d.Label, d.Device, d.Hostname, d.HostID} {
+			var hit bool
+			if glob {
+				hit, _ = path.Match(pattern, f)
+			} else {
+				hit = f != "" && strings.Contains(strings.ToLower(f), lower)
+			}
+			if hit {
+				out = append(out, d)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Find returns the disks whose uuid, partuuid or label equals term; if there
+// are none, those where one of them starts with term (ignoring case); if
+// still none, those where one of them contains term (ignoring case).
+func (inv *Inventory) Find(term string) []Disk {
+	if term == "" {
+		return nil
+	}
+	all := inv.Disks()
+	lower := strings.ToLower(term)
+	tiers := []func(f string) bool{
+		func(f string) bool { return f == term || (f != "" && strings.EqualFold(f, term)) },
+		func(f string) bool { return strings.HasPrefix(strings.ToLower(f), lower) },
+		func(f string) bool { return strings.Contains(strings.ToLower(f), lower) },
+	}
+	for _, match := range tiers {
+		var out []Disk
+		for _, d := range all {
+			if match(d.UUID) || match(d.PartUUID) || match(d.Label) {
+				out = append(out, d)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
+}
+
+func normalizeMounts(m []string) []string {
+	if len(m) == 0 {
+		return []string{}
+	}
+	m = slices.Clone(m)
+	slices.Sort(m)
+	return slices.Compact(m)
+}
+
+func sortedDisks(m map[string]Disk) []Disk {
+	out := make([]Disk, 0, len(m))
+	for _, d := range m {
+		out = append(out, d)
+	}
+	sortDisks(out)
+	return out
+}
+
+func sortDisks(ds []Disk) {
+	slices.SortFunc(ds, func(a, b Disk) int {
+		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.HostID, b.HostID),
+			cmp.Compare(a.Device, b.Device), cmp.Compare(a.UUID, b.UUID))
+	})
+}

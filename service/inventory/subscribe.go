@@ -1,0 +1,59 @@
+package inventory
+
+import "sync/atomic"
+
+// DefaultSubscriptionBuffer is the event buffer of a subscription made with
+// a buffer size of zero or less.
+const DefaultSubscriptionBuffer = 4096
+
+// Subscription receives the inventory's change events in the order they
+// happened. Delivery never blocks the inventory: when a subscriber falls so
+// far behind that its buffer is full, further events are dropped for it and
+// counted (Dropped), and the inventory's EventsDropped counter grows. A
+// subscriber that must not miss anything can compare against a fresh
+// snapshot (Disks, Peers) when Dropped moves.
+type Subscription struct {
+	inv     *Inventory
+	ch      chan Event
+	dropped atomic.Uint64
+}
+
+// Subscribe returns a subscription with room for buffer pending events.
+// Close it when done.
+func (inv *Inventory) Subscribe(buffer int) *Subscription {
+	if buffer <= 0 {
+		buffer = DefaultSubscriptionBuffer
+	}
+	s := &Subscription{inv: inv, ch: make(chan Event, buffer)}
+	inv.mu.Lock()
+	inv.subs[s] = struct{}{}
+	inv.mu.Unlock()
+	return s
+}
+
+// C delivers the events. It is closed by Close.
+func (s *Subscription) C() <-chan Event { return s.ch }
+
+// Dropped counts the events this subscriber missed because its buffer was full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Close ends the subscription and closes C. It may be called more than once.
+func (s *Subscription) Close() {
+	s.inv.mu.Lock()
+	defer s.inv.mu.Unlock()
+	if _, ok := s.inv.subs[s]; ok {
+		delete(s.inv.subs, s)
+		close(s.ch)
+	}
+}
+
+func (inv *Inventory) publishLocked(e Event) {
+	for s := range inv.subs {
+		select {
+		case s.ch <- e:
+		default:
+			s.dropped.Add(1)
+			inv.stats.EventsDropped++
+		}
+	}
+}
