@@ -1,0 +1,314 @@
+package wire
+
+import (
+	"fmt"
+	"time"
+)
+
+// Decode parses and validates one datagram. With k != nil it accepts only
+// sealed datagrams that one of k's keys opens; with k == nil it accepts only
+// unsealed ones. Every error is a *DropError. Decode never panics, and what
+// it allocates is bounded by the size of b, whatever lengths the datagram
+// declares. The returned strings do not share memory with b.
+//
+// Decode is safe for concurrent use.
+func Decode(b []byte, k *Keyring) (Message, error) {
+	if len(b) > MaxDatagram {
+		return Message{}, dropf(ReasonLong, "datagram is %d bytes, max %d", len(b), MaxDatagram)
+	}
+	if len(b) < HeaderSize {
+		return Message{}, dropf(ReasonShort, "datagram is %d bytes, shorter than the %d-byte header", len(b), HeaderSize)
+	}
+	if string(b[:4]) != Magic {
+		return Message{}, dropf(ReasonMagic, "magic %q, want %q", b[:4], Magic)
+	}
+	if b[4] != Version {
+		return Message{}, dropf(ReasonVersion, "version %d, want %d", b[4], Version)
+	}
+	flags := b[5]
+	if flags&^FlagSealed != 0 {
+		return Message{}, dropf(ReasonFlags, "unknown flags %#02x", flags&^FlagSealed)
+	}
+	body := b[HeaderSize:]
+	sealed := flags&FlagSealed != 0
+	switch {
+	case sealed && k == nil:
+		return Message{}, dropf(ReasonSealed, "sealed, but no key file is configured")
+	case !sealed && k != nil:
+		return Message{}, dropf(ReasonUnsealed, "not sealed, but a key file is configured")
+	case sealed:
+		if len(body) < SealOverhead {
+			return Message{}, dropf(ReasonShort, "sealed body is %d bytes, shorter than nonce and tag (%d)", len(body), SealOverhead)
+		}
+		plain, ok := k.open(b[:HeaderSize], body)
+		if !ok {
+			return Message{}, dropf(ReasonAuth, "no key opens it (wrong key or tampered)")
+		}
+		body = plain
+	}
+	// One copy: every decoded string is a substring of it.
+	r := reader{s: string(body)}
+	m, err := r.message()
+	if err != nil {
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// Presence bits of message and disk fields.
+const (
+	hasKind = 1 << iota
+	hasHost
+	hasHostname
+	hasBoot
+	hasSeq
+	hasInterval
+	hasPart
+	hasParts
+	hasDisks
+)
+
+// message parses the body: one map and nothing after it.
+func (r *reader) message() (Message, *DropError) {
+	var m Message
+	n, err := r.mapLen()
+	if err != nil {
+		return m, within("message", err)
+	}
+	var seen uint
+	var kind, part, parts, interval uint64
+	for i := 0; i < n; i++ {
+		key, err := r.key()
+		if err != nil {
+			return m, within("message key", err)
+		}
+		var bit uint
+		switch key {
+		case "k":
+			bit = hasKind
+			kind, err = r.uint()
+		case "h":
+			bit = hasHost
+			m.HostID, err = r.str(MaxIDLen)
+		case "n":
+			bit = hasHostname
+			m.Hostname, err = r.str(MaxHostnameLen)
+		case "b":
+			bit = hasBoot
+			m.BootID, err = r.str(MaxIDLen)
+		case "s":
+			bit = hasSeq
+			m.Seq, err = r.uint()
+		case "i":
+			bit = hasInterval
+			interval, err = r.uint()
+		case "p":
+			bit = hasPart
+			part, err = r.uint()
+		case "c":
+			bit = hasParts
+			parts, err = r.uint()
+		case "d":
+			bit = hasDisks
+			m.Disks, err = r.disks()
+		default:
+			err = r.skip()
+		}
+		if err != nil {
+			return m, within(fieldName(key), err)
+		}
+		if seen&bit != 0 {
+			return m, dropf(ReasonMalformed, "key %s given twice", quote(key))
+		}
+		seen |= bit
+	}
+	if r.off != len(r.s) {
+		return m, dropf(ReasonMalformed, "%d bytes after the message", len(r.s)-r.off)
+	}
+	if seen&hasKind == 0 {
+		return m, dropf(ReasonMalformed, "no kind")
+	}
+	switch kind {
+	case uint64(KindAnnounce), uint64(KindBye), uint64(KindPing):
+		m.Kind = Kind(kind)
+	default:
+		return m, dropf(ReasonKind, "unknown kind %d", kind)
+	}
+	const common = hasHost | hasHostname | hasBoot | hasSeq | hasInterval
+	const announce = hasPart | hasParts | hasDisks
+	if missing := common &^ seen; missing != 0 {
+		return m, dropf(ReasonMalformed, "%s without %s", m.Kind, fieldName(bitKey(missing)))
+	}
+	if m.Kind == KindAnnounce {
+		if missing := announce &^ seen; missing != 0 {
+			return m, dropf(ReasonMalformed, "announce without %s", fieldName(bitKey(missing)))
+		}
+	} else if extra := announce & seen; extra != 0 {
+		return m, dropf(ReasonMalformed, "%s with %s", m.Kind, fieldName(bitKey(extra)))
+	}
+	if interval > uint64(MaxInterval/time.Millisecond) {
+		return m, dropf(ReasonLimit, "interval %dms outside %v..%v", interval, MinInterval, MaxInterval)
+	}
+	m.Interval = time.Duration(interval) * time.Millisecond
+	if err := checkCommon(&m); err != nil {
+		return m, err
+	}
+	if m.Kind == KindAnnounce {
+		if parts < 1 || parts > MaxParts {
+			return m, dropf(ReasonLimit, "parts %d outside 1..%d", parts, MaxParts)
+		}
+		if part >= parts {
+			return m, dropf(ReasonLimit, "part %d outside 0..%d", part, parts-1)
+		}
+		m.Part, m.Parts = int(part), int(parts)
+	}
+	return m, nil
+}
+
+// bitKey returns the key of the lowest presence bit set in bits.
+func bitKey(bits uint) string {
+	keys := "khnbsipcd"
+	for i := range len(keys) {
+		if bits&(1<<i) != 0 {
+			return keys[i : i+1]
+		}
+	}
+	return "?"
+}
+
+// fieldName names a message key for error messages.
+func fieldName(key string) string {
+	switch key {
+	case "k":
+		return "kind"
+	case "h":
+		return "host id"
+	case "n":
+		return "hostname"
+	case "b":
+		return "boot id"
+	case "s":
+		return "seq"
+	case "i":
+		return "interval"
+	case "p":
+		return "part"
+	case "c":
+		return "parts"
+	case "d":
+		return "disks"
+	}
+	return "key " + quote(key)
+}
+
+// disks parses the disk array of an announcement.
+func (r *reader) disks() ([]Disk, *DropError) {
+	n, err := r.arrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n > MaxDisksPerPart {
+		return nil, dropf(ReasonLimit, "%d disks, max %d", n, MaxDisksPerPart)
+	}
+	// A disk map with a device, {"d":""}, takes at least 4 bytes; anything
+	// shorter is malformed anyway. Check before allocating.
+	if n > uint64(r.remaining()/4) {
+		return nil, dropf(ReasonMalformed, "%d disks declared, %d bytes left", n, r.remaining())
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	disks := make([]Disk, n)
+	for i := range disks {
+		if err := r.disk(&disks[i]); err != nil {
+			return nil, within(fmt.Sprintf("disk %d", i), err)
+		}
+	}
+	return disks, nil
+}
+
+// Presence bits of disk fields.
+const (
+	hasDevice = 1 << iota
+	hasUUID
+	hasPartUUID
+	hasLabel
+	hasType
+	hasMounts
+)
+
+func (r *reader) disk(d *Disk) *DropError {
+	n, err := r.mapLen()
+	if err != nil {
+		return err
+	}
+	var seen uint
+	for i := 0; i < n; i++ {
+		key, err := r.key()
+		if err != nil {
+			return within("key", err)
+		}
+		var bit uint
+		name := key
+		switch key {
+		case "d":
+			bit, name = hasDevice, "device"
+			d.Device, err = r.str(MaxDeviceLen)
+		case "u":
+			bit, name = hasUUID, "uuid"
+			d.UUID, err = r.str(MaxUUIDLen)
+		case "p":
+			bit, name = hasPartUUID, "partuuid"
+			d.PartUUID, err = r.str(MaxUUIDLen)
+		case "l":
+			bit, name = hasLabel, "label"
+			d.Label, err = r.str(MaxLabelLen)
+		case "t":
+			bit, name = hasType, "type"
+			d.Type, err = r.str(MaxTypeLen)
+		case "m":
+			bit, name = hasMounts, "mountpoints"
+			d.Mountpoints, err = r.mountpoints()
+		default:
+			name = "key " + quote(key)
+			err = r.skip()
+		}
+		if err != nil {
+			return within(name, err)
+		}
+		if seen&bit != 0 {
+			return dropf(ReasonMalformed, "%s given twice", name)
+		}
+		seen |= bit
+	}
+	if seen&hasDevice == 0 {
+		return dropf(ReasonMalformed, "no device")
+	}
+	if err := checkDisk(d); err != nil {
+		return within("device "+quote(d.Device), err)
+	}
+	return nil
+}
+
+func (r *reader) mountpoints() ([]string, *DropError) {
+	n, err := r.arrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n > MaxMountpoints {
+		return nil, dropf(ReasonLimit, "%d entries, max %d", n, MaxMountpoints)
+	}
+	if n > uint64(r.remaining()) {
+		return nil, dropf(ReasonMalformed, "%d entries declared, %d bytes left", n, r.remaining())
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	mps := make([]string, n)
+	for i := range mps {
+		if mps[i], err = r.str(MaxMountpointLen); err != nil {
+			return nil, within(fmt.Sprintf("entry %d", i), err)
+		}
+	}
+	return mps, nil
+}
