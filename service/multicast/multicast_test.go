@@ -1,0 +1,193 @@
+package multicast
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/wire"
+)
+
+// receiver is a Service without a socket: its receive path is fed
+// datagrams directly, encoded by the real encoder.
+func receiver(t *testing.T, ring *wire.Keyring) (*Service, *inventory.Inventory, *atomic.Int32, func(b []byte)) {
+	t.Helper()
+	inv := inventory.New(inventory.Options{HostID: "self", Hostname: "me"})
+	var pings atomic.Int32
+	s := New(nil, inv, Options{
+		Identity: Identity{HostID: "self", Hostname: "me", BootID: "i1"},
+		Interval: time.Second, Keyring: ring,
+		OnPing: func(d time.Duration) {
+			if d < 0 || d >= PingReplyDelay {
+				t.Errorf("ping reply delay %v outside [0, %v)", d, PingReplyDelay)
+			}
+			pings.Add(1)
+		},
+	})
+	asm := wire.NewAssembler(16, 5*time.Second)
+	src := netip.MustParseAddr("10.77.0.2")
+	return s, inv, &pings, func(b []byte) { s.handle(b, src, asm, time.Now()) }
+}
+
+func datagram(t *testing.T, m wire.Message, ring *wire.Keyring) []byte {
+	t.Helper()
+	g, err := wire.Encode(m, 1200, ring)
+	if err != nil || len(g) != 1 {
+		t.Fatalf("encode: %v (%d datagrams)", err, len(g))
+	}
+	return g[0]
+}
+
+func msg(kind wire.Kind, host string, seq uint64, disks ...wire.Disk) wire.Message {
+	return wire.Message{Kind: kind, HostID: host, Hostname: host + "-name", BootID: "b1", Seq: seq,
+		Interval: time.Second, Disks: disks}
+}
+
+func TestReceiveAppliesAndCounts(t *testing.T) {
+	s, inv, _, feed := receiver(t, nil)
+	feed(datagram(t, msg(wire.KindAnnounce, "peer", 5, wire.Disk{Device: "/dev/loop1", UUID: "u", Label: "L", Type: "ext4"}), nil))
+	if d := inv.Disks(); len(d) != 1 || d[0].Hostname != "peer-name" || d[0].Label != "L" {
+		t.Fatalf("announcement not applied: %+v", d)
+	}
+	if p := inv.Peers(); len(p) != 1 || p[0].Address != "10.77.0.2" || p[0].Authenticated {
+		t.Fatalf("peer %+v", p)
+	}
+	feed(datagram(t, msg(wire.KindAnnounce, "peer", 5), nil))  // replay
+	feed(datagram(t, msg(wire.KindAnnounce, "self", 99), nil)) // our own id
+	feed([]byte("garbage"))
+	feed([]byte("DSKD\x09\x00"))
+	junk := make([]byte, 300)
+	rand.Read(junk)
+	feed(junk)
+	st := s.Stats()
+	want := map[string]uint64{DropReplay: 1, DropSelf: 1, "magic": 1, "version": 1}
+	for r, n := range want {
+		if st.Drops[r] < n {
+			t.Errorf("drops[%s] = %d, want %d (all: %v)", r, st.Drops[r], n, st.Drops)
+		}
+	}
+	if st.Dropped != 5 {
+		t.Errorf("dropped %d, want 5: %v", st.Dropped, st.Drops)
+	}
+	if len(inv.Disks()) != 1 {
+		t.Fatal("a dropped datagram changed the inventory")
+	}
+	feed(datagram(t, msg(wire.KindBye, "peer", 6), nil))
+	if len(inv.Disks()) != 0 || len(inv.Peers()) != 0 {
+		t.Fatal("bye did not remove the peer")
+	}
+}
+
+func TestPingAnswerLimits(t *testing.T) {
+	_, inv, pings, feed := receiver(t, nil)
+	seq := uint64(1)
+	announce := func(host string) {
+		seq++
+		feed(datagram(t, msg(wire.KindAnnounce, host, seq), nil))
+	}
+	ping := func(host string) {
+		seq++
+		feed(datagram(t, msg(wire.KindPing, host, seq), nil))
+	}
+	// 100 pings within a second from one host: one answer.
+	announce("a")
+	for range 100 {
+		ping("a")
+	}
+	if n := pings.Load(); n != 1 {
+		t.Fatalf("100 pings from one host got %d answers, want 1", n)
+	}
+	// Pings from 100 different hosts: the total rate cap holds.
+	pings.Store(0)
+	for i := range 100 {
+		h := string(rune('A'+i%26)) + string(rune('a'+i/26))
+		announce(h)
+		ping(h)
+	}
+	if n := pings.Load(); n > PingRateLimit {
+		t.Fatalf("pings from 100 hosts got %d answers, want at most %d", n, PingRateLimit)
+	}
+	if len(inv.Peers()) != 101 {
+		t.Fatalf("%d peers", len(inv.Peers()))
+	}
+}
+
+func TestSealedOnlyWithKey(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	ring, err := wire.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, inv, _, feed := receiver(t, ring)
+	feed(datagram(t, msg(wire.KindAnnounce, "rogue", 1, wire.Disk{Device: "/dev/x", UUID: "u"}), nil))
+	if len(inv.Disks()) != 0 || s.Stats().Drops["unsealed"] != 1 {
+		t.Fatalf("unsealed datagram accepted by a keyed host: %v", s.Stats().Drops)
+	}
+	feed(datagram(t, msg(wire.KindAnnounce, "friend", 1, wire.Disk{Device: "/dev/x", UUID: "u"}), ring))
+	if p := inv.Peers(); len(p) != 1 || !p[0].Authenticated {
+		t.Fatalf("sealed announcement: %+v", p)
+	}
+}
+
+func TestPayloadBudget(t *testing.T) {
+	ifs := func(mtus ...int) []net.Interface {
+		var out []net.Interface
+		for _, m := range mtus {
+			out = append(out, net.Interface{MTU: m})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		ifaces []net.Interface
+		ttl    int
+		want   int
+	}{
+		{ifs(1500), 1, 1472},
+		{ifs(1500, 9000), 1, 1472},
+		{ifs(9000), 1, 8972},
+		{ifs(9000), 2, MinBudget},
+		{ifs(1280), 1, 1252},
+		{ifs(1000), 3, 972},
+		{ifs(0), 1, MinBudget},
+	} {
+		if got := payloadBudget(c.ifaces, c.ttl); got != c.want {
+			t.Errorf("payloadBudget(%v, ttl %d) = %d, want %d", c.ifaces, c.ttl, got, c.want)
+		}
+	}
+}
+
+func TestEncodeLeavesOutDisksThatCannotFit(t *testing.T) {
+	var many []string
+	for i := range 30 {
+		many = append(many, fmt.Sprintf("/srv/a/rather/long/path/to/a/bind/mount/number/%02d", i))
+	}
+	m := msg(wire.KindAnnounce, "me", 1,
+		wire.Disk{Device: "/dev/sda1", UUID: "u1"},
+		wire.Disk{Device: "/dev/sdb1", UUID: "u2", Mountpoints: many}, // ~1.5 kB: fits no datagram
+		wire.Disk{Device: "/dev/sdc1", UUID: "u3"})
+	grams, err := encode(m, 1200, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asm := wire.NewAssembler(4, time.Second)
+	var got wire.Message
+	for _, g := range grams {
+		d, err := wire.Decode(g, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if whole, ok := asm.Add(d, time.Now()); ok {
+			got = whole
+		}
+	}
+	if len(got.Disks) != 2 || got.Disks[0].Device != "/dev/sda1" || got.Disks[1].Device != "/dev/sdc1" {
+		t.Fatalf("announced %+v, want sda1 and sdc1", got.Disks)
+	}
+}
