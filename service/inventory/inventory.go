@@ -495,20 +495,26 @@ func (inv *Inventory) Stats() Stats {
 	return inv.stats
 }
 
-// Match returns the disks that pattern selects, for `list PATTERN`. A pattern
-// with glob characters (* ? [) is matched as a shell glob against the uuid,
-// partuuid, label, device, hostname and host id; any other pattern selects
-// disks where one of those contains it, ignoring case. An empty pattern
-// selects every disk.
-func (inv *Inventory) Match(pattern string) []Disk {
-	all := inv.Disks()
+// Match returns the disks that pattern selects, for `list PATTERN`; see
+// MatchDisks.
+func (inv *Inventory) Match(pattern string) []Disk { return MatchDisks(inv.Disks(), pattern) }
+
+// Find returns the disks that term finds, for `find TERM`; see FindDisks.
+func (inv *Inventory) Find(term string) []Disk { return FindDisks(inv.Disks(), term) }
+
+// MatchDisks returns the disks that pattern selects. A pattern with glob
+// characters (* ? [) is matched as a shell glob against the uuid, partuuid,
+// label, device, hostname and host id; any other pattern selects disks where
+// one of those contains it, ignoring case. An empty pattern selects every
+// disk.
+func MatchDisks(disks []Disk, pattern string) []Disk {
 	if pattern == "" {
-		return all
+		return disks
 	}
 	glob := strings.ContainsAny(pattern, "*?[")
 	lower := strings.ToLower(pattern)
 	var out []Disk
-	for _, d := range all {
+	for _, d := range disks {
 		for _, f := range []string{d.UUID, d.PartUUID, d.Label, d.Device, d.Hostname, d.HostID} {
 			var hit bool
 			if glob {
@@ -525,23 +531,22 @@ func (inv *Inventory) Match(pattern string) []Disk {
 	return out
 }
 
-// Find returns the disks whose uuid, partuuid or label equals term; if there
-// are none, those where one of them starts with term (ignoring case); if
-// still none, those where one of them contains term (ignoring case).
-func (inv *Inventory) Find(term string) []Disk {
+// FindDisks returns the disks whose uuid, partuuid or label equals term
+// (ignoring case); if there are none, those where one of them starts with
+// term (ignoring case); if still none, those where one of them contains it.
+func FindDisks(disks []Disk, term string) []Disk {
 	if term == "" {
 		return nil
 	}
-	all := inv.Disks()
 	lower := strings.ToLower(term)
 	tiers := []func(f string) bool{
-		func(f string) bool { return f == term || (f != "" && strings.EqualFold(f, term)) },
+		func(f string) bool { return f != "" && strings.EqualFold(f, term) },
 		func(f string) bool { return strings.HasPrefix(strings.ToLower(f), lower) },
 		func(f string) bool { return strings.Contains(strings.ToLower(f), lower) },
 	}
 	for _, match := range tiers {
 		var out []Disk
-		for _, d := range all {
+		for _, d := range disks {
 			if match(d.UUID) || match(d.PartUUID) || match(d.Label) {
 				out = append(out, d)
 			}

@@ -163,7 +163,7 @@ func finish(recs []*record) []Disk {
 // "^" if c < 32 or c == 127 (then c ^= 0x40), or else a backslash if c is
 // in exportEscaped; then c. So "^\" is byte 0x1c, "M-^\" byte 0x9c.
 func decodeExport(s []byte) (string, bool) {
-	if bytes.IndexAny(s, `\^M`) < 0 {
+	if !bytes.ContainsAny(s, `\^M`) {
 		return string(s), false
 	}
 	var (
