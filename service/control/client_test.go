@@ -1,0 +1,122 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClient(t *testing.T) {
+	ts := startServer(t, &Server{})
+	c := dialClient(t, ts.path)
+	ctx := context.Background()
+
+	for _, tc := range []struct {
+		name, line string
+		wantErr    string
+		remote     bool
+	}{
+		{"blank line is not sent", "   ", "", false},
+		{"line break refused", "list\nstatus", "a request must be a single line", false},
+		{"too long refused", strings.Repeat("a", MaxLineBytes+1), "request line too long (more than 4096 bytes)", false},
+		{"remote error", "bogus", `unknown command "bogus"`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines, err := c.Do(ctx, tc.line)
+			var re *RemoteError
+			switch {
+			case tc.wantErr == "" && (err != nil || lines != nil):
+				t.Errorf("Do = %q, %v; want nothing", lines, err)
+			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr || errors.As(err, &re) != tc.remote):
+				t.Errorf("Do = %v; want %q (remote %v)", err, tc.wantErr, tc.remote)
+			}
+		})
+	}
+	// The connection is still usable after all of that.
+	if lines, err := c.Do(ctx, "peers"); err != nil || len(lines) != 2 {
+		t.Fatalf("peers = %q, %v", lines, err)
+	}
+
+	// A context that is already done sends nothing and keeps the connection.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.Do(done, "status"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Do(cancelled) = %v", err)
+	}
+	if _, err := c.Do(ctx, "status"); err != nil {
+		t.Fatalf("status after a cancelled Do: %v", err)
+	}
+
+	// quit: OK, then the connection is gone.
+	if lines, err := c.Do(ctx, "quit"); err != nil || lines != nil {
+		t.Fatalf("quit = %q, %v", lines, err)
+	}
+	var re *RemoteError
+	if _, err := c.Do(ctx, "status"); err == nil || errors.As(err, &re) {
+		t.Errorf("Do after quit = %v, want a connection error", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestClientCancelMidRequest: ctx ends while the daemon is busy; the
+// connection is abandoned, since the late answer would be taken for the
+// next request's.
+func TestClientCancelMidRequest(t *testing.T) {
+	release := make(chan struct{})
+	ts := startServer(t, &Server{Actions: &blockingActions{fakeActions: fakeActions{status: testStatus()}, release: release}})
+	defer close(release)
+	c := dialClient(t, ts.path)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Do(ctx, "refresh"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do = %v, want the deadline", err)
+	}
+	if _, err := c.Do(context.Background(), "status"); err == nil || !strings.Contains(err.Error(), "abandoned") {
+		t.Fatalf("Do after a cancelled request = %v, want the connection abandoned", err)
+	}
+}
+
+// blockingActions blocks Refresh until release is closed or ctx ends.
+type blockingActions struct {
+	fakeActions
+	release chan struct{}
+}
+
+func (a *blockingActions) Refresh(ctx context.Context) error {
+	select {
+	case <-a.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestServeStopsDuringAction: stopping the server cancels an action in
+// progress instead of waiting for it.
+func TestServeStopsDuringAction(t *testing.T) {
+	ts := startServer(t, &Server{Actions: &blockingActions{fakeActions: fakeActions{status: testStatus()},
+		release: make(chan struct{})}})
+	r := dialRaw(t, ts.path)
+	r.send("refresh\n")
+	time.Sleep(50 * time.Millisecond) // let the server start the refresh
+	start := time.Now()
+	ts.stop(t)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Serve took %v to stop during an action", d)
+	}
+	// The refresh may or may not have been answered before the connection
+	// was closed; either way the connection ends.
+	if l, err := r.readLine(); err == nil {
+		if l != "ERR refresh failed: context canceled" {
+			t.Errorf("got %q", l)
+		}
+		r.expectEOF()
+	}
+}

@@ -1,0 +1,347 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/diskd/diskd/service/inventory"
+)
+
+// MaxLineBytes is the longest request line the server reads, not counting
+// its line end.
+const MaxLineBytes = 4096
+
+// Defaults for the Server's zero-valued fields.
+const (
+	DefaultMaxConns      = 64
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultActionTimeout = 2 * time.Minute
+)
+
+// KV is one more line of status output: "Key: Value" for people, and
+// "Key": "Value" in the "extra" object of status --json.
+type KV struct {
+	Key, Value string
+}
+
+// Status is what the status command shows. The daemon fills it in.
+type Status struct {
+	Version        string
+	HostID         string
+	Hostname       string
+	Started        time.Time
+	Peers          int
+	Disks          int
+	LastScan       time.Time // zero: no scan yet
+	ScanError      string    // empty: the last scan succeeded
+	PacketsIn      uint64
+	PacketsOut     uint64
+	PacketsDropped uint64
+	Drops          map[string]uint64 // dropped datagrams by reason
+	Extra          []KV              // more lines, optional
+}
+
+// Actions are what the daemon lets the control socket do.
+type Actions interface {
+	// Refresh rescans the local disks now and returns when the scan is done.
+	Refresh(ctx context.Context) error
+	// Announce multicasts the local disk list now.
+	Announce(ctx context.Context) error
+	// Ping asks every peer to re-announce.
+	Ping(ctx context.Context) error
+	// Status reports the daemon's state for the status command.
+	Status() Status
+}
+
+// Server serves the control protocol (see the package documentation) on a
+// listener. Inv is required; the other fields are optional. A Server must not
+// be changed once Serve has been called.
+type Server struct {
+	// Inv is the inventory that list, find and peers read.
+	Inv *inventory.Inventory
+	// Actions runs refresh, announce, ping and status. When nil, those
+	// commands answer ERR, and status shows what the inventory knows.
+	Actions Actions
+	// Log receives connection and error logs (default: discarded).
+	Log *slog.Logger
+	// MaxConns caps the connections served at once (default 64).
+	MaxConns int
+	// WriteTimeout bounds each write of an answer (default 10s).
+	WriteTimeout time.Duration
+	// ActionTimeout bounds refresh, announce and ping (default 2m).
+	ActionTimeout time.Duration
+	// Now is the clock for "ago" columns (default time.Now).
+	Now func() time.Time
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// Serve accepts connections on ln and answers requests until ctx is done. It
+// then closes ln and every connection, waits for all of its goroutines, and
+// returns nil. It returns an error when accepting fails for good (ln is
+// closed then too).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.Inv == nil {
+		ln.Close()
+		return errors.New("control socket: server has no inventory")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	log := s.log()
+	maxConns := orDefault(s.MaxConns, DefaultMaxConns)
+
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	wg.Go(func() {
+		<-ctx.Done()
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+
+	var err error
+	var delay time.Duration
+	for {
+		c, aerr := ln.Accept()
+		if aerr != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if !temporary(aerr) {
+				err = fmt.Errorf("control socket: accept: %w", aerr)
+				break
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			log.Warn("control socket: accept failed; retrying", "err", aerr, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		delay = 0
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			c.Close()
+			break
+		}
+		if len(conns) >= maxConns {
+			mu.Unlock()
+			log.Warn("control socket: too many connections; refusing one", "max", maxConns)
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(c, "ERR too many connections\n")
+			c.Close()
+			continue
+		}
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Go(func() {
+			defer func() {
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+			}()
+			s.serveConn(ctx, c)
+		})
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// temporary reports whether an accept error may go away by itself (out of
+// file descriptors or memory, a connection aborted before it was accepted).
+func temporary(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS,
+		syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// lineTooLongError is returned by readRequest for an over-long line.
+type lineTooLongError struct{}
+
+func (lineTooLongError) Error() string {
+	return fmt.Sprintf("request line too long (more than %d bytes)", MaxLineBytes)
+}
+
+// readRequest reads one request line without its line end. At the end of the
+// stream it may return a last unterminated line together with io.EOF.
+func readRequest(br *bufio.Reader) (string, error) {
+	b, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return "", lineTooLongError{}
+	}
+	if err != nil && len(b) == 0 {
+		return "", err
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) > MaxLineBytes {
+		return "", lineTooLongError{}
+	}
+	return string(b), err
+}
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	log := s.log()
+	log.Debug("control socket: connection opened")
+	defer log.Debug("control socket: connection closed")
+	br := bufio.NewReaderSize(c, MaxLineBytes+2)
+	w := &deadlineWriter{c: c, timeout: orDefault(s.WriteTimeout, DefaultWriteTimeout)}
+	for {
+		line, rerr := readRequest(br)
+		if errors.Is(rerr, lineTooLongError{}) {
+			log.Warn("control socket: request line too long; closing connection")
+			_ = w.respond(nil, rerr.Error())
+			return
+		}
+		if rerr != nil && line == "" {
+			if !errors.Is(rerr, io.EOF) && !errors.Is(rerr, net.ErrClosed) {
+				log.Debug("control socket: read failed", "err", rerr)
+			}
+			return
+		}
+		body, msg, quit, answer := s.handle(ctx, line)
+		if answer {
+			if err := w.respond(body, msg); err != nil {
+				log.Warn("control socket: write failed; closing connection", "err", err)
+				return
+			}
+		}
+		if quit || rerr != nil {
+			return
+		}
+	}
+}
+
+// handle runs one request line. It returns the answer's lines, or an error
+// message for ERR, whether to close the connection afterwards, and whether
+// to answer at all (blank lines are not answered).
+func (s *Server) handle(ctx context.Context, line string) (body []byte, errMsg string, quit, answer bool) {
+	if !utf8.ValidString(line) {
+		return nil, "request is not valid UTF-8", false, true
+	}
+	req, err := parseRequest(line)
+	if err != nil {
+		return nil, err.Error(), false, true
+	}
+	if req.cmd == "" {
+		return nil, "", false, false
+	}
+	s.log().Debug("control socket: request", "command", req.cmd)
+	body, err = s.run(ctx, req)
+	if err != nil {
+		return nil, err.Error(), false, true
+	}
+	return body, "", req.cmd == "quit", true
+}
+
+// deadlineWriter writes answers in chunks, each with its own deadline, so a
+// client that reads slowly is served and one that stops reading is dropped.
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+const writeChunk = 64 << 10
+
+// respond writes body and then OK, or, when errMsg is set, ERR errMsg.
+func (w *deadlineWriter) respond(body []byte, errMsg string) error {
+	var tail string
+	if errMsg != "" {
+		body, tail = nil, "ERR "+Escape(errMsg)+"\n"
+	} else {
+		body, tail = guardLines(body), "OK\n"
+	}
+	if len(body)+len(tail) <= writeChunk {
+		return w.write(append(body, tail...))
+	}
+	for len(body) > 0 {
+		n := min(len(body), writeChunk)
+		if err := w.write(body[:n]); err != nil {
+			return err
+		}
+		body = body[n:]
+	}
+	return w.write([]byte(tail))
+}
+
+// guardLines makes sure no line of an answer's body can be taken for its
+// end: a line that is "OK" or "ERR", or starts with "ERR " (a peer named
+// "ERR" in the first column of a table, say), gets its first letter escaped
+// (\x4f, \x45), as Escape would show a hostile byte.
+func guardLines(body []byte) []byte {
+	var out []byte
+	for rest, start := body, 0; len(rest) > 0; {
+		line, after, _ := bytes.Cut(rest, []byte("\n"))
+		if s := string(line); s == "OK" || s == "ERR" || strings.HasPrefix(s, "ERR ") {
+			if out == nil {
+				out = append(make([]byte, 0, len(body)+8), body[:start]...)
+			}
+			out = fmt.Appendf(out, `\x%02x`, line[0])
+			out = append(out, line[1:]...)
+			out = append(out, '\n')
+		} else if out != nil {
+			out = append(append(out, line...), '\n')
+		}
+		start += len(line) + 1
+		rest = after
+	}
+	if out == nil {
+		return body
+	}
+	return out
+}
+
+func (w *deadlineWriter) write(b []byte) error {
+	if err := w.c.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	_, err := w.c.Write(b)
+	return err
+}

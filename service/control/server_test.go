@@ -1,0 +1,617 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/diskd/diskd/service/inventory"
+)
+
+func TestHumanOutput(t *testing.T) {
+	ts := startServer(t, &Server{})
+	c := dialClient(t, ts.path)
+	listAll := []string{
+		"HOST   DEVICE     TYPE  LABEL            UUID       MOUNTED",
+		"alpha  /dev/sda1  ext4  BACKUP-2019      1111-aaaa  /mnt/backup",
+		"alpha  /dev/sdb1  vfat  -                2222-BBBB  -",
+		"beta   /dev/sdc1  ext4  BACKUP-2019-old  3333-cccc  /srv/a,/srv/b",
+		"beta   /dev/sdd1  xfs   media            4444-dddd  -",
+	}
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{"list", listAll},
+		{"LIST", listAll},
+		{"  list  ", listAll},
+		{"list beta", []string{
+			"HOST  DEVICE     TYPE  LABEL            UUID       MOUNTED",
+			"beta  /dev/sdc1  ext4  BACKUP-2019-old  3333-cccc  /srv/a,/srv/b",
+			"beta  /dev/sdd1  xfs   media            4444-dddd  -",
+		}},
+		{"find BACKUP-2019", []string{
+			"HOST   DEVICE     TYPE  LABEL        UUID       MOUNTED",
+			"alpha  /dev/sda1  ext4  BACKUP-2019  1111-aaaa  /mnt/backup",
+		}},
+		{"list nothing-matches", nil},
+		{"find nothing-matches", nil},
+		{"peers", []string{
+			"HOSTNAME  HOST-ID      ADDRESS         DISKS  LAST-HEARD  TIMEOUT  AUTH",
+			"beta      hostid-beta  192.0.2.7:4277  2      2.1s ago    30s      yes",
+		}},
+		{"status", []string{
+			"version: 1.2.3",
+			"host: alpha",
+			"host id: hostid-local",
+			"started: 2024-05-01T11:00:00Z (1h00m ago)",
+			"peers: 1",
+			"disks: 4",
+			"last scan: 2024-05-01T12:00:00Z (2.1s ago)",
+			"scan error: none",
+			"packets in: 10",
+			"packets out: 5",
+			"packets dropped: 2",
+			"drops by reason: bad-magic=1 replay=1",
+			"key: val",
+		}},
+		{"refresh", nil},
+		{"announce", nil},
+		{"ping", nil},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			got, err := c.Do(context.Background(), tc.line)
+			if err != nil {
+				t.Fatalf("Do(%q): %v", tc.line, err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Do(%q) =\n%s\nwant\n%s", tc.line, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+	if got, want := ts.actions.Calls(), []string{"refresh", "announce", "ping"}; !slices.Equal(got, want) {
+		t.Errorf("actions called: %v, want %v", got, want)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	ts := startServer(t, &Server{})
+	got, err := dialClient(t, ts.path).Do(context.Background(), "help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(commandSpecs()) {
+		t.Fatalf("help has %d lines, want %d:\n%s", len(got), len(commandSpecs()), strings.Join(got, "\n"))
+	}
+	for i, name := range []string{"help", "list [--json] [PATTERN]", "find [--json] TERM", "peers [--json]",
+		"status [--json]", "refresh", "announce", "ping", "quit"} {
+		if !strings.HasPrefix(got[i], name+" ") {
+			t.Errorf("help line %d = %q, want it to start with %q", i, got[i], name)
+		}
+	}
+}
+
+// jsonDisks runs a --json disk query and returns the parsed answer.
+func jsonDisks(t *testing.T, c *Client, line string) []inventory.Disk {
+	t.Helper()
+	got, err := c.Do(context.Background(), line)
+	if err != nil {
+		t.Fatalf("Do(%q): %v", line, err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("Do(%q): %d lines, want one JSON line", line, len(got))
+	}
+	var disks []inventory.Disk
+	if err := json.Unmarshal([]byte(got[0]), &disks); err != nil {
+		t.Fatalf("Do(%q): %v in %s", line, err, got[0])
+	}
+	if disks == nil {
+		t.Fatalf("Do(%q) = %s, want an array", line, got[0])
+	}
+	return disks
+}
+
+func devices(disks []inventory.Disk) []string {
+	var out []string
+	for _, d := range disks {
+		out = append(out, d.Device)
+	}
+	return out
+}
+
+func TestListAndFindJSON(t *testing.T) {
+	ts := startServer(t, &Server{})
+	c := dialClient(t, ts.path)
+
+	// The whole list, parsed back, is exactly the inventory.
+	all := jsonDisks(t, c, "list --json")
+	want := ts.inv.Disks()
+	if len(all) != len(want) {
+		t.Fatalf("list --json: %d disks, want %d", len(all), len(want))
+	}
+	for i := range all {
+		if !all[i].LastSeen.Equal(want[i].LastSeen) {
+			t.Errorf("disk %d last_seen %v, want %v", i, all[i].LastSeen, want[i].LastSeen)
+		}
+		all[i].LastSeen, want[i].LastSeen = time.Time{}, time.Time{}
+	}
+	if !reflect.DeepEqual(all, want) {
+		t.Errorf("list --json =\n%+v\nwant\n%+v", all, want)
+	}
+	raw, err := c.Do(context.Background(), "list --json /dev/sdb1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"host_id":"hostid-local"`, `"hostname":"alpha"`, `"device":"/dev/sdb1"`,
+		`"uuid":"2222-BBBB"`, `"partuuid":""`, `"label":""`, `"type":"vfat"`, `"mountpoints":[]`,
+		`"local":true`, `"last_seen":"2024-05-01T12:00:00Z"`} {
+		if !strings.Contains(raw[0], key) {
+			t.Errorf("list --json /dev/sdb1 = %s, want it to contain %s", raw[0], key)
+		}
+	}
+
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{"list --json", []string{"/dev/sda1", "/dev/sdb1", "/dev/sdc1", "/dev/sdd1"}},
+		{"list --json beta", []string{"/dev/sdc1", "/dev/sdd1"}},
+		{"list beta --json", []string{"/dev/sdc1", "/dev/sdd1"}},
+		{"list --json HOSTID-BETA", []string{"/dev/sdc1", "/dev/sdd1"}},
+		{"list --json *-2019*", []string{"/dev/sda1", "/dev/sdc1"}},
+		{"list --json /dev/sd[bd]1", []string{"/dev/sdb1", "/dev/sdd1"}},
+		{"list --json /dev/sdb", []string{"/dev/sdb1"}},
+		{"list --json 2222-bbbb", []string{"/dev/sdb1"}},
+		{"list --json part-backup", []string{"/dev/sdd1"}},
+		{"list --json zzz", nil},
+		// find: exact (any case), else prefix, else substring.
+		{"find --json BACKUP-2019", []string{"/dev/sda1"}},
+		{"find --json backup-2019", []string{"/dev/sda1"}},
+		{"find --json 3333-cccc", []string{"/dev/sdc1"}},
+		{"find --json BACKUP", []string{"/dev/sda1", "/dev/sdc1"}},
+		{"find --json part-b", []string{"/dev/sdd1"}},
+		{"find --json ckup", []string{"/dev/sda1", "/dev/sdc1", "/dev/sdd1"}},
+		{"find --json -2019-", []string{"/dev/sdc1"}},
+		{"find BACKUP-2019-OLD --json", []string{"/dev/sdc1"}},
+		{"find --json nothing", nil},
+		{"find --json /dev/sda1", nil}, // find does not look at devices
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			if got := devices(jsonDisks(t, c, tc.line)); !slices.Equal(got, tc.want) {
+				t.Errorf("%s: %v, want %v", tc.line, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPeersAndStatusJSON(t *testing.T) {
+	ts := startServer(t, &Server{})
+	c := dialClient(t, ts.path)
+	for _, tc := range []struct {
+		line string
+		want any
+	}{
+		{"peers --json", []any{map[string]any{
+			"host_id": "hostid-beta", "hostname": "beta", "address": "192.0.2.7:4277", "boot_id": "boot-1",
+			"disks": 2.0, "last_heard": "2024-05-01T12:00:00Z", "interval_seconds": 10.0,
+			"timeout_seconds": 30.0, "authenticated": true,
+		}}},
+		{"status --json", map[string]any{
+			"version": "1.2.3", "hostname": "alpha", "host_id": "hostid-local",
+			"started": "2024-05-01T11:00:00Z", "peers": 1.0, "disks": 4.0,
+			"last_scan": "2024-05-01T12:00:00Z", "scan_error": "",
+			"packets_in": 10.0, "packets_out": 5.0, "packets_dropped": 2.0,
+			"drops": map[string]any{"bad-magic": 1.0, "replay": 1.0}, "extra": map[string]any{"key": "val"},
+		}},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			got, err := c.Do(context.Background(), tc.line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 {
+				t.Fatalf("%d lines, want 1: %q", len(got), got)
+			}
+			var v any
+			if err := json.Unmarshal([]byte(got[0]), &v); err != nil {
+				t.Fatalf("%v in %s", err, got[0])
+			}
+			if !reflect.DeepEqual(v, tc.want) {
+				t.Errorf("%s =\n%#v\nwant\n%#v", tc.line, v, tc.want)
+			}
+		})
+	}
+}
+
+func TestNoActions(t *testing.T) {
+	inv := testInventory(t)
+	inv.SetLocal(nil, errors.New("blkid: exit status 2"))
+	ts := startServerWith(t, &Server{Inv: inv}, false)
+	c := dialClient(t, ts.path)
+	for _, cmd := range []string{"refresh", "announce", "ping"} {
+		_, err := c.Do(context.Background(), cmd)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Msg != cmd+" is not available in this daemon" {
+			t.Errorf("%s: %v, want a RemoteError", cmd, err)
+		}
+	}
+	got, err := c.Do(context.Background(), "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"version: -", "host: alpha", "peers: 1", "disks: 4",
+		"last scan: 2024-05-01T12:00:00Z (2.1s ago)", "scan error: blkid: exit status 2"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+}
+
+func TestActionError(t *testing.T) {
+	ts := startServer(t, &Server{})
+	ts.actions.err = errors.New("blkid: boom\nsecond line \x1b[31m")
+	c := dialClient(t, ts.path)
+	for _, cmd := range []string{"refresh", "announce", "ping"} {
+		_, err := c.Do(context.Background(), cmd)
+		var re *RemoteError
+		if want := cmd + ` failed: blkid: boom\nsecond line \x1b[31m`; !errors.As(err, &re) || re.Msg != want {
+			t.Errorf("%s: %v, want RemoteError %q", cmd, err, want)
+		}
+	}
+}
+
+// TestProtocol checks the exact bytes of the line protocol, and that the
+// connection stays usable after each error unless it must be closed.
+func TestProtocol(t *testing.T) {
+	ts := startServer(t, &Server{})
+	long := "find " + strings.Repeat("x", MaxLineBytes-len("find "))
+	for _, tc := range []struct {
+		name   string
+		send   string
+		lines  int    // answer lines before the final one
+		final  string // OK or the ERR line
+		closed bool   // the server closes the connection after answering
+	}{
+		{"unknown command", "bogus\n", 0, `ERR unknown command "bogus"`, false},
+		{"unknown command escaped", "bo\x1b[2Jgus\\ x\n", 0, `ERR unknown command "bo\x1b[2Jgus\\"`, false},
+		{"find without term", "find\n", 0, "ERR usage: find [--json] TERM", false},
+		{"find with only --json", "find --json\n", 0, "ERR usage: find [--json] TERM", false},
+		{"peers with argument", "peers beta\n", 0, "ERR usage: peers [--json]", false},
+		{"status with argument", "status now\n", 0, "ERR usage: status [--json]", false},
+		{"refresh with argument", "refresh all\n", 0, "ERR usage: refresh", false},
+		{"option not taken", "refresh --json\n", 0, `ERR usage: refresh (unknown option "--json")`, false},
+		{"unknown option", "list --yaml\n", 0, `ERR usage: list [--json] [PATTERN] (unknown option "--yaml")`, false},
+		{"double dash", "list -- --json\n", 0, "OK", false},
+		{"help", "help\n", len(commandSpecs()), "OK", false},
+		{"CRLF", "status\r\n", 13, "OK", false},
+		{"CRLF after error", "bogus\r\n", 0, `ERR unknown command "bogus"`, false},
+		{"invalid UTF-8", "list \xff\xfe\n", 0, "ERR request is not valid UTF-8", false},
+		{"NUL in request", "li\x00st\n", 0, `ERR unknown command "li\x00st"`, false},
+		{"longest line", long + "\n", 0, "OK", false},
+		{"longest line with CRLF", long + "\r\n", 0, "OK", false},
+		{"line too long", long + "x\n", 0, fmt.Sprintf("ERR request line too long (more than %d bytes)", MaxLineBytes), true},
+		{"line far too long", strings.Repeat("y", 100000) + "\n", 0, fmt.Sprintf("ERR request line too long (more than %d bytes)", MaxLineBytes), true},
+		{"quit", "quit\n", 0, "OK", true},
+		{"QUIT with CRLF", "QUIT\r\n", 0, "OK", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dialRaw(t, ts.path)
+			r.send(tc.send)
+			lines, final := r.answer()
+			if len(lines) != tc.lines || final != tc.final {
+				t.Fatalf("answer %q then %q, want %d lines then %q", lines, final, tc.lines, tc.final)
+			}
+			if tc.closed {
+				r.expectEOF()
+				return
+			}
+			r.send("status\n")
+			if lines, final := r.answer(); final != "OK" || len(lines) == 0 || lines[0] != "version: 1.2.3" {
+				t.Fatalf("connection not usable afterwards: %q then %q", lines, final)
+			}
+		})
+	}
+}
+
+func TestBlankLinesAndPipelining(t *testing.T) {
+	ts := startServer(t, &Server{})
+	r := dialRaw(t, ts.path)
+	// Blank lines get no answer; pipelined requests are answered in order.
+	r.send("\n   \n\t\r\nhelp\nbogus\n\nstatus\n")
+	if lines, final := r.answer(); final != "OK" || len(lines) != len(commandSpecs()) || !strings.HasPrefix(lines[0], "help ") {
+		t.Fatalf("first answer %q then %q, want help", lines, final)
+	}
+	if lines, final := r.answer(); final != `ERR unknown command "bogus"` || len(lines) != 0 {
+		t.Fatalf("second answer %q then %q", lines, final)
+	}
+	if lines, final := r.answer(); final != "OK" || lines[0] != "version: 1.2.3" {
+		t.Fatalf("third answer %q then %q", lines, final)
+	}
+	// A last line without newline is answered when the client half-closes.
+	r.send("peers")
+	if err := r.c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if lines, final := r.answer(); final != "OK" || len(lines) != 2 {
+		t.Fatalf("unterminated last line: %q then %q", lines, final)
+	}
+	r.expectEOF()
+}
+
+func TestHostileStrings(t *testing.T) {
+	inv := inventory.New(inventory.Options{HostID: "hostid-local", Hostname: "alpha", Now: fixedNow})
+	evilLabel := "evil\x1b[2J\x1b]52;c;aGVsbG8=\x07\u202e"
+	evilMount := "/mnt/a\nb\\c"
+	inv.SetLocal([]inventory.Disk{{Device: "/dev/sde1", Type: "ext4", Label: evilLabel, UUID: "5555",
+		Mountpoints: []string{evilMount}}}, nil)
+	if err := inv.Apply(inventory.Announcement{HostID: "h\x1b", Hostname: "ERR", BootID: "b", Seq: 1,
+		Interval: time.Second, Address: "192.0.2.9:1\r", Disks: []inventory.Disk{{Device: "/dev/x\xff", UUID: "6"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, &Server{Inv: inv})
+	c := dialClient(t, ts.path)
+
+	lines, err := c.Do(context.Background(), "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`HOST    DEVICE      TYPE  LABEL                                    UUID  MOUNTED`,
+		`\x45RR  /dev/x\xff  -     -                                        6     -`,
+		`alpha   /dev/sde1   ext4  evil\x1b[2J\x1b]52;c;aGVsbG8=\x07\u202e  5555  /mnt/a\nb\\c`,
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("list =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	peers, err := c.Do(context.Background(), "peers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 2 || peers[1] != `\x45RR    h\x1b    192.0.2.9:1\r  1      2.1s ago    3s       no` {
+		t.Errorf("peers = %q", peers)
+	}
+	for _, l := range append(lines, peers...) {
+		for _, r := range l {
+			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u202e' {
+				t.Errorf("raw %U in human output line %q", r, l)
+			}
+		}
+	}
+	// --json carries the exact bytes.
+	disks := jsonDisks(t, c, "find --json 5555")
+	if len(disks) != 1 || disks[0].Label != evilLabel || !slices.Equal(disks[0].Mountpoints, []string{evilMount}) {
+		t.Errorf("find --json = %+v, want label %q and mount %q", disks, evilLabel, evilMount)
+	}
+	raw, err := c.Do(context.Background(), "list --json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 1 || strings.ContainsAny(raw[0], "\x1b\n\r\x07") {
+		t.Errorf("list --json is not one clean line: %q", raw)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	ts := startServer(t, &Server{MaxConns: 2})
+	a, b := dialRaw(t, ts.path), dialRaw(t, ts.path)
+	for _, r := range []*rawConn{a, b} {
+		r.send("status\n")
+		if _, final := r.answer(); final != "OK" {
+			t.Fatal(final)
+		}
+	}
+	over := dialRaw(t, ts.path)
+	if l, err := over.readLine(); err != nil || l != "ERR too many connections" {
+		t.Fatalf("third connection got %q, %v", l, err)
+	}
+	over.expectEOF()
+	// The client API reports it as an ERR answer.
+	c := dialClient(t, ts.path)
+	var re *RemoteError
+	if _, err := c.Do(context.Background(), "status"); !errors.As(err, &re) || re.Msg != "too many connections" {
+		t.Fatalf("Do over the limit: %v", err)
+	}
+	// Once one leaves, a new one is served.
+	a.c.Close()
+	waitFor(t, "a free connection slot", func() bool { return probeStatus(ts.path) })
+	b.send("peers\n")
+	if _, final := b.answer(); final != "OK" {
+		t.Fatal(final)
+	}
+}
+
+func TestConcurrentClients(t *testing.T) {
+	ts := startServer(t, &Server{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	// Meanwhile the inventory changes.
+	wg.Go(func() {
+		for seq := uint64(2); ctx.Err() == nil; seq++ {
+			ds := []inventory.Disk{{Device: fmt.Sprintf("/dev/vd%d", seq%7), UUID: "u", Label: "L"}}
+			_ = ts.inv.Apply(inventory.Announcement{HostID: "hostid-gamma", Hostname: "gamma", BootID: "b",
+				Seq: seq, Interval: time.Second, Disks: ds})
+			ts.inv.SetLocal(ds, nil)
+			time.Sleep(time.Millisecond)
+		}
+	})
+	cmds := []string{"list", "list --json", "find --json L", "peers", "peers --json", "status", "status --json",
+		"help", "refresh", "bogus", "list /dev/vd"}
+	errs := make(chan error, 40)
+	var clients sync.WaitGroup
+	for i := range 40 {
+		clients.Go(func() {
+			c, err := Dial(context.Background(), ts.path)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for range 30 {
+				cmd := cmds[rng.IntN(len(cmds))]
+				lines, err := c.Do(context.Background(), cmd)
+				var re *RemoteError
+				switch {
+				case cmd == "bogus" && errors.As(err, &re):
+				case err != nil:
+					errs <- fmt.Errorf("client %d: %s: %w", i, cmd, err)
+					return
+				case strings.HasSuffix(cmd, "--json") && len(lines) != 1:
+					errs <- fmt.Errorf("client %d: %s: %d lines", i, cmd, len(lines))
+					return
+				}
+			}
+		})
+	}
+	clients.Wait()
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestServeStopsOnCancel(t *testing.T) {
+	path := t.TempDir() + "/diskd.sock"
+	ln, _, err := Listen(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Inv: testInventory(t), Actions: &fakeActions{status: testStatus()}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+
+	idle := dialRaw(t, path)
+	c := dialClient(t, path)
+	if _, err := c.Do(context.Background(), "status"); err != nil {
+		t.Fatal(err)
+	}
+	partial := dialRaw(t, path)
+	partial.send("lis") // in the middle of a request line
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	idle.expectEOF()
+	partial.expectEOF()
+	var re *RemoteError
+	if _, err := c.Do(context.Background(), "status"); err == nil || errors.As(err, &re) {
+		t.Fatalf("Do after stop: %v, want a connection error", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file left behind: %v", err)
+	}
+}
+
+func TestServeListenerClosed(t *testing.T) {
+	ln, err := net.Listen("unix", t.TempDir()+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- (&Server{Inv: testInventory(t)}).Serve(context.Background(), ln) }()
+	ln.Close()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Serve = %v, want an accept error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
+
+// TestWriteTimeout: a client that sends requests and never reads is
+// disconnected, and its slot is freed.
+func TestWriteTimeout(t *testing.T) {
+	inv := inventory.New(inventory.Options{HostID: "h", Hostname: "alpha"})
+	var disks []inventory.Disk
+	for i := range 3000 {
+		disks = append(disks, inventory.Disk{Device: fmt.Sprintf("/dev/disk%d", i), UUID: fmt.Sprint(i),
+			Label: strings.Repeat("L", 200)})
+	}
+	inv.SetLocal(disks, nil)
+	ts := startServer(t, &Server{Inv: inv, MaxConns: 1, WriteTimeout: 200 * time.Millisecond})
+	stuck := dialRaw(t, ts.path)
+	stuck.send("list --json\nlist --json\nlist --json\n")
+	start := time.Now()
+	waitFor(t, "the stuck client to be dropped", func() bool { return probeStatus(ts.path) })
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to drop a client that does not read", d)
+	}
+}
+
+func TestGuardLines(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"a\nb\n", "a\nb\n"},
+		{"OK\n", `\x4fK` + "\n"},
+		{"x\nERR\nERR y\nERRx\nOKAY\n", "x\n" + `\x45RR` + "\n" + `\x45RR y` + "\nERRx\nOKAY\n"},
+	} {
+		if got := string(guardLines([]byte(tc.in))); got != tc.want {
+			t.Errorf("guardLines(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestAgo(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Second, "0.0s ago"},
+		{2100 * time.Millisecond, "2.1s ago"},
+		{42 * time.Second, "42s ago"},
+		{3*time.Minute + 5*time.Second, "3m05s ago"},
+		{2*time.Hour + 7*time.Minute, "2h07m ago"},
+		{76 * time.Hour, "3d04h ago"},
+	} {
+		if got := Ago(tc.d); got != tc.want {
+			t.Errorf("Ago(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+func TestExportedFormatters(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		got  func() ([]byte, error)
+		want string
+	}{
+		{"no disks", func() ([]byte, error) { return DisksJSON(nil) }, "[]\n"},
+		{"no peers", func() ([]byte, error) { return PeersJSON(nil) }, "[]\n"},
+		{"nil mountpoints", func() ([]byte, error) {
+			return DisksJSON([]inventory.Disk{{Device: "/dev/x", LastSeen: t0}})
+		}, `[{"host_id":"","hostname":"","device":"/dev/x","uuid":"","partuuid":"","label":"","type":"","mountpoints":[],"local":false,"last_seen":"2024-05-01T12:00:00Z"}]` + "\n"},
+		{"empty disk table", func() ([]byte, error) { return DisksTable(nil), nil }, ""},
+		{"empty peer table", func() ([]byte, error) { return PeersTable(nil, t0), nil }, ""},
+		{"host id when no hostname", func() ([]byte, error) {
+			return DisksTable([]inventory.Disk{{HostID: "id", Device: "/dev/x"}}), nil
+		}, "HOST  DEVICE  TYPE  LABEL  UUID  MOUNTED\nid    /dev/x  -     -      -     -\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.got()
+			if err != nil || string(got) != tc.want {
+				t.Errorf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
