@@ -1,0 +1,355 @@
+// Package daemon assembles diskd's parts into the running service: it builds
+// the inventory, the scanner, the multicast service, the control socket and
+// the scheduler from a Config, connects them (scan → inventory ← multicast;
+// inventory → control, announcer) and runs them until its context ends.
+//
+// It holds no logic of its own beyond the wiring and the start-up and
+// shut-down order: the control socket listens from the start but answers
+// only once the first scan is done (or after 2s without it), so that early
+// clients, socket-activated ones above all, never see an empty inventory;
+// READY=1 is sent once the first scan is done; on stop a goodbye is
+// multicast so that peers drop this host's disks at once.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/multicast"
+	"github.com/diskd/diskd/service/scan"
+	"github.com/diskd/diskd/service/schedule"
+	"github.com/diskd/diskd/service/wire"
+)
+
+// Config is everything the daemon is told on its command line.
+type Config struct {
+	Version          string
+	Socket           string
+	Group            netip.AddrPort
+	Interfaces       []string
+	TTL              int
+	AnnounceInterval time.Duration
+	ScanInterval     time.Duration
+	PeerTimeout      time.Duration // zero: 3 × each peer's own interval
+	Blkid            string
+	BlkidTimeout     time.Duration
+	Devices          []string
+	HostID           string // empty: /etc/machine-id
+	Hostname         string // empty: os.Hostname()
+	Bus              string
+	KeyFile          string
+	NoUevents        bool
+}
+
+// Defaults of DESIGN.md.
+var (
+	DefaultGroup = netip.MustParseAddrPort("239.255.77.77:4277")
+)
+
+// Default intervals and timeouts.
+const (
+	DefaultAnnounceInterval = 10 * time.Second
+	DefaultScanInterval     = 60 * time.Second
+	DefaultBlkidTimeout     = 10 * time.Second
+	// uevents and mount changes come in bursts; one probe answers a burst.
+	debounce = 50 * time.Millisecond
+	// firstScanGrace bounds how long the control socket waits for the
+	// first scan before it answers anyway (a hung blkid must not keep it
+	// silent until the probe times out).
+	firstScanGrace = 2 * time.Second
+)
+
+// MachineIDPath is where the host id comes from by default.
+const MachineIDPath = "/etc/machine-id"
+
+type daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	inv     *inventory.Inventory
+	mc      *multicast.Service
+	sched   *schedule.Scheduler
+	scanJob schedule.Handle
+	annJob  schedule.Handle
+	started time.Time
+}
+
+// Run runs the daemon until ctx ends. It returns an error when the daemon
+// cannot start (a bad key file, a socket it cannot create, no interface).
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	id, err := identity(cfg)
+	if err != nil {
+		return err
+	}
+	var ring *wire.Keyring
+	if cfg.KeyFile != "" {
+		if ring, err = wire.LoadKeyring(cfg.KeyFile); err != nil {
+			return err
+		}
+	}
+	d := &daemon{cfg: cfg, log: log, started: time.Now()}
+	d.inv = inventory.New(inventory.Options{
+		HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout,
+	})
+
+	ln, activated, err := control.Listen(cfg.Socket, log)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	conn, err := multicast.Open(multicast.ConnOptions{Group: cfg.Group, Interfaces: cfg.Interfaces, TTL: cfg.TTL})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	// The parts run on runCtx, which ends only after the goodbye has been
+	// sent on the still-open socket (or when a part fails).
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.sched = schedule.New(schedule.Options{
+		Log:    log,
+		Health: func() { d.inv.Counts() },
+		Status: d.statusLine,
+	})
+	d.mc = multicast.New(conn, d.inv, multicast.Options{
+		Identity: id, Interval: cfg.AnnounceInterval, Keyring: ring, Log: log,
+		OnPing: func(delay time.Duration) { d.annJob.Trigger(runCtx, delay) },
+	})
+	prober := &scan.Prober{Path: cfg.Blkid, Timeout: cfg.BlkidTimeout, Globs: cfg.Devices}
+	firstScan := make(chan struct{})
+	var firstOnce sync.Once
+	d.scanJob = d.sched.Add(schedule.Job{
+		Name: "scan", Every: cfg.ScanInterval, Immediate: true,
+		// The prober kills blkid at BlkidTimeout; the job's own deadline is a
+		// backstop for the mount table read after it.
+		Timeout: cfg.BlkidTimeout + 5*time.Second,
+		Run: func(ctx context.Context) error {
+			defer firstOnce.Do(func() { close(firstScan) })
+			return d.scan(ctx, prober)
+		},
+	})
+	d.annJob = d.sched.Add(schedule.Job{
+		Name: "announce", Every: cfg.AnnounceInterval, Jitter: 0.1, Timeout: 5 * time.Second,
+		Run: d.mc.Announce,
+	})
+	d.sched.Add(schedule.Job{
+		Name: "expire", Every: 250 * time.Millisecond,
+		Run: func(context.Context) error { d.inv.Expire(); return nil },
+	})
+
+	log.Info("diskd starting", "version", cfg.Version, "host_id", id.HostID, "hostname", id.Hostname,
+		"socket", ln.Addr().String(), "socket_activated", activated, "group", cfg.Group,
+		"interfaces", ifaceNames(conn), "payload_budget", conn.Budget(), "sealed", ring != nil)
+
+	var wg sync.WaitGroup
+	var runErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		if err != nil {
+			errOnce.Do(func() { runErr = err })
+			cancel()
+		}
+	}
+	wg.Go(func() { fail(d.sched.Run(runCtx)) })
+	<-d.sched.Started()
+	wg.Go(func() { fail(d.follow(runCtx)) })
+	wg.Go(func() { fail(d.mc.Receive(runCtx)) })
+	srv := &control.Server{Inv: d.inv, Actions: d, Log: log}
+	wg.Go(func() {
+		// Answer once the local disks are known: a client that connected
+		// before the daemon ran (the one whose connection activated it,
+		// or one that waited in the backlog during a restart) must not be
+		// told that this host has no disks. The socket listens meanwhile.
+		grace := time.NewTimer(firstScanGrace)
+		defer grace.Stop()
+		select {
+		case <-firstScan:
+		case <-grace.C:
+			log.Warn("first scan still running; answering on the control socket without it", "waited", firstScanGrace)
+		case <-runCtx.Done():
+			return // Run closes ln
+		}
+		fail(srv.Serve(runCtx, ln))
+	})
+	if !cfg.NoUevents {
+		d.watchKernel(runCtx, &wg)
+	}
+
+	select {
+	case <-firstScan:
+		d.sched.Notify("READY=1")
+		log.Info("ready", "disks", len(d.inv.LocalDisks()))
+		// Learn the network at once instead of waiting for peers' next
+		// periodic announcements.
+		if err := d.mc.Ping(runCtx); err != nil {
+			log.Warn("ping after start failed", "err", err)
+		}
+	case <-ctx.Done():
+	case <-runCtx.Done():
+	}
+	select {
+	case <-ctx.Done():
+	case <-runCtx.Done():
+	}
+	if err := d.mc.Bye(); err != nil {
+		log.Warn("sending goodbye failed", "err", err)
+	}
+	cancel()
+	wg.Wait()
+	log.Info("diskd stopped")
+	return runErr
+}
+
+// scan probes the local disks and hands the result to the inventory.
+func (d *daemon) scan(ctx context.Context, p *scan.Prober) error {
+	disks, err := p.Probe(ctx)
+	if err != nil {
+		d.inv.SetLocal(nil, err)
+		return err
+	}
+	local := make([]inventory.Disk, 0, len(disks))
+	for _, s := range disks {
+		local = append(local, inventory.Disk{
+			Device: s.Device, UUID: s.UUID, PartUUID: s.PartUUID, Label: s.Label,
+			Type: s.Type, Mountpoints: s.Mountpoints,
+		})
+	}
+	d.inv.SetLocal(local, nil)
+	return nil
+}
+
+// follow logs the inventory's events and announces at once when the local
+// disks change.
+func (d *daemon) follow(ctx context.Context) error {
+	sub := d.inv.Subscribe(0)
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-sub.C():
+			switch e.Kind {
+			case inventory.PeerJoined, inventory.PeerLost:
+				d.log.Info("peer "+e.Kind.String(), "host_id", e.Peer.HostID,
+					"hostname", control.Escape(e.Peer.Hostname), "address", e.Peer.Address, "reason", e.Reason)
+			default:
+				d.log.Info("disk "+e.Kind.String(), "host", control.Escape(e.Disk.Hostname),
+					"device", control.Escape(e.Disk.Device), "label", control.Escape(e.Disk.Label),
+					"uuid", control.Escape(e.Disk.UUID), "local", e.Disk.Local)
+				if e.Disk.Local {
+					d.annJob.Trigger(ctx, 0)
+				}
+			}
+		}
+	}
+}
+
+// watchKernel starts the uevent and mount-table watchers; each change
+// triggers a debounced rescan. Where a watcher cannot start, it is logged
+// once and the periodic rescan is all there is.
+func (d *daemon) watchKernel(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Go(func() {
+		err := scan.WatchUevents(ctx, func(ev scan.Uevent) {
+			if ev.Action != "overflow" && !scan.Matches(d.cfg.Devices, ev.DevName) {
+				return
+			}
+			d.scanJob.Trigger(ctx, debounce)
+		})
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("kernel uevents unavailable; falling back to periodic rescans", "err", err,
+				"scan_interval", d.cfg.ScanInterval)
+		}
+	})
+	wg.Go(func() {
+		err := scan.WatchMounts(ctx, func() { d.scanJob.Trigger(ctx, debounce) })
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("mount table watch unavailable; mount changes are seen at the next rescan", "err", err)
+		}
+	})
+}
+
+// Refresh rescans at once (control and D-Bus `refresh`).
+func (d *daemon) Refresh(ctx context.Context) error { return d.scanJob.RunNow(ctx) }
+
+// Announce multicasts the local list at once.
+func (d *daemon) Announce(ctx context.Context) error { return d.annJob.RunNow(ctx) }
+
+// Ping asks every peer to re-announce.
+func (d *daemon) Ping(ctx context.Context) error { return d.mc.Ping(ctx) }
+
+// Status gathers the numbers of `status`.
+func (d *daemon) Status() control.Status {
+	peers, disks := d.inv.Counts()
+	sc := d.inv.Scan()
+	ms := d.mc.Stats()
+	st := control.Status{
+		Version: d.cfg.Version, HostID: d.inv.HostID(), Hostname: d.inv.Hostname(), Started: d.started,
+		Peers: peers, Disks: disks, LastScan: sc.At,
+		PacketsIn: ms.In, PacketsOut: ms.Out, PacketsDropped: ms.Dropped, Drops: ms.Drops,
+	}
+	if sc.Err != nil {
+		st.ScanError = sc.Err.Error()
+	}
+	return st
+}
+
+// statusLine is the one-line summary systemd shows (STATUS=).
+func (d *daemon) statusLine() string {
+	peers, disks := d.inv.Counts()
+	local := len(d.inv.LocalDisks())
+	s := fmt.Sprintf("%d local disks, %d disks on %d peers", local, disks-local, peers)
+	if err := d.inv.Scan().Err; err != nil {
+		s += "; scan failing: " + err.Error()
+	}
+	return s
+}
+
+func ifaceNames(c *multicast.Conn) string {
+	var names []string
+	for _, i := range c.Interfaces() {
+		names = append(names, i.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// identity settles who this host is: the host id from the flag or
+// /etc/machine-id, the hostname from the flag or the kernel, and a fresh
+// random id for this daemon instance.
+func identity(cfg Config) (multicast.Identity, error) {
+	id := multicast.Identity{HostID: cfg.HostID, Hostname: cfg.Hostname}
+	if id.HostID == "" {
+		b, err := os.ReadFile(MachineIDPath)
+		if err != nil {
+			return id, fmt.Errorf("reading the host id: %w (set one with --host-id)", err)
+		}
+		id.HostID = strings.TrimSpace(string(b))
+		if id.HostID == "" {
+			return id, fmt.Errorf("%s is empty (set a host id with --host-id)", MachineIDPath)
+		}
+	}
+	if id.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return id, fmt.Errorf("reading the hostname: %w (set one with --hostname)", err)
+		}
+		id.Hostname = h
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return id, errors.New("no randomness for the instance id")
+	}
+	id.BootID = hex.EncodeToString(b[:])
+	return id, nil
+}
