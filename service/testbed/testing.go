@@ -1,0 +1,86 @@
+package testbed
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RequireRoot skips the test unless it runs as root with ip and losetup
+// installed; when the environment variable CI is "true" it fails instead,
+// so that CI never passes by skipping.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	skip := t.Skip
+	if os.Getenv("CI") == "true" {
+		skip = t.Fatal
+	}
+	if os.Geteuid() != 0 {
+		skip("testbed needs root (network namespaces, loop devices)")
+	}
+	for _, tool := range []string{"ip", "losetup", "mount", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skip("testbed needs " + tool + ": " + err.Error())
+		}
+	}
+}
+
+// NewT creates a lab for a test: it calls RequireRoot, closes the lab in
+// t.Cleanup, and when the test failed it first logs every host's daemon
+// log. A daemon built with -race that reported a data race fails the test.
+func NewT(t testing.TB) *Lab {
+	t.Helper()
+	RequireRoot(t)
+	l, err := New(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("closing lab %s: %v", l.ID, err)
+		}
+	})
+	// Cleanups run last-in first-out: this runs before Close removes the logs.
+	t.Cleanup(func() {
+		for _, h := range l.Hosts() {
+			b, err := os.ReadFile(h.LogPath)
+			if err != nil {
+				continue
+			}
+			if strings.Contains(string(b), "WARNING: DATA RACE") {
+				t.Errorf("daemon on %s reported a data race", h.Name)
+			}
+			if t.Failed() {
+				t.Logf("---- log of %s (%s, host id %s) ----\n%s", h.Name, h.NS, h.HostID, b)
+			}
+		}
+	})
+	return l
+}
+
+// Poll calls cond every 10ms until it returns true or timeout passes. It
+// returns whether cond held and the description cond returned last.
+func Poll(timeout time.Duration, cond func() (bool, string)) (bool, string) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, desc := cond()
+		if ok {
+			return true, desc
+		}
+		if time.Now().After(deadline) {
+			return false, desc
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Eventually fails the test unless cond returns true within timeout,
+// polling every 10ms; the failure message has cond's last description.
+func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	if ok, desc := Poll(timeout, cond); !ok {
+		t.Fatalf("not true within %v: %s", timeout, desc)
+	}
+}
