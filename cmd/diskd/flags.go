@@ -1,0 +1,253 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/diskd/diskd/service/daemon"
+)
+
+// options is what the command line asks for.
+type options struct {
+	daemon  bool
+	version bool
+	socket  string
+	cfg     daemon.Config
+}
+
+// usageError is a bad command line: one line on stderr, exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// durationFlag accepts Go durations ("1.5s", "10m") and plain seconds ("30").
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(v string) error {
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		*f.d = time.Duration(s * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("want a duration such as 10s, 1m or 500ms")
+	}
+	*f.d = d
+	return nil
+}
+
+var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// daemonOnly are the flags that mean nothing to the client.
+var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
+	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents"}
+
+func newFlagSet(o *options, ifaces, devices *listFlag, group *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("diskd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := &o.cfg
+	fs.BoolVar(&o.daemon, "d", false, "run the network daemon (without it: the interactive client)")
+	fs.BoolVar(&o.daemon, "daemon", false, "same as -d")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.StringVar(&o.socket, "socket", "", "control socket path")
+	fs.StringVar(group, "group", daemon.DefaultGroup.String(), "multicast group and UDP port")
+	fs.Var(ifaces, "interface", "interface to use (repeatable; default: every up, multicast-capable, non-loopback one)")
+	fs.IntVar(&c.TTL, "ttl", 1, "multicast TTL (hops + 1 to cross routers)")
+	fs.Var(durationFlag{&c.AnnounceInterval}, "announce-interval", "full announcement period")
+	fs.Var(durationFlag{&c.ScanInterval}, "scan-interval", "safety rescan period")
+	fs.Var(durationFlag{&c.PeerTimeout}, "peer-timeout", "peer lost after this long unheard (default 3 × its own interval)")
+	fs.StringVar(&c.Blkid, "blkid", "blkid", "program run to probe devices")
+	fs.Var(durationFlag{&c.BlkidTimeout}, "blkid-timeout", "a probe running longer is killed")
+	fs.Var(devices, "device", "probe only device paths matching this glob (repeatable)")
+	fs.StringVar(&c.HostID, "host-id", "", "stable identity of this host (default /etc/machine-id)")
+	fs.StringVar(&c.Hostname, "hostname", "", "name shown to people (default: the kernel's hostname)")
+	fs.StringVar(&c.Bus, "bus", "system", "D-Bus to export org.diskd on: system, session, none or an address")
+	fs.StringVar(&c.KeyFile, "key-file", "", "keyring: seal every datagram, accept only sealed ones")
+	fs.BoolVar(&c.NoUevents, "no-uevents", false, "do not listen to kernel uevents and mount changes; poll only")
+	return fs
+}
+
+// parseArgs turns the command line into options, or a *usageError naming
+// the flag that is wrong.
+func parseArgs(args []string, env func(string) string, uid int) (options, error) {
+	o := options{cfg: daemon.Config{
+		AnnounceInterval: daemon.DefaultAnnounceInterval,
+		ScanInterval:     daemon.DefaultScanInterval,
+		BlkidTimeout:     daemon.DefaultBlkidTimeout,
+	}}
+	var ifaces, devices listFlag
+	var group string
+	fs := newFlagSet(&o, &ifaces, &devices, &group)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, usagef("%s", flagErrorText(err))
+	}
+	if fs.NArg() > 0 {
+		return o, usagef("unexpected argument %q (see diskd --help)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !o.daemon {
+		for _, n := range daemonOnly {
+			if set[n] {
+				return o, usagef("flag --%s needs -d (it configures the daemon, not the client)", n)
+			}
+		}
+	}
+	c := &o.cfg
+	c.Interfaces, c.Devices = ifaces, devices
+
+	ap, err := netip.ParseAddrPort(group)
+	switch {
+	case err != nil:
+		return o, usagef("flag --group: %q is not ADDR:PORT (e.g. 239.255.77.77:4277)", group)
+	case !ap.Addr().Is4() || !ap.Addr().IsMulticast():
+		return o, usagef("flag --group: %s is not an IPv4 multicast address (224.0.0.0/4)", ap.Addr())
+	case ap.Port() == 0:
+		return o, usagef("flag --group: port 0 is not usable")
+	}
+	c.Group = ap
+	if c.TTL < 1 || c.TTL > 255 {
+		return o, usagef("flag --ttl: %d is out of range 1..255", c.TTL)
+	}
+	for _, d := range []struct {
+		name     string
+		v        time.Duration
+		min, max time.Duration
+		optional bool
+	}{
+		{"announce-interval", c.AnnounceInterval, 100 * time.Millisecond, time.Hour, false},
+		{"scan-interval", c.ScanInterval, 100 * time.Millisecond, 24 * time.Hour, false},
+		{"peer-timeout", c.PeerTimeout, 100 * time.Millisecond, 24 * time.Hour, true},
+		{"blkid-timeout", c.BlkidTimeout, 10 * time.Millisecond, time.Hour, false},
+	} {
+		if d.optional && d.v == 0 && !set[d.name] {
+			continue
+		}
+		if d.v < d.min || d.v > d.max {
+			return o, usagef("flag --%s: %v is out of range %v..%v", d.name, d.v, d.min, d.max)
+		}
+	}
+	if c.Blkid == "" {
+		return o, usagef("flag --blkid: empty program name")
+	}
+	for _, g := range c.Devices {
+		if _, err := filepath.Match(g, ""); err != nil || !strings.HasPrefix(g, "/") {
+			return o, usagef("flag --device: %q is not an absolute path glob (e.g. /dev/sd*)", g)
+		}
+	}
+	for _, n := range c.Interfaces {
+		if n == "" || len(n) > 15 || strings.ContainsAny(n, "/ \t") {
+			return o, usagef("flag --interface: %q is not an interface name", n)
+		}
+	}
+	if set["host-id"] && !hostIDRe.MatchString(c.HostID) {
+		return o, usagef("flag --host-id: %q must be 1 to 64 of A-Z a-z 0-9 . _ : -", c.HostID)
+	}
+	if set["hostname"] && !validHostname(c.Hostname) {
+		return o, usagef("flag --hostname: %q must be 1 to 253 bytes of printable UTF-8", c.Hostname)
+	}
+	switch c.Bus {
+	case "system", "session", "none":
+	default:
+		if !strings.Contains(c.Bus, ":") {
+			return o, usagef("flag --bus: %q is not system, session, none or a D-Bus address (unix:path=...)", c.Bus)
+		}
+	}
+	o.socket = socketPath(o.socket, env, uid)
+	c.Socket = o.socket
+	return o, nil
+}
+
+// flagErrorText rewrites the flag package's messages to name flags the way
+// they are documented, with two dashes.
+func flagErrorText(err error) string {
+	msg := err.Error()
+	msg = strings.Replace(msg, "flag provided but not defined: -", "unknown flag --", 1)
+	msg = strings.Replace(msg, " for flag -", " for flag --", 1)
+	msg = strings.Replace(msg, "flag needs an argument: -", "flag needs an argument: --", 1)
+	return msg
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 || !utf8.ValidString(h) {
+		return false
+	}
+	for _, r := range h {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// socketPath applies DESIGN.md's default: /run/diskd/diskd.sock for root,
+// else $XDG_RUNTIME_DIR/diskd.sock, else ~/.diskd/diskd.sock.
+func socketPath(flagValue string, env func(string) string, uid int) string {
+	switch {
+	case flagValue != "":
+		return flagValue
+	case uid == 0:
+		return "/run/diskd/diskd.sock"
+	case env("XDG_RUNTIME_DIR") != "":
+		return filepath.Join(env("XDG_RUNTIME_DIR"), "diskd.sock")
+	}
+	home := env("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".diskd", "diskd.sock")
+}
+
+const usageText = `usage: diskd [--socket PATH]          interactive client on the control socket
+       diskd -d [flags]               the network daemon
+
+diskd finds disks on a network: every host runs the daemon, which learns its
+own disks with blkid, multicasts them to its peers and keeps the network-wide
+view. Without -d, diskd is the interactive client (type "help" at its prompt).
+
+flags:
+`
+
+func printUsage(w io.Writer) {
+	var o options
+	var a, b listFlag
+	var g string
+	fs := newFlagSet(&o, &a, &b, &g)
+	fmt.Fprint(w, usageText)
+	fs.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  --%-18s %s%s\n", f.Name, f.Usage, def)
+	})
+}

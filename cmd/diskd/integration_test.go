@@ -1,0 +1,548 @@
+package main_test
+
+// Integration tests: three simulated hosts (alpha = A, beta = B, gamma = C)
+// in network namespaces on one bridge, a real loop-device disk each, and the
+// real diskd binary on each (service/testbed). They need root; without it
+// they skip, except with CI=true, where they fail.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/diskd/diskd/service/testbed"
+)
+
+// daemonBuild is the daemon under test, built once per test binary by the
+// first test that needs it (or named by $DISKD_TEST_BIN). Lazily, so that
+// helper processes re-executing this binary (TestHelperSendGarbage, the
+// flag tests' children) never build it.
+var daemonBuild struct {
+	once sync.Once
+	dir  string // removed by TestMain
+	bin  string
+	err  error
+	took time.Duration
+}
+
+// diskdBin returns the daemon under test, building it on first use.
+func diskdBin(t *testing.T) string {
+	t.Helper()
+	b := &daemonBuild
+	b.once.Do(func() {
+		if bin := os.Getenv("DISKD_TEST_BIN"); bin != "" {
+			b.bin = bin // a prebuilt daemon (CI, or a build with other flags)
+			return
+		}
+		b.dir, b.err = os.MkdirTemp("", "diskd-itest-")
+		if b.err != nil {
+			return
+		}
+		start := time.Now()
+		b.bin, b.err = testbed.BuildDiskd(b.dir)
+		b.took = time.Since(start)
+		if b.err == nil {
+			t.Logf("built %s in %v", b.bin, b.took.Round(time.Millisecond))
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if daemonBuild.dir != "" {
+		os.RemoveAll(daemonBuild.dir)
+	}
+	os.Exit(code)
+}
+
+// Environment of the garbage sender that a test runs inside a namespace
+// (this test binary, re-executed with -test.run=TestHelperSendGarbage).
+const (
+	senderEnv      = "DISKD_TEST_GARBAGE_SENDER"
+	senderCountEnv = "DISKD_TEST_GARBAGE_COUNT"
+)
+
+// The daemon's default multicast group, which the tests leave unchanged.
+const group = "239.255.77.77:4277"
+
+// fastFlags is the timing of every daemon in these tests.
+func fastFlags() []string { return []string{"--announce-interval", "1s", "--scan-interval", "1s"} }
+
+// disk is one entry of `list --json`.
+type disk struct {
+	HostID      string    `json:"host_id"`
+	Hostname    string    `json:"hostname"`
+	Device      string    `json:"device"`
+	UUID        string    `json:"uuid"`
+	PartUUID    string    `json:"partuuid"`
+	Label       string    `json:"label"`
+	Type        string    `json:"type"`
+	Mountpoints []string  `json:"mountpoints"`
+	Local       bool      `json:"local"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// status is the part of `status --json` the tests read.
+type status struct {
+	ScanError      string            `json:"scan_error"`
+	PacketsIn      uint64            `json:"packets_in"`
+	PacketsDropped uint64            `json:"packets_dropped"`
+	Drops          map[string]uint64 `json:"drops"`
+}
+
+// node is a simulated host with its disk and running daemon.
+type node struct {
+	*testbed.Host
+	disk *testbed.Disk
+	d    *testbed.Daemon
+}
+
+// list returns the daemon's `list --json`.
+func (n *node) list() ([]disk, error) {
+	var ds []disk
+	err := n.d.DoJSON("list --json", &ds)
+	return ds, err
+}
+
+func (n *node) status(t *testing.T) status {
+	t.Helper()
+	var st status
+	if err := n.d.DoJSON("status --json", &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// has reports whether n's list has the disk of peer p (and describes the
+// list for failure messages).
+func (n *node) has(p *node) (bool, string) {
+	ds, err := n.list()
+	if err != nil {
+		return false, "list: " + err.Error()
+	}
+	return findDisk(ds, p) != nil, fmt.Sprintf("%s lists %s", n.Name, describe(ds))
+}
+
+func findDisk(ds []disk, p *node) *disk {
+	for i := range ds {
+		if ds[i].HostID == p.HostID && ds[i].Device == p.disk.Path {
+			return &ds[i]
+		}
+	}
+	return nil
+}
+
+func describe(ds []disk) string {
+	var s []string
+	for _, d := range ds {
+		s = append(s, fmt.Sprintf("%s:%s(%s)", d.Hostname, d.Device, d.Label))
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+// lab3 builds alpha, beta and gamma with one ext4 disk each and starts
+// diskd on each: alpha with fastFlags and aFlags, the others with
+// fastFlags. Beta and gamma start first.
+func lab3(t *testing.T, aFlags ...string) (a, b, c *node) {
+	t.Helper()
+	lab := testbed.NewT(t)
+	bin := diskdBin(t)
+	var nodes []*node
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		h, err := lab.AddHost(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, &node{Host: h, disk: d})
+	}
+	a, b, c = nodes[0], nodes[1], nodes[2]
+	for _, n := range []*node{b, c, a} {
+		flags := fastFlags()
+		if n == a {
+			flags = append(flags, aFlags...)
+		}
+		d, err := n.Start(bin, flags...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.d = d
+	}
+	return a, b, c
+}
+
+// awaitPeerDisk waits (≤ 5s) until a lists p's disk and returns how long
+// that took.
+func awaitPeerDisk(t *testing.T, a, p *node) time.Duration {
+	t.Helper()
+	start := time.Now()
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) { return a.has(p) })
+	return time.Since(start)
+}
+
+func TestPeerDiskAppears(t *testing.T) {
+	t.Parallel()
+	a, b, c := lab3(t)
+	took := awaitPeerDisk(t, a, b)
+	t.Logf("beta's disk in alpha's list after %v", took.Round(time.Millisecond))
+
+	// All of the contract's keys are there.
+	lines, err := a.d.Do("list --json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(strings.Join(lines, "\n")), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range raw {
+		for _, k := range []string{"host_id", "hostname", "device", "uuid", "partuuid", "label", "type", "mountpoints", "local", "last_seen"} {
+			if _, ok := obj[k]; !ok {
+				t.Errorf("disk object lacks %q: %s", k, lines)
+			}
+		}
+	}
+
+	ds, err := a.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := findDisk(ds, b)
+	if got.Hostname != "beta" || got.Label != "BETA-1" || got.Type != "ext4" || got.Local || got.UUID == "" || got.LastSeen.IsZero() {
+		t.Errorf("beta's disk as alpha sees it: %+v", *got)
+	}
+	if own := findDisk(ds, a); own == nil || !own.Local || own.Hostname != "alpha" || own.Label != "ALPHA-1" {
+		t.Errorf("alpha's own disk: %+v", own)
+	}
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) { return a.has(c) })
+
+	// The human table shows it too.
+	human, err := a.d.Do("list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(human, "\n"), "BETA-1") {
+		t.Errorf("list has no BETA-1:\n%s", strings.Join(human, "\n"))
+	}
+}
+
+func TestDetachedDiskLeaves(t *testing.T) {
+	t.Parallel()
+	a, b, _ := lab3(t)
+	awaitPeerDisk(t, a, b)
+	if err := b.disk.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
+		ok, desc := a.has(b)
+		return !ok, desc
+	})
+	t.Logf("detached disk left alpha's list after %v", time.Since(start).Round(time.Millisecond))
+	if ok, desc := b.has(b); ok {
+		t.Errorf("beta still lists its detached disk: %s", desc)
+	}
+}
+
+func TestStoppedPeerLeavesAtOnce(t *testing.T) {
+	t.Parallel()
+	// With a 30s peer timeout only beta's bye can explain a quick exit.
+	a, b, _ := lab3(t, "--peer-timeout", "30s")
+	awaitPeerDisk(t, a, b)
+	if err := b.d.Stop(); err != nil {
+		t.Errorf("beta on SIGTERM: %v", err)
+	}
+	start := time.Now() // beta has exited
+	testbed.Eventually(t, time.Second, func() (bool, string) {
+		ok, desc := a.has(b)
+		return !ok, desc
+	})
+	t.Logf("stopped peer's disk left after %v", time.Since(start).Round(time.Millisecond))
+	var peers []map[string]any
+	if err := a.d.DoJSON("peers --json", &peers); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if p["host_id"] == b.HostID {
+			t.Logf("note: alpha still lists beta in peers after its bye: %v", p)
+		}
+	}
+}
+
+func TestKilledPeerTimesOut(t *testing.T) {
+	t.Parallel()
+	a, b, _ := lab3(t, "--peer-timeout", "3s")
+	awaitPeerDisk(t, a, b)
+	// Make alpha's "last heard" as close as possible to the kill.
+	if _, err := b.d.Do("announce"); err != nil {
+		t.Logf("announce on beta: %v (the kill is then up to 1s after the last announcement)", err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	if err := b.d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Not gone before the timeout: 3s after the last announcement, which
+	// was at most 1s before the kill.
+	for time.Since(start) < 1900*time.Millisecond {
+		if ok, desc := a.has(b); !ok {
+			t.Fatalf("beta's disk gone %v after SIGKILL, before the 3s peer timeout: %s", time.Since(start).Round(time.Millisecond), desc)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	testbed.Eventually(t, 5*time.Second-time.Since(start), func() (bool, string) {
+		ok, desc := a.has(b)
+		return !ok, desc
+	})
+	t.Logf("killed peer's disk left after %v (peer timeout 3s)", time.Since(start).Round(time.Millisecond))
+}
+
+// hangingBlkid is a blkid that never ends and has a child: both must die
+// when the probe times out. It records "PID START-TIME" of both.
+const hangingBlkid = `#!/bin/sh
+echo "$$ $(date +%s.%N)" >> PIDFILE
+sleep 3600 &
+echo "$! $(date +%s.%N)" >> PIDFILE
+exec sleep 3600
+`
+
+type probeProc struct {
+	pid   int
+	start time.Time
+}
+
+func readProbePids(t *testing.T, file string) []probeProc {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var ps []probeProc
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		pid, err1 := strconv.Atoi(f[0])
+		sec, err2 := strconv.ParseFloat(f[1], 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("bad line in %s: %q", file, line)
+		}
+		ps = append(ps, probeProc{pid, time.Unix(0, int64(sec*1e9))})
+	}
+	return ps
+}
+
+// probeAlive reports whether pid is still one of the script's processes
+// (running, not a zombie, and still the script or its sleep).
+func probeAlive(pid int, script string) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	c := string(cmdline)
+	return c == "sleep\x003600\x00" || strings.Contains(c, script)
+}
+
+func TestHangingBlkid(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "blkid-hang")
+	pidfile := filepath.Join(dir, "pids")
+	if err := os.WriteFile(script, []byte(strings.ReplaceAll(hangingBlkid, "PIDFILE", pidfile)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the daemon leaves behind, the test ends it (by PID).
+	t.Cleanup(func() {
+		for _, p := range readProbePids(t, pidfile) {
+			if probeAlive(p.pid, script) {
+				_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			}
+		}
+	})
+	a, b, _ := lab3(t, "--blkid", script, "--blkid-timeout", "1s")
+
+	const want = "blkid: timed out after 1s; killed it and its process group"
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
+		st := a.status(t)
+		return st.ScanError == want, fmt.Sprintf("scan_error %q, want %q", st.ScanError, want)
+	})
+	t.Logf("scan_error: %q", a.status(t).ScanError)
+
+	// The control socket answers promptly while probes hang.
+	for i := range 6 {
+		start := time.Now()
+		if _, err := a.d.DoTimeout("list", time.Second); err != nil {
+			t.Fatalf("list #%d while blkid hangs: %v", i, err)
+		}
+		if took := time.Since(start); took >= time.Second {
+			t.Fatalf("list #%d took %v while blkid hangs", i, took)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	awaitPeerDisk(t, a, b)
+
+	// Probes that started more than the timeout plus 1.5s ago are dead,
+	// children included, while the daemon keeps running.
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
+		var old, alive []int
+		for _, p := range readProbePids(t, pidfile) {
+			if time.Since(p.start) > 2500*time.Millisecond {
+				old = append(old, p.pid)
+				if probeAlive(p.pid, script) {
+					alive = append(alive, p.pid)
+				}
+			}
+		}
+		return len(old) >= 2 && len(alive) == 0, fmt.Sprintf("old probe pids %v, still alive %v", old, alive)
+	})
+	if a.d.Exited() {
+		t.Fatal("alpha exited")
+	}
+
+	if err := a.d.Stop(); err != nil {
+		t.Errorf("alpha on SIGTERM: %v", err)
+	}
+	testbed.Eventually(t, 3*time.Second, func() (bool, string) {
+		var alive []int
+		for _, p := range readProbePids(t, pidfile) {
+			if probeAlive(p.pid, script) {
+				alive = append(alive, p.pid)
+			}
+		}
+		return len(alive) == 0, fmt.Sprintf("probe processes left after alpha stopped: %v", alive)
+	})
+	t.Logf("%d probe processes started, none left", len(readProbePids(t, pidfile)))
+}
+
+func TestMissingBlkid(t *testing.T) {
+	t.Parallel()
+	a, b, _ := lab3(t, "--blkid", "/nonexistent/blkid")
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
+		st := a.status(t)
+		return strings.Contains(st.ScanError, "/nonexistent/blkid"), fmt.Sprintf("scan_error %q", st.ScanError)
+	})
+	t.Logf("scan_error: %q", a.status(t).ScanError)
+	if _, err := a.d.DoTimeout("list", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	awaitPeerDisk(t, a, b)
+	if ok, _ := a.has(a); ok {
+		t.Error("alpha lists its own disk without a working blkid")
+	}
+}
+
+func TestGarbageDatagrams(t *testing.T) {
+	t.Parallel()
+	a, b, c := lab3(t)
+	awaitPeerDisk(t, a, b)
+	before := a.status(t)
+
+	const n = 1000
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := c.Command(exe, "-test.run=^TestHelperSendGarbage$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), senderEnv+"=1", senderCountEnv+"="+strconv.Itoa(n))
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestHelperSendGarbage") {
+		t.Fatalf("garbage sender in gamma: %v\n%s", err, out)
+	}
+	t.Logf("sent %d garbage datagrams from gamma in %v", n, time.Since(start).Round(time.Millisecond))
+
+	var after status
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
+		after = a.status(t)
+		d := after.PacketsDropped - before.PacketsDropped
+		return d >= 900, fmt.Sprintf("packets_dropped grew by %d (in: %d → %d, drops %v)", d, before.PacketsIn, after.PacketsIn, after.Drops)
+	})
+	time.Sleep(300 * time.Millisecond) // let stragglers be counted
+	after = a.status(t)
+	dropped := after.PacketsDropped - before.PacketsDropped
+	t.Logf("packets_dropped +%d, packets_in +%d, drops %v", dropped, after.PacketsIn-before.PacketsIn, after.Drops)
+	if dropped > n {
+		t.Errorf("packets_dropped grew by %d for %d garbage datagrams", dropped, n)
+	}
+	var sum uint64
+	for _, v := range after.Drops {
+		sum += v
+	}
+	if sum != after.PacketsDropped {
+		t.Errorf("drops %v add up to %d, packets_dropped is %d", after.Drops, sum, after.PacketsDropped)
+	}
+
+	if _, err := a.d.DoTimeout("list", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ok, desc := a.has(b); !ok {
+		t.Fatalf("beta's disk gone after the garbage: %s", desc)
+	}
+	// Still there a couple of announcements later: beta is not lost.
+	time.Sleep(2 * time.Second)
+	if ok, desc := a.has(b); !ok {
+		t.Fatalf("beta's disk gone after the garbage: %s", desc)
+	}
+}
+
+// TestHelperSendGarbage is not a test: TestGarbageDatagrams runs this test
+// binary inside gamma's namespace to send random datagrams to the group.
+func TestHelperSendGarbage(t *testing.T) {
+	if os.Getenv(senderEnv) == "" {
+		t.Skip("helper process of TestGarbageDatagrams")
+	}
+	n, err := strconv.Atoi(os.Getenv(senderCountEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("udp4", group) // TTL 1, out of e0 by the 224.0.0.0/4 route
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	for i := range n {
+		b := make([]byte, 1+rng.IntN(1200))
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		switch {
+		case i%4 == 1 && len(b) >= 6:
+			// Looks like diskd's at first glance: magic, version 1.
+			copy(b, "DSKD\x01")
+		case i%4 == 3 && len(b) >= 7:
+			// Magic, version 1, no flags: the body reaches the decoder.
+			copy(b, "DSKD\x01\x00")
+		}
+		if _, err := conn.Write(b); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if i%10 == 9 {
+			time.Sleep(time.Millisecond) // do not overrun the receiver's socket buffer
+		}
+	}
+}
