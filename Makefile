@@ -1,0 +1,75 @@
+# diskd — build, test, demo. Targets that need root (test, demo) say so.
+GO          ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+# The release tag (git describe, without a leading v), else packaging/VERSION.
+VERSION     ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) && echo "$${v\#v}" || cat packaging/VERSION)
+LDFLAGS     := -X main.version=$(VERSION)
+BIN         := bin
+# Debian packages the tests and the demo use (see .ci/run).
+DEB_PKGS    := iproute2 util-linux e2fsprogs dosfstools socat tmux systemd
+
+.PHONY: all build test unit lint fuzz demo deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# Installs the Debian packages the tests and the demo need, when missing.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+lint:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# The whole suite: lint, every test with the race detector (integration
+# tests need root), then short fuzz runs.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+unit:
+	$(GO) test -race -count=1 -short ./...
+
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./service/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBlkid$$' -fuzztime $(FUZZTIME) ./service/scan
+
+# Three simulated hosts on this machine; opens the client on the first.
+demo: deps build
+	$(BIN)/diskd-demo --diskd $(BIN)/diskd
+
+clean:
+	rm -rf $(BIN)
+
+# ---- Debian package and its end-to-end test (packaging/) ----
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+# Debian-safe: 1.2.0-3-gabc1234-dirty (git describe) becomes 1.2.0+3+gabc1234+dirty.
+DEB_VERSION := $(subst -,+,$(VERSION))
+DEB_FILE    := $(BIN)/diskd_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+.PHONY: deb e2e
+
+# bin/diskd_VERSION_ARCH.deb: static binaries, units, D-Bus files, man pages.
+deb:
+	rm -rf $(BIN)/deb $(BIN)/diskd_*.deb
+	mkdir -p $(BIN)/deb/man
+	CGO_ENABLED=0 GOARCH=$(DEB_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/deb/ ./cmd/diskd ./cmd/diskctl
+	gzip -9n < packaging/man/diskd.8 > $(BIN)/deb/man/diskd.8.gz
+	gzip -9n < packaging/man/diskctl.1 > $(BIN)/deb/man/diskctl.1.gz
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' $(GO) run $(NFPM) package \
+		--config packaging/nfpm.yaml --packager deb --target $(DEB_FILE)
+
+# Needs root: boots two Debian 12 machines (systemd-nspawn) on a private
+# bridge, installs the package in both and checks the daemon end to end.
+e2e: deb
+	packaging/check-units.sh
+	packaging/e2e/run.sh $(DEB_FILE)
