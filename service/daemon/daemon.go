@@ -6,9 +6,10 @@
 // It holds no logic of its own beyond the wiring and the start-up and
 // shut-down order: the control socket listens from the start but answers
 // only once the first scan is done (or after 2s without it), so that early
-// clients, socket-activated ones above all, never see an empty inventory;
-// READY=1 is sent once the first scan is done; on stop a goodbye is
-// multicast so that peers drop this host's disks at once.
+// clients, socket-activated ones above all, are not answered from an
+// inventory that has not been filled yet; READY=1 is sent once the first
+// scan is done; on stop a goodbye is multicast so that peers drop this
+// host's disks at once.
 package daemon
 
 import (

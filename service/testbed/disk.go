@@ -3,11 +3,13 @@ package testbed
 import (
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -20,6 +22,13 @@ type DiskOpts struct {
 	FSType string
 	// SizeMB is the image size; 0 means 32. Images are sparse.
 	SizeMB int
+	// OwnLoop attaches the image to a loop device made for it, numbered
+	// from 1000 up, instead of the first free one ("losetup -f"). A disk
+	// that is detached and attached again needs it: while it is detached,
+	// its loop device is free, and "losetup -f" anywhere on the machine
+	// (another test's AddDisk) takes the first free one; it hands out a
+	// high number only when no lower one is free. Close removes the device.
+	OwnLoop bool
 }
 
 // Disk is an image file in the lab directory attached as a loop device.
@@ -36,6 +45,7 @@ type Disk struct {
 	mu       sync.Mutex
 	attached bool
 	mountDir string
+	ownLoop  bool // Path was made for this disk; Close removes it
 }
 
 // AddDisk creates a sparse image, formats it as opts says and attaches it
@@ -100,17 +110,25 @@ func (h *Host) AddDisk(opts DiskOpts) (*Disk, error) {
 			return nil, err
 		}
 	}
-	out, err := output("losetup", "-f", "--show", image)
-	if err != nil {
-		return nil, err
-	}
-	dev := strings.TrimSpace(out)
-	if !strings.HasPrefix(dev, "/dev/loop") {
-		return nil, fmt.Errorf("testbed: losetup printed %q", out)
+	var dev string
+	if opts.OwnLoop {
+		if dev, err = attachOwnLoop(image); err != nil {
+			return nil, err
+		}
+	} else {
+		out, err := output("losetup", "-f", "--show", image)
+		if err != nil {
+			return nil, err
+		}
+		dev = strings.TrimSpace(out)
+		if !strings.HasPrefix(dev, "/dev/loop") {
+			return nil, fmt.Errorf("testbed: losetup printed %q", out)
+		}
 	}
 	d.mu.Lock()
 	d.Path = dev
 	d.attached = true
+	d.ownLoop = opts.OwnLoop
 	d.mu.Unlock()
 
 	h.mu.Lock()
@@ -228,10 +246,13 @@ func (d *Disk) clearMount() {
 
 // release detaches the loop device in Close, but only while it is still
 // backed by this disk's image: after Detach the number may belong to
-// somebody else.
+// somebody else. A loop device made for the disk (OwnLoop) is then removed.
 func (d *Disk) release() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.ownLoop {
+		defer removeLoop(d.Path)
+	}
 	if d.Path == "" || !d.attached {
 		return nil
 	}
@@ -261,4 +282,48 @@ func backingFile(dev string) string {
 		return ""
 	}
 	return strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+}
+
+// Numbers of the loop devices made for OwnLoop disks.
+const (
+	ownLoopFirst = 1000
+	ownLoopCount = 3000
+)
+
+// attachOwnLoop attaches image to a loop device that does not exist yet,
+// which losetup creates, and returns its path.
+func attachOwnLoop(image string) (string, error) {
+	var errs []error
+	for range 10 {
+		n := ownLoopFirst + mathrand.IntN(ownLoopCount)
+		if _, err := os.Stat("/sys/block/loop" + strconv.Itoa(n)); err == nil {
+			continue // somebody else's
+		}
+		dev := "/dev/loop" + strconv.Itoa(n)
+		if err := run("losetup", dev, image); err != nil {
+			removeLoop(dev)
+			errs = append(errs, err)
+			continue
+		}
+		return dev, nil
+	}
+	return "", fmt.Errorf("testbed: no loop device of its own for %s: %w", image, errors.Join(errs...))
+}
+
+// loopCtlRemove is LOOP_CTL_REMOVE of linux/loop.h.
+const loopCtlRemove = 0x4C81
+
+// removeLoop deletes a loop device, best effort: the kernel refuses
+// (EBUSY) while it is attached or open, so it never removes one in use.
+func removeLoop(dev string) {
+	n, err := strconv.Atoi(strings.TrimPrefix(dev, "/dev/loop"))
+	if err != nil || !strings.HasPrefix(dev, "/dev/loop") {
+		return
+	}
+	f, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _, _ = syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), loopCtlRemove, uintptr(n))
 }
