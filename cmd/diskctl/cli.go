@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/diskd/diskd/dbusapi"
+	"github.com/diskd/diskd/service/control"
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitNotFound    = 1 // find selected nothing
+	exitUsage       = 2 // bad command line
+	exitUnreachable = 3 // no bus, or diskd is not on it
+	exitFailed      = 4 // diskd refused or failed the request
+	exitInterrupted = 130
+)
+
+// argKind says whether a command takes arguments.
+type argKind int
+
+const (
+	argNone argKind = iota
+	argOptional
+	argRequired
+)
+
+// command is one diskctl command.
+type command struct {
+	name    string
+	args    string // the argument part of the usage line
+	summary string // one line for the overview
+	help    string // the rest of `diskctl CMD --help`
+	arg     argKind
+	notify  bool // accepts --notify
+	run     func(ctx context.Context, e *env) int
+}
+
+func commands() []command {
+	return []command{
+		{name: "list", args: "[PATTERN]", arg: argOptional, run: runList,
+			summary: "every known disk, or those PATTERN matches",
+			help: "PATTERN with * ? or [ is a shell glob, anything else a substring (ignoring case);\n" +
+				"it is matched against uuid, partuuid, label, device, hostname and host id.\n" +
+				"Several words are joined with one space."},
+		{name: "find", args: "TERM", arg: argRequired, run: runFind,
+			summary: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)",
+			help:    "Exits with status 1 when no disk matches. Several words are joined with one space."},
+		{name: "peers", run: runPeers, summary: "the other hosts heard on the network"},
+		{name: "status", run: runStatus, summary: "version, host, counts and the last local scan"},
+		{name: "refresh", run: runAction("refresh"), summary: "rescan the local disks now (root)"},
+		{name: "announce", run: runAction("announce"), summary: "multicast the local disk list now (root)"},
+		{name: "ping", run: runAction("ping"), summary: "ask every peer to re-announce (root)"},
+		{name: "monitor", notify: true, run: runMonitor,
+			summary: "print changes as they happen, until interrupted",
+			help: "Prints DiskAppeared, DiskDisappeared, DiskChanged, PeerJoined and PeerLost, one a line\n" +
+				"(with --json one JSON object a line). It waits for diskd when diskd is not running.\n" +
+				"--notify also shows a desktop notification (on the session bus) for every disk that\n" +
+				"appears on another host; it keeps quiet for 10 seconds after diskd (re)starts, while\n" +
+				"diskd learns the network."},
+	}
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// env is one run of diskctl: parsed options and where output goes.
+type env struct {
+	bus    string
+	json   bool
+	notify bool
+	args   []string // the command's arguments
+	cmd    command
+	stdout io.Writer
+	stderr io.Writer
+	client *dbusapi.Client
+}
+
+// usageError is a bad command line; its text is one line.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// options is the parsed command line.
+type options struct {
+	bus     string
+	json    bool
+	notify  bool
+	help    bool
+	version bool
+	command string
+	args    []string
+}
+
+// parseArgs reads options anywhere on the line (until "--") and the
+// command with its arguments.
+func parseArgs(args []string) (options, error) {
+	o := options{bus: "system"}
+	var positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			positional = append(positional, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(a, "=")
+		switch name {
+		case "-h", "--help":
+			o.help = true
+		case "--version":
+			o.version = true
+		case "--json":
+			o.json = true
+		case "--notify":
+			o.notify = true
+		case "--bus":
+			if !hasValue {
+				if i+1 >= len(args) {
+					return o, usageError("option --bus needs a value: system, session or a D-Bus address")
+				}
+				i++
+				value = args[i]
+			}
+			if err := dbusapi.CheckBus(value); err != nil || value == "none" {
+				return o, usageError(fmt.Sprintf("option --bus: %q is not system, session or a D-Bus address (unix:path=...)", value))
+			}
+			o.bus = value
+			continue
+		default:
+			return o, usageError(fmt.Sprintf("unknown option %s", a))
+		}
+		if hasValue {
+			return o, usageError(fmt.Sprintf("option %s takes no value", name))
+		}
+	}
+	if len(positional) > 0 {
+		o.command, o.args = positional[0], positional[1:]
+	}
+	return o, nil
+}
+
+// run is diskctl: it returns the exit status.
+func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
+	o, err := parseArgs(argv)
+	if err != nil {
+		return usage(stderr, err)
+	}
+	if o.version {
+		fmt.Fprintln(stdout, "diskctl", version)
+		return exitOK
+	}
+	if o.command == "help" {
+		if len(o.args) == 0 {
+			writeHelp(stdout)
+			return exitOK
+		}
+		o.command, o.args, o.help = o.args[0], nil, true
+	}
+	if o.command == "" {
+		if o.help {
+			writeHelp(stdout)
+			return exitOK
+		}
+		return usage(stderr, usageError("no command given"))
+	}
+	cmd, ok := lookup(o.command)
+	if !ok {
+		return usage(stderr, usageError(fmt.Sprintf("unknown command %q", control.Escape(o.command))))
+	}
+	if o.help {
+		writeCommandHelp(stdout, cmd)
+		return exitOK
+	}
+	switch {
+	case cmd.arg == argNone && len(o.args) > 0:
+		return usage(stderr, usageError(fmt.Sprintf("%s takes no arguments (got %q)", cmd.name, control.Escape(o.args[0]))))
+	case cmd.arg == argRequired && strings.TrimSpace(strings.Join(o.args, " ")) == "":
+		return usage(stderr, usageError(fmt.Sprintf("%s needs %s", cmd.name, cmd.args)))
+	case o.notify && !cmd.notify:
+		return usage(stderr, usageError(fmt.Sprintf("option --notify is for monitor, not %s", cmd.name)))
+	}
+
+	e := &env{bus: o.bus, json: o.json, notify: o.notify, args: o.args, cmd: cmd, stdout: stdout, stderr: stderr}
+	c, err := dbusapi.Dial(ctx, o.bus)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	e.client = c
+	return cmd.run(ctx, e)
+}
+
+func usage(w io.Writer, err error) int {
+	fmt.Fprintf(w, "diskctl: %v (see diskctl --help)\n", err)
+	return exitUsage
+}
+
+// fail prints why a request failed, in one line, and returns the exit
+// status for it. Everything that came from the bus is escaped.
+func (e *env) fail(err error) int {
+	var (
+		be *dbusapi.BusError
+		nr *dbusapi.NotRunningError
+		ce *dbusapi.CallError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.As(err, &nr) && !nr.NoReply:
+		fmt.Fprintf(e.stderr, "diskctl: %v: start it with: %s\n", nr, startHint(e.bus))
+		return exitUnreachable
+	case errors.As(err, &nr):
+		fmt.Fprintf(e.stderr, "diskctl: diskd did not answer on %s (%s): check it with: %s\n",
+			dbusapi.DescribeBus(e.bus), dbusapi.BusName, statusHint(e.bus))
+		return exitUnreachable
+	case errors.As(err, &be):
+		fmt.Fprintf(e.stderr, "diskctl: %s%s\n", control.Escape(be.Error()), busHint(e.bus))
+		return exitUnreachable
+	case errors.As(err, &ce) && ce.Name == dbusapi.ErrorAccessDenied:
+		fmt.Fprintf(e.stderr, "diskctl: %s: access denied: only root may %s (try: sudo diskctl %s)\n",
+			e.cmd.name, e.cmd.name, e.cmd.name)
+		return exitFailed
+	case errors.As(err, &ce):
+		msg := ce.Message
+		if msg == "" {
+			msg = ce.Name
+		}
+		fmt.Fprintf(e.stderr, "diskctl: %s: %s\n", e.cmd.name, control.Escape(msg))
+		return exitFailed
+	}
+	fmt.Fprintf(e.stderr, "diskctl: %s: %s\n", e.cmd.name, control.Escape(err.Error()))
+	return exitFailed
+}
+
+// startHint says how to start diskd on the bus.
+func startHint(bus string) string {
+	if bus == "system" {
+		return "systemctl start diskd"
+	}
+	return "diskd -d --bus " + bus
+}
+
+func statusHint(bus string) string {
+	if bus == "system" {
+		return "systemctl status diskd"
+	}
+	return "diskd status"
+}
+
+func busHint(bus string) string {
+	switch bus {
+	case "system":
+		return " (is dbus running? systemctl status dbus)"
+	case "session":
+		return " (is DBUS_SESSION_BUS_ADDRESS set? run diskctl inside your login session)"
+	}
+	return ""
+}
+
+func writeHelp(w io.Writer) {
+	fmt.Fprint(w, `Usage: diskctl [--bus BUS] [--json] COMMAND [ARGS]
+
+Asks diskd, over D-Bus (org.diskd), which disks are attached to which host.
+
+Commands:
+`)
+	type line struct{ usage, summary string }
+	var lines []line
+	for _, c := range commands() {
+		lines = append(lines, line{commandUsage(c), c.summary})
+	}
+	lines = append(lines, line{"help [COMMAND]", "this overview, or one command's help"})
+	width := 0
+	for _, l := range lines {
+		width = max(width, len(l.usage))
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, l.usage, l.summary)
+	}
+	fmt.Fprint(w, `
+Options (anywhere on the line; -- ends them):
+  --bus BUS   system (default; honours DBUS_SYSTEM_BUS_ADDRESS), session,
+              or a D-Bus address such as unix:path=/run/diskd-test.sock
+  --json      print JSON: one document (as the control socket's --json);
+              monitor prints one JSON object a line
+  --notify    monitor only: desktop notifications for remote disks
+  -h, --help  show this help, or a command's: diskctl COMMAND --help
+  --version   print the version
+
+Exit status: 0 ok, 1 find found nothing, 2 bad usage, 3 diskd (or the bus)
+is unreachable, 4 diskd refused or failed the request.
+`)
+}
+
+func commandUsage(c command) string {
+	u := c.name
+	if c.notify {
+		u += " [--notify]"
+	}
+	if c.args != "" {
+		u += " " + c.args
+	}
+	return u
+}
+
+func writeCommandHelp(w io.Writer, c command) {
+	fmt.Fprintf(w, "Usage: diskctl [--bus BUS] [--json] %s\n\n%s.\n", commandUsage(c), upperFirst(c.summary))
+	if c.help != "" {
+		fmt.Fprintf(w, "\n%s\n", c.help)
+	}
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,223 @@
+package dbusapi
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/diskd/diskd/service/inventory"
+)
+
+// timeFormat is how times travel in the dictionaries: RFC 3339 with the
+// fraction that the time has, exactly as encoding/json writes a time.Time,
+// so that a client can reproduce the control socket's JSON.
+const timeFormat = time.RFC3339Nano
+
+// wireString makes s a valid D-Bus string, which must be UTF-8 without NUL
+// (godbus refuses to send anything else): each byte that is not part of
+// valid UTF-8 becomes U+FFFD, as encoding/json does it, so List gives what
+// the control socket's JSON gives; a NUL becomes U+FFFD too.
+func wireString(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == 0 || (r == utf8.RuneError && size == 1) {
+			r = utf8.RuneError
+		}
+		b.WriteRune(r)
+		i += size
+	}
+	return b.String()
+}
+
+// DiskDict returns a disk as the a{sv} of the API: the keys of
+// inventory.Disk's JSON tags. Strings pass through wireString.
+func DiskDict(d inventory.Disk) map[string]dbus.Variant {
+	mounts := make([]string, len(d.Mountpoints))
+	for i, m := range d.Mountpoints {
+		mounts[i] = wireString(m)
+	}
+	return map[string]dbus.Variant{
+		"host_id":     dbus.MakeVariant(wireString(d.HostID)),
+		"hostname":    dbus.MakeVariant(wireString(d.Hostname)),
+		"device":      dbus.MakeVariant(wireString(d.Device)),
+		"uuid":        dbus.MakeVariant(wireString(d.UUID)),
+		"partuuid":    dbus.MakeVariant(wireString(d.PartUUID)),
+		"label":       dbus.MakeVariant(wireString(d.Label)),
+		"type":        dbus.MakeVariant(wireString(d.Type)),
+		"mountpoints": dbus.MakeVariant(mounts),
+		"local":       dbus.MakeVariant(d.Local),
+		"last_seen":   dbus.MakeVariant(d.LastSeen.Format(timeFormat)),
+	}
+}
+
+// DiskFromDict decodes a disk a{sv}. Keys it does not know are ignored (a
+// newer daemon may send more); missing keys leave the field zero; a key of
+// the wrong type is an error.
+func DiskFromDict(m map[string]dbus.Variant) (inventory.Disk, error) {
+	var d inventory.Disk
+	var seen string
+	err := firstErr(
+		field(m, "host_id", &d.HostID),
+		field(m, "hostname", &d.Hostname),
+		field(m, "device", &d.Device),
+		field(m, "uuid", &d.UUID),
+		field(m, "partuuid", &d.PartUUID),
+		field(m, "label", &d.Label),
+		field(m, "type", &d.Type),
+		field(m, "mountpoints", &d.Mountpoints),
+		field(m, "local", &d.Local),
+		field(m, "last_seen", &seen),
+	)
+	if err != nil {
+		return d, fmt.Errorf("disk: %w", err)
+	}
+	if d.Mountpoints == nil {
+		d.Mountpoints = []string{}
+	}
+	if d.LastSeen, err = parseTime("last_seen", seen); err != nil {
+		return d, fmt.Errorf("disk: %w", err)
+	}
+	return d, nil
+}
+
+// PeerDict returns a peer as the a{sv} of the API: the keys of the control
+// socket's `peers --json`.
+func PeerDict(p inventory.Peer) map[string]dbus.Variant {
+	return map[string]dbus.Variant{
+		"host_id":          dbus.MakeVariant(wireString(p.HostID)),
+		"hostname":         dbus.MakeVariant(wireString(p.Hostname)),
+		"address":          dbus.MakeVariant(wireString(p.Address)),
+		"boot_id":          dbus.MakeVariant(wireString(p.BootID)),
+		"disks":            dbus.MakeVariant(uint32(max(p.Disks, 0))),
+		"last_heard":       dbus.MakeVariant(p.LastHeard.Format(timeFormat)),
+		"interval_seconds": dbus.MakeVariant(p.Interval.Seconds()),
+		"timeout_seconds":  dbus.MakeVariant(p.Timeout.Seconds()),
+		"authenticated":    dbus.MakeVariant(p.Authenticated),
+	}
+}
+
+// PeerFromDict decodes a peer a{sv}, with the rules of DiskFromDict.
+func PeerFromDict(m map[string]dbus.Variant) (inventory.Peer, error) {
+	var p inventory.Peer
+	var disks uint32
+	var heard string
+	var interval, timeout float64
+	err := firstErr(
+		field(m, "host_id", &p.HostID),
+		field(m, "hostname", &p.Hostname),
+		field(m, "address", &p.Address),
+		field(m, "boot_id", &p.BootID),
+		field(m, "disks", &disks),
+		field(m, "last_heard", &heard),
+		field(m, "interval_seconds", &interval),
+		field(m, "timeout_seconds", &timeout),
+		field(m, "authenticated", &p.Authenticated),
+	)
+	if err != nil {
+		return p, fmt.Errorf("peer: %w", err)
+	}
+	p.Disks = int(disks)
+	p.Interval, p.Timeout = seconds(interval), seconds(timeout)
+	if p.LastHeard, err = parseTime("last_heard", heard); err != nil {
+		return p, fmt.Errorf("peer: %w", err)
+	}
+	return p, nil
+}
+
+// Status is what the properties say about the daemon.
+type Status struct {
+	HostID    string
+	Hostname  string
+	Version   string
+	PeerCount int
+	DiskCount int
+	LastScan  time.Time // zero: no scan yet
+	ScanError string    // empty: the last scan succeeded
+}
+
+// StatusFromProps decodes the result of Properties.GetAll on Interface.
+func StatusFromProps(m map[string]dbus.Variant) (Status, error) {
+	var st Status
+	var peers, disks uint32
+	var last int64
+	err := firstErr(
+		field(m, PropHostID, &st.HostID),
+		field(m, PropHostname, &st.Hostname),
+		field(m, PropVersion, &st.Version),
+		field(m, PropPeerCount, &peers),
+		field(m, PropDiskCount, &disks),
+		field(m, PropLastScan, &last),
+		field(m, PropScanError, &st.ScanError),
+	)
+	if err != nil {
+		return st, fmt.Errorf("properties: %w", err)
+	}
+	st.PeerCount, st.DiskCount = int(peers), int(disks)
+	if last > 0 {
+		st.LastScan = time.Unix(last, 0)
+	}
+	return st, nil
+}
+
+// field stores m[key] into dst when the key is there.
+func field[T any](m map[string]dbus.Variant, key string, dst *T) error {
+	v, ok := m[key]
+	if !ok {
+		return nil
+	}
+	x, ok := v.Value().(T)
+	if !ok {
+		return fmt.Errorf("key %q has D-Bus type %s, want %s", key, v.Signature(), dbus.SignatureOf(*dst))
+	}
+	*dst = x
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseTime(key, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("key %q: %w", key, err)
+	}
+	return t, nil
+}
+
+// seconds turns a float number of seconds back into a Duration; values
+// outside a Duration's range (or NaN) are clamped so nothing overflows.
+func seconds(f float64) time.Duration {
+	ns := math.Round(f * float64(time.Second))
+	switch {
+	case math.IsNaN(ns) || ns <= 0:
+		return 0
+	case ns >= math.MaxInt64:
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
+}
+
+// unixSeconds is a time as LastScan carries it: 0 for the zero time.
+func unixSeconds(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}

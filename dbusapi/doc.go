@@ -1,0 +1,52 @@
+// Package dbusapi is diskd's D-Bus interface, org.diskd.Finder: the server
+// side that the daemon runs (Serve: export the object, answer its methods,
+// turn the inventory's change events into signals and keep its properties
+// current) and the client side that diskctl uses (Dial, Client, the decoding
+// of disks, peers and signals).
+//
+// It is not the owner of any state: it reads the inventory and calls the
+// actions (refresh, announce, ping) that the daemon gives it. It does not
+// format anything for people; diskctl does, with the control package's
+// formatting and escaping.
+//
+// # The interface
+//
+// Bus name org.diskd, object /org/diskd/Finder, interface org.diskd.Finder.
+// The interface is defined once, in org.diskd.Finder.xml next to this file
+// (embedded, served by Introspect, and installed by packages as
+// /usr/share/dbus-1/interfaces/org.diskd.Finder.xml); that file documents
+// the methods, signals, properties, dictionary keys and error names.
+// Properties are served by org.freedesktop.DBus.Properties (godbus's prop
+// package) and every change of PeerCount, DiskCount, LastScan or ScanError is
+// sent as one PropertiesChanged signal carrying the new values.
+//
+// # Decisions beyond DESIGN.md
+//
+//   - The bus is chosen like the daemon's --bus flag: "system" (honouring
+//     DBUS_SYSTEM_BUS_ADDRESS), "session" (DBUS_SESSION_BUS_ADDRESS or
+//     $XDG_RUNTIME_DIR/bus; never autolaunched), "none" (or "": Serve returns
+//     at once), or a D-Bus address such as unix:path=/run/x.sock.
+//   - Serve never gives up while its context lives: a missing bus, a name
+//     owned by someone else or a policy that forbids owning it is logged once
+//     as a warning that says what to do, and retried with a backoff of 1s
+//     doubling to 30s; it logs again only when the state changes (connected,
+//     bus unavailable, name taken, not allowed, connection lost). The daemon
+//     meanwhile serves its control socket and the network as usual.
+//   - The name is requested with DoNotQueue and without AllowReplacement: a
+//     second diskd on the same bus does not steal it, it waits.
+//   - Refresh, Announce and Ping are checked in the daemon too, not only by
+//     the bus policy: the caller's uid (GetConnectionUnixUser) must be 0 or
+//     the daemon's own uid, else org.freedesktop.DBus.Error.AccessDenied. This
+//     protects session buses and private ADDRESS buses, which load no policy.
+//     They run with a deadline (Options.ActionTimeout, 2 minutes by default)
+//     and are cancelled when Serve stops.
+//   - The inventory has no event for a scan that changed nothing, so LastScan
+//     and ScanError are read again every second (and right after Refresh);
+//     counts are updated after every burst of events.
+//   - A subscriber that falls so far behind that the inventory drops events
+//     for it (4096 pending) loses signals; Serve logs that once per burst.
+//     Clients that must not miss anything call List again.
+//   - Method errors are org.diskd.Error.InvalidArgument (Find with an empty
+//     term), org.diskd.Error.NotSupported (no actions in this daemon) and
+//     org.diskd.Error.Failed (the action failed; the message says why).
+package dbusapi
