@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskd/diskd/dbusapi"
 	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/multicast"
@@ -65,9 +66,9 @@ const (
 	DefaultBlkidTimeout     = 10 * time.Second
 	// uevents and mount changes come in bursts; one probe answers a burst.
 	debounce = 50 * time.Millisecond
-	// firstScanGrace bounds how long the control socket waits for the
-	// first scan before it answers anyway (a hung blkid must not keep it
-	// silent until the probe times out).
+	// firstScanGrace bounds how long the control socket and org.diskd wait
+	// for the first scan before they answer anyway (a hung blkid must not
+	// keep them silent until the probe times out).
 	firstScanGrace = 2 * time.Second
 )
 
@@ -163,27 +164,44 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			cancel()
 		}
 	}
+	// Subscribed before the first scan can run, so that its "appeared"
+	// events trigger the first announcement.
+	sub := d.inv.Subscribe(0)
 	wg.Go(func() { fail(d.sched.Run(runCtx)) })
 	<-d.sched.Started()
-	wg.Go(func() { fail(d.follow(runCtx)) })
+	wg.Go(func() { fail(d.follow(runCtx, sub)) })
 	wg.Go(func() { fail(d.mc.Receive(runCtx)) })
-	srv := &control.Server{Inv: d.inv, Actions: d, Log: log}
+	// The control socket and org.diskd answer once the local disks are
+	// known: a client that connected before the daemon ran (the one whose
+	// connection or call activated it, or one that waited in the backlog
+	// during a restart) must not be told that this host has no disks. The
+	// socket listens meanwhile. A hung blkid delays them by at most
+	// firstScanGrace.
+	answer := make(chan struct{})
 	wg.Go(func() {
-		// Answer once the local disks are known: a client that connected
-		// before the daemon ran (the one whose connection activated it,
-		// or one that waited in the backlog during a restart) must not be
-		// told that this host has no disks. The socket listens meanwhile.
+		defer close(answer)
 		grace := time.NewTimer(firstScanGrace)
 		defer grace.Stop()
 		select {
 		case <-firstScan:
 		case <-grace.C:
-			log.Warn("first scan still running; answering on the control socket without it", "waited", firstScanGrace)
+			log.Warn("first scan still running; answering without it", "waited", firstScanGrace)
 		case <-runCtx.Done():
-			return // Run closes ln
 		}
-		fail(srv.Serve(runCtx, ln))
 	})
+	whenAnswering := func(serve func() error) func() {
+		return func() {
+			<-answer
+			if runCtx.Err() == nil {
+				fail(serve())
+			}
+		}
+	}
+	srv := &control.Server{Inv: d.inv, Actions: d, Log: log}
+	wg.Go(whenAnswering(func() error { return srv.Serve(runCtx, ln) })) // Run closes ln if it never runs
+	wg.Go(whenAnswering(func() error {
+		return dbusapi.Serve(runCtx, dbusapi.Options{Bus: cfg.Bus, Inv: d.inv, Actions: d, Version: cfg.Version, Log: log})
+	}))
 	if !cfg.NoUevents {
 		d.watchKernel(runCtx, &wg)
 	}
@@ -233,8 +251,7 @@ func (d *daemon) scan(ctx context.Context, p *scan.Prober) error {
 
 // follow logs the inventory's events and announces at once when the local
 // disks change.
-func (d *daemon) follow(ctx context.Context) error {
-	sub := d.inv.Subscribe(0)
+func (d *daemon) follow(ctx context.Context, sub *inventory.Subscription) error {
 	defer sub.Close()
 	for {
 		select {
