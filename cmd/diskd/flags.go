@@ -94,7 +94,9 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *string) *flag.Flag
 
 // parseArgs turns the command line into options, or a *usageError naming
 // the flag that is wrong.
-func parseArgs(args []string, env func(string) string, uid int) (options, error) {
+// env reads an environment variable and exists whether a path exists; uid
+// is the caller's.
+func parseArgs(args []string, env func(string) string, uid int, exists func(string) bool) (options, error) {
 	o := options{cfg: daemon.Config{
 		AnnounceInterval: daemon.DefaultAnnounceInterval,
 		ScanInterval:     daemon.DefaultScanInterval,
@@ -182,6 +184,11 @@ func parseArgs(args []string, env func(string) string, uid int) (options, error)
 		}
 	}
 	o.socket = socketPath(o.socket, env, uid)
+	// A client of an ordinary user with no daemon of its own talks to the
+	// system's (members of group diskd may use its socket).
+	if !o.daemon && !set["socket"] && uid != 0 && !exists(o.socket) && exists(systemSocket) {
+		o.socket = systemSocket
+	}
 	c.Socket = o.socket
 	return o, nil
 }
@@ -208,6 +215,15 @@ func validHostname(h string) bool {
 	return true
 }
 
+// systemSocket is the system daemon's control socket (diskd.socket).
+const systemSocket = "/run/diskd/diskd.sock"
+
+// pathExists is parseArgs' exists for real use.
+func pathExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // socketPath applies DESIGN.md's default: /run/diskd/diskd.sock for root,
 // else $XDG_RUNTIME_DIR/diskd.sock, else ~/.diskd/diskd.sock.
 func socketPath(flagValue string, env func(string) string, uid int) string {
@@ -215,7 +231,7 @@ func socketPath(flagValue string, env func(string) string, uid int) string {
 	case flagValue != "":
 		return flagValue
 	case uid == 0:
-		return "/run/diskd/diskd.sock"
+		return systemSocket
 	case env("XDG_RUNTIME_DIR") != "":
 		return filepath.Join(env("XDG_RUNTIME_DIR"), "diskd.sock")
 	}

@@ -5,12 +5,16 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// none is an exists func for a machine with no files.
+func none(string) bool { return false }
 
 func TestParseArgsErrors(t *testing.T) {
 	for _, c := range []struct {
@@ -44,7 +48,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-d", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--group", "239.1.1.1:1"}, "flag --group needs -d"},
 	} {
-		_, err := parseArgs(c.args, env(nil), 0)
+		_, err := parseArgs(c.args, env(nil), 0, none)
 		var ue *usageError
 		if !errors.As(err, &ue) {
 			t.Errorf("%q: error %v, want a usage error", c.args, err)
@@ -61,7 +65,7 @@ func TestParseArgsValues(t *testing.T) {
 		"--device", "/dev/loop*", "--device", "/dev/sdb1", "--ttl", "3", "--announce-interval", "2.5",
 		"--scan-interval", "1m", "--peer-timeout", "7s", "--blkid", "/sbin/blkid", "--blkid-timeout", "500ms",
 		"--host-id", "abc123", "--hostname", "Straße", "--bus", "unix:path=/tmp/bus", "--socket", "/tmp/s.sock",
-		"--no-uevents"}, env(nil), 1000)
+		"--no-uevents"}, env(nil), 1000, none)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +78,7 @@ func TestParseArgsValues(t *testing.T) {
 		c.Hostname != "Straße", c.Bus != "unix:path=/tmp/bus", c.Socket != "/tmp/s.sock", !c.NoUevents:
 		t.Fatalf("parsed %+v", o)
 	}
-	d, err := parseArgs([]string{"-d"}, env(nil), 0)
+	d, err := parseArgs([]string{"-d"}, env(nil), 0, none)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +87,34 @@ func TestParseArgsValues(t *testing.T) {
 		d.cfg.Blkid != "blkid" || d.cfg.Bus != "system" {
 		t.Fatalf("defaults %+v", d.cfg)
 	}
-	if _, err := parseArgs([]string{"-h"}, env(nil), 0); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseArgs([]string{"-h"}, env(nil), 0, none); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
+	}
+}
+
+func TestClientFallsBackToSystemSocket(t *testing.T) {
+	only := func(paths ...string) func(string) bool {
+		return func(p string) bool { return slices.Contains(paths, p) }
+	}
+	e := env(map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"})
+	for _, c := range []struct {
+		args   []string
+		exists func(string) bool
+		want   string
+	}{
+		{nil, only(systemSocket), systemSocket},                                             // no daemon of one's own
+		{nil, only(systemSocket, "/run/user/1000/diskd.sock"), "/run/user/1000/diskd.sock"}, // one's own daemon wins
+		{nil, none, "/run/user/1000/diskd.sock"},                                            // nothing anywhere: say so with one's own path
+		{[]string{"--socket", "/x.sock"}, only(systemSocket), "/x.sock"},                    // an explicit --socket is kept
+		{[]string{"-d"}, only(systemSocket), "/run/user/1000/diskd.sock"},                   // a daemon never takes the system's
+	} {
+		o, err := parseArgs(c.args, e, 1000, c.exists)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.socket != c.want {
+			t.Errorf("%q: socket %q, want %q", c.args, o.socket, c.want)
+		}
 	}
 }
 
@@ -98,7 +128,7 @@ func TestSocketPathDefaults(t *testing.T) {
 		{1000, map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000", "HOME": "/home/u"}, "/run/user/1000/diskd.sock"},
 		{1000, map[string]string{"HOME": "/home/u"}, "/home/u/.diskd/diskd.sock"},
 	} {
-		o, err := parseArgs(nil, env(c.env), c.uid)
+		o, err := parseArgs(nil, env(c.env), c.uid, none)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,7 +22,7 @@ var version = "0.1.0-dev"
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
-	o, err := parseArgs(args, os.Getenv, os.Getuid())
+	o, err := parseArgs(args, os.Getenv, os.Getuid(), pathExists)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(os.Stdout)
 		return 0
