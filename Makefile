@@ -2,11 +2,14 @@
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 # The release tag (git describe, without a leading v), else packaging/VERSION.
-VERSION     ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) && echo "$${v\#v}" || cat packaging/VERSION)
+VERSION     ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) && echo "$$v" | sed 's/^v//' || cat packaging/VERSION)
 LDFLAGS     := -X main.version=$(VERSION)
 BIN         := bin
 # Debian packages the tests and the demo use (see .ci/run).
-DEB_PKGS    := iproute2 util-linux e2fsprogs dosfstools socat tmux systemd
+# D-Bus tests: a real dbus-daemon; notifications: dunst on Xvfb; e2e: nspawn.
+DEB_PKGS    := iproute2 util-linux e2fsprogs dosfstools fdisk socat tmux systemd \
+               dbus dbus-session-bus-common dbus-x11 xvfb xauth dunst libnotify-bin \
+               systemd-container debootstrap zstd
 
 .PHONY: all build test unit lint fuzz demo deps clean
 
@@ -28,11 +31,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# The whole suite: lint, every test with the race detector (integration
-# tests need root), then short fuzz runs.
+# The whole suite (as root): lint, every test with the race detector, short
+# fuzz runs, and the end-to-end test of the .deb in real systemd machines.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+	$(MAKE) e2e
 
 unit:
 	$(GO) test -race -count=1 -short ./...
