@@ -106,9 +106,12 @@ func TestNotificationText(t *testing.T) {
 		summary     string
 		bodyHas     []string
 		bodyHasNone []string
+		unsealed    bool
 	}{
 		{name: "label", disk: inventory.Disk{Hostname: "beta", Device: "/dev/sdb1", Type: "ext4", Label: "BACKUP-2019", UUID: "u"},
-			summary: "BACKUP-2019", bodyHas: []string{"beta", "/dev/sdb1", "ext4"}},
+			summary: "BACKUP-2019", bodyHas: []string{"beta", "/dev/sdb1", "ext4"}, bodyHasNone: []string{"unauthenticated"}},
+		{name: "unauthenticated peer", disk: inventory.Disk{Hostname: "beta", Device: "/dev/sdb1", Type: "ext4", Label: "X"},
+			unsealed: true, summary: "X", bodyHas: []string{"beta", "unauthenticated: no key"}},
 		{name: "uuid when no label", disk: inventory.Disk{Hostname: "beta", Device: "/dev/sdb1", UUID: "1234-ABCD"},
 			summary: "1234-ABCD", bodyHas: []string{"(-)"}},
 		{name: "hostile strings", disk: inventory.Disk{Hostname: "<i>h</i>&", Device: "/dev/\x1b[31mx", Type: "a\nb",
@@ -119,7 +122,7 @@ func TestNotificationText(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			summary, body := notification(tc.disk)
+			summary, body := notification(tc.disk, !tc.unsealed)
 			if summary != tc.summary {
 				t.Errorf("summary %q, want %q", summary, tc.summary)
 			}

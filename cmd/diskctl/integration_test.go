@@ -223,7 +223,7 @@ func TestMonitorNotify(t *testing.T) {
 
 	hostile := "<b>Fotos & Co</b>\x1b[31m"
 	err := inv.Apply(inventory.Announcement{HostID: "host-b", Hostname: "beta<i>", BootID: "b", Seq: 1,
-		Interval: 10 * time.Second, Disks: []inventory.Disk{
+		Interval: 10 * time.Second, Authenticated: true, Disks: []inventory.Disk{
 			{Device: "/dev/sdb1", UUID: "bbbb-2222", Label: "BACKUP-2019", Type: "ext4"},
 			{Device: "/dev/sdc1", UUID: "cccc-3333", Label: hostile, Type: "vfat"},
 			{Device: "/dev/sdd1", UUID: "dddd-4444", Type: "xfs"},

@@ -81,7 +81,7 @@ func runMonitor(ctx context.Context, e *env) int {
 				return code
 			}
 			if n != nil && ev.Signal == dbusapi.SignalDiskAppeared && !ev.Disk.Local && time.Now().After(quietUntil) {
-				if err := n.notify(ctx, ev.Disk); err != nil && ctx.Err() == nil {
+				if err := n.notify(ctx, ev.Disk, authenticated(ctx, e.client, ev.Disk.HostID)); err != nil && ctx.Err() == nil {
 					fmt.Fprintf(e.stderr, "diskctl: notification not shown: %s\n", control.Escape(err.Error()))
 				}
 			}
@@ -97,8 +97,8 @@ type notifier struct {
 // notify shows that a disk appeared on another host. The summary is plain
 // text by the specification (servers escape it themselves); the body may be
 // read as markup, so it is escaped for that too.
-func (n *notifier) notify(ctx context.Context, d inventory.Disk) error {
-	summary, body := notification(d)
+func (n *notifier) notify(ctx context.Context, d inventory.Disk, authenticated bool) error {
+	summary, body := notification(d, authenticated)
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
 	hints := map[string]dbus.Variant{
@@ -111,9 +111,26 @@ func (n *notifier) notify(ctx context.Context, d inventory.Disk) error {
 		"diskd", uint32(0), "drive-harddisk", summary, body, []string{}, hints, int32(-1)).Store(&id)
 }
 
+// authenticated reports whether the host's datagrams were sealed with a key
+// of diskd's keyring; when that cannot be learnt, it reports false.
+func authenticated(ctx context.Context, c *dbusapi.Client, hostID string) bool {
+	peers, err := c.Peers(ctx)
+	if err != nil {
+		return false
+	}
+	for _, p := range peers {
+		if p.HostID == hostID {
+			return p.Authenticated
+		}
+	}
+	return false
+}
+
 // notification returns the summary (the label, else the UUID, else the
-// device) and the body (host, device, type) of a disk's notification.
-func notification(d inventory.Disk) (summary, body string) {
+// device) and the body (host, device, type) of a disk's notification. A
+// disk from a host whose datagrams were not sealed with a key says so: on
+// such a network anyone could have announced it.
+func notification(d inventory.Disk, authenticated bool) (summary, body string) {
 	summary = d.Label
 	if summary == "" {
 		summary = d.UUID
@@ -126,6 +143,9 @@ func notification(d inventory.Disk) (summary, body string) {
 		host = d.HostID
 	}
 	body = fmt.Sprintf("on %s: %s (%s)", markup(cell(host)), markup(cell(d.Device)), markup(cell(d.Type)))
+	if !authenticated {
+		body += " — unauthenticated: no key, anyone on the network could have sent this"
+	}
 	return control.Escape(summary), body
 }
 

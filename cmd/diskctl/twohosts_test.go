@@ -197,7 +197,7 @@ func TestTwoHosts(t *testing.T) {
 			got = desk.history(t)
 			return len(got) > 0, ""
 		})
-		want := shown{AppName: "diskd", Summary: "BETA-NOTIFY", Body: "on beta: " + h.blank.Path + " (ext4)", Category: "device.added"}
+		want := shown{AppName: "diskd", Summary: "BETA-NOTIFY", Body: "on beta: " + h.blank.Path + " (ext4) — unauthenticated: no key, anyone on the network could have sent this", Category: "device.added"}
 		if !ok || len(got) != 1 || got[0] != want {
 			t.Errorf("dunst history %+v, want [%+v]", got, want)
 		}
