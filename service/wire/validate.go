@@ -36,6 +36,20 @@ func checkText(name, s string, lo, hi int) *DropError {
 	if err := checkLen(name, s, lo, hi); err != nil {
 		return err
 	}
+	// ASCII without NUL, nearly every string, in one pass: for strings
+	// this short, one loop is cheaper than IndexByte and ValidString
+	// (issue 7's profile: they were a tenth of the receive path).
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == 0 || c >= utf8.RuneSelf {
+			return checkTextSlow(name, s)
+		}
+	}
+	return nil
+}
+
+// checkTextSlow is checkText's check of the bytes of a string that is not
+// plain ASCII.
+func checkTextSlow(name, s string) *DropError {
 	if strings.IndexByte(s, 0) >= 0 {
 		return dropf(ReasonInvalid, "%s contains a NUL byte", name)
 	}
