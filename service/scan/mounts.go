@@ -82,3 +82,31 @@ func cleanMountpoints(mps []string) []string {
 	}
 	return uniq
 }
+
+// BlockMounts returns the mounts of /proc/self/mountinfo that can be a
+// disk's (the ones attachMounts reads: a device number with a major, or a
+// /dev/ source), one "major:minor source mountpoint" line each, sorted. A
+// caller that watches the mount table (WatchMounts) compares it across
+// changes and rescans only when it differs: mounting a network namespace
+// (ip netns add), a tmpfs or a container's overlay changes no disk's mount
+// points and needs no blkid run (issue 7's benchmark: each `ip netns add`
+// on the machine made every diskd run blkid).
+func BlockMounts() (string, error) {
+	infos, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return "", fmt.Errorf("mount table: cannot read /proc/self/mountinfo: %w", err)
+	}
+	return blockMounts(infos), nil
+}
+
+func blockMounts(infos []*mountinfo.Info) string {
+	lines := make([]string, 0, len(infos))
+	for _, m := range infos {
+		if m.Major == 0 && !strings.HasPrefix(m.Source, "/dev/") {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%d:%d %s %s\n", m.Major, m.Minor, m.Source, m.Mountpoint))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "")
+}
