@@ -1,0 +1,180 @@
+package multicast
+
+// Benchmarks of the receive path as the daemon runs it (Service.handle:
+// decode, reassemble the parts, apply to the inventory) and of the
+// announcer's encoding, with 16-disk announcements cut at the payload
+// budget of an Ethernet link (MTU 1500: 1472 bytes, so two datagrams each).
+// `make bench` runs them with -cpu 1: the figures are for one core, garbage
+// collection included. The announcements/s metric is what issue 7's target
+// (≥ 200,000 per second on one core) is about.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/wire"
+)
+
+// ethernetBudget is payloadBudget of a 1500-byte MTU at TTL 1.
+const ethernetBudget = 1500 - 28
+
+// benchSeqBase makes every sequence number take the 9-byte uint64 form, so
+// that the benchmark can rewrite it in place.
+const benchSeqBase = 1 << 40
+
+// benchDisks returns n disks as blkid reports them on a file server.
+func benchDisks(peer, n int) []wire.Disk {
+	disks := make([]wire.Disk, n)
+	for i := range disks {
+		disks[i] = wire.Disk{
+			Device:   fmt.Sprintf("/dev/sd%c%d", 'a'+i/4, i%4+1),
+			UUID:     fmt.Sprintf("%08x-%04x-4d5e-8f90-%012x", peer, i, peer*7919+i),
+			PartUUID: fmt.Sprintf("%08x-%04x-4c0d-9e0f-%012x", peer, i, i*31),
+			Label:    fmt.Sprintf("P%04d-DATA-%02d", peer, i),
+			Type:     "ext4",
+		}
+		if i%2 == 0 {
+			disks[i].Mountpoints = []string{fmt.Sprintf("/srv/data/%02d", i)}
+		}
+	}
+	return disks
+}
+
+// benchAnnouncement is one peer's announcement: its datagrams and, in each,
+// the offset of the sequence number's 8 bytes.
+type benchAnnouncement struct {
+	grams [][]byte
+	seqAt []int
+}
+
+func benchPeerMessage(peer int, disks []wire.Disk) wire.Message {
+	return wire.Message{
+		Kind:     wire.KindAnnounce,
+		HostID:   fmt.Sprintf("%032x", 0xbe7c4000+peer),
+		Hostname: fmt.Sprintf("peer-%04d.example.org", peer),
+		BootID:   fmt.Sprintf("%032x", 0xb0070000+peer),
+		Seq:      benchSeqBase,
+		Interval: 10 * time.Second,
+		Disks:    disks,
+	}
+}
+
+func encodeBench(b *testing.B, m wire.Message, budget int) benchAnnouncement {
+	b.Helper()
+	grams, err := wire.Encode(m, budget, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	seq := binary.BigEndian.AppendUint64([]byte{0xcf}, m.Seq)
+	a := benchAnnouncement{grams: grams}
+	for _, g := range grams {
+		i := bytes.Index(g, seq)
+		if i < 0 {
+			b.Fatal("sequence number not found in the datagram")
+		}
+		a.seqAt = append(a.seqAt, i+1)
+	}
+	return a
+}
+
+// feed hands the announcement with sequence number seq to s, datagram by
+// datagram, as Receive does.
+func (a *benchAnnouncement) feed(s *Service, src netip.Addr, asm *wire.Assembler, seq uint64) {
+	for j, g := range a.grams {
+		binary.BigEndian.PutUint64(g[a.seqAt[j]:], seq)
+		s.handle(g, src, asm, time.Now())
+	}
+}
+
+// benchReceiver is a Service without a socket whose inventory already
+// holds peers peers of disks disks each, as a daemon in steady state does;
+// versions gives each peer that many announcements to alternate between
+// (differing in one disk's label when more than one).
+func benchReceiver(b *testing.B, peers, disks, versions, budget int) (*Service, *inventory.Inventory, [][]benchAnnouncement, *wire.Assembler) {
+	b.Helper()
+	inv := inventory.New(inventory.Options{HostID: "bench-self", Hostname: "self"})
+	s := New(nil, inv, Options{
+		Identity: Identity{HostID: "bench-self", Hostname: "self", BootID: "bench-boot"},
+		Interval: 10 * time.Second, Log: slog.New(slog.DiscardHandler),
+	})
+	asm := wire.NewAssembler(0, 0)
+	src := netip.MustParseAddr("10.77.0.2")
+	all := make([][]benchAnnouncement, peers)
+	for p := range all {
+		for v := range versions {
+			d := benchDisks(p, disks)
+			if v > 0 {
+				d[0].Label = fmt.Sprintf("P%04d-V%d", p, v)
+			}
+			all[p] = append(all[p], encodeBench(b, benchPeerMessage(p, d), budget))
+		}
+		all[p][0].feed(s, src, asm, benchSeqBase)
+	}
+	if n, d := inv.Counts(); n != peers || d != peers*disks {
+		b.Fatalf("inventory holds %d peers and %d disks after set-up, want %d and %d (drops %v)",
+			n, d, peers, peers*disks, s.Stats().Drops)
+	}
+	return s, inv, all, asm
+}
+
+func benchHandle(b *testing.B, peers, versions, budget int) {
+	const disks = 16
+	s, inv, all, asm := benchReceiver(b, peers, disks, versions, budget)
+	if versions > 1 {
+		// Someone listens to the changes, as the daemon's log and D-Bus do.
+		sub := inv.Subscribe(0)
+		defer sub.Close()
+		go func() {
+			for range sub.C() {
+			}
+		}()
+	}
+	src := netip.MustParseAddr("10.77.0.2")
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		round := i / peers
+		all[i%peers][(round+1)%versions].feed(s, src, asm, benchSeqBase+uint64(round)+1)
+	}
+	b.ReportMetric(float64(len(all[0][0].grams)), "datagrams/op")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announcements/s")
+	if st := s.Stats(); st.Dropped != 0 {
+		b.Fatalf("dropped datagrams: %v", st.Drops)
+	}
+}
+
+// BenchmarkHandleAnnounce16 is the steady state of issue 7's scale case:
+// one peer of 1,000 re-announces its unchanged 16 disks (two datagrams),
+// which the daemon decodes, reassembles and applies.
+func BenchmarkHandleAnnounce16(b *testing.B) { benchHandle(b, 1000, 1, ethernetBudget) }
+
+// BenchmarkHandleAnnounce16Jumbo is the same on a link whose MTU carries
+// the 16 disks in one datagram (9000, jumbo frames): no reassembly.
+func BenchmarkHandleAnnounce16Jumbo(b *testing.B) { benchHandle(b, 1000, 1, wire.MaxDatagram) }
+
+// BenchmarkHandleAnnounce16Changed is the same with one disk relabelled in
+// every announcement: a DiskChanged event each time, with a subscriber.
+func BenchmarkHandleAnnounce16Changed(b *testing.B) { benchHandle(b, 1000, 2, ethernetBudget) }
+
+// BenchmarkEncodeAnnounce16 is the announcer's encoding of 16 local disks
+// for an Ethernet link (Service.Announce without the socket).
+func BenchmarkEncodeAnnounce16(b *testing.B) {
+	m := benchPeerMessage(0, benchDisks(0, 16))
+	log := slog.New(slog.DiscardHandler)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		grams, err := encode(m, ethernetBudget, nil, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(grams)
+	}
+	b.ReportMetric(float64(n), "datagrams/op")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announcements/s")
+}
