@@ -198,20 +198,6 @@ func (s *Server) disks(req request, disks []inventory.Disk) ([]byte, error) {
 	return DisksTable(disks), nil
 }
 
-// DisksJSON is the --json form of a disk list: one line holding an array
-// (never null) of disk objects with inventory.Disk's keys, mountpoints
-// always an array.
-func DisksJSON(disks []inventory.Disk) ([]byte, error) {
-	out := make([]inventory.Disk, len(disks))
-	for i, d := range disks {
-		if d.Mountpoints == nil {
-			d.Mountpoints = []string{}
-		}
-		out[i] = d
-	}
-	return jsonLine(out)
-}
-
 // DisksTable is the human form of a disk list: a header line
 // HOST DEVICE TYPE LABEL UUID MOUNTED and one aligned line per disk, every
 // field escaped, "-" for an empty field; nothing when there are no disks.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -319,7 +318,9 @@ func guardLines(body []byte) []byte {
 	var out []byte
 	for rest, start := body, 0; len(rest) > 0; {
 		line, after, _ := bytes.Cut(rest, []byte("\n"))
-		if s := string(line); s == "OK" || s == "ERR" || strings.HasPrefix(s, "ERR ") {
+		// Compared as bytes: a string(line) would copy every line, and a
+		// `list --json` answer is one line of megabytes.
+		if bytes.Equal(line, []byte("OK")) || bytes.Equal(line, []byte("ERR")) || bytes.HasPrefix(line, []byte("ERR ")) {
 			if out == nil {
 				out = append(make([]byte, 0, len(body)+8), body[:start]...)
 			}
