@@ -6,11 +6,15 @@ package main_test
 // they skip, except with CI=true, where they fail.
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,8 +28,8 @@ import (
 
 // daemonBuild is the daemon under test, built once per test binary by the
 // first test that needs it (or named by $DISKD_TEST_BIN). Lazily, so that
-// helper processes re-executing this binary (TestHelperSendGarbage, the
-// flag tests' children) never build it.
+// helper processes re-executing this binary (TestHelperProcess, the flag
+// tests' children) never build it.
 var daemonBuild struct {
 	once sync.Once
 	dir  string // removed by TestMain
@@ -67,13 +71,6 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
-// Environment of the garbage sender that a test runs inside a namespace
-// (this test binary, re-executed with -test.run=TestHelperSendGarbage).
-const (
-	senderEnv      = "DISKD_TEST_GARBAGE_SENDER"
-	senderCountEnv = "DISKD_TEST_GARBAGE_COUNT"
-)
 
 // The daemon's default multicast group, which the tests leave unchanged.
 const group = "239.255.77.77:4277"
@@ -462,18 +459,8 @@ func TestGarbageDatagrams(t *testing.T) {
 	before := a.status(t)
 
 	const n = 1000
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := c.Command(exe, "-test.run=^TestHelperSendGarbage$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), senderEnv+"=1", senderCountEnv+"="+strconv.Itoa(n))
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestHelperSendGarbage") {
-		t.Fatalf("garbage sender in gamma: %v\n%s", err, out)
-	}
-	t.Logf("sent %d garbage datagrams from gamma in %v", n, time.Since(start).Round(time.Millisecond))
+	took := sendDatagrams(t, c.Host, garbage(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), n), 0)
+	t.Logf("sent %d garbage datagrams from gamma in %v", n, took.Round(time.Millisecond))
 
 	var after status
 	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
@@ -509,40 +496,291 @@ func TestGarbageDatagrams(t *testing.T) {
 	}
 }
 
-// TestHelperSendGarbage is not a test: TestGarbageDatagrams runs this test
-// binary inside gamma's namespace to send random datagrams to the group.
-func TestHelperSendGarbage(t *testing.T) {
-	if os.Getenv(senderEnv) == "" {
-		t.Skip("helper process of TestGarbageDatagrams")
+// garbage returns n random datagrams of 1 to 1200 bytes: a quarter of them
+// start with diskd's magic and version, another quarter with magic,
+// version 1 and no flags, so that their bodies reach the decoder.
+func garbage(rng *rand.Rand, n int) [][]byte {
+	grams := make([][]byte, n)
+	for i := range grams {
+		b := randomBytes(rng, 1+rng.IntN(1200))
+		switch {
+		case i%4 == 1 && len(b) >= 6:
+			copy(b, "DSKD\x01") // looks like diskd's at first glance
+		case i%4 == 3 && len(b) >= 7:
+			copy(b, "DSKD\x01\x00")
+		}
+		grams[i] = b
 	}
-	n, err := strconv.Atoi(os.Getenv(senderCountEnv))
+	return grams
+}
+
+// randomBytes returns n random bytes.
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, (n+7)&^7)
+	for j := 0; j < len(b); j += 8 {
+		binary.LittleEndian.PutUint64(b[j:], rng.Uint64())
+	}
+	return b[:n]
+}
+
+// Helper processes. A socket lives in the network namespace of the process
+// that opens it, so a test that must send or receive datagrams on a
+// simulated host's link runs this test binary again inside the host's
+// namespace (testbed.Host.Command), as TestHelperProcess with a mode:
+//
+//   - "send" multicasts the datagrams of a datagram file to the group,
+//     pausing 1ms after every $DISKD_TEST_HELPER_PACE datagrams (default 10,
+//     which does not overrun a receiver's socket buffer), then exits;
+//   - "capture" joins the group on the host's interface and appends every
+//     datagram it receives, with its source address, to a datagram file
+//     until it is killed; it creates FILE.ready once it has joined.
+//
+// A datagram file is a sequence of records: a 4-byte big-endian length N,
+// the 4-byte IPv4 source address (zero in files to send), N bytes of
+// payload. Each record is written with one write, so a reader sees at most
+// an incomplete last record, which readDatagrams leaves out.
+const (
+	helperEnv     = "DISKD_TEST_HELPER"      // the mode
+	helperFileEnv = "DISKD_TEST_HELPER_FILE" // the datagram file
+	helperPaceEnv = "DISKD_TEST_HELPER_PACE" // send: datagrams between 1ms pauses
+)
+
+// datagram is one record of a datagram file.
+type datagram struct {
+	src netip.Addr // source; invalid in files to send
+	b   []byte
+}
+
+// appendRecord appends one datagram-file record to dst.
+func appendRecord(dst []byte, src netip.Addr, b []byte) []byte {
+	var addr [4]byte
+	if src.Is4() {
+		addr = src.As4()
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(b)))
+	dst = append(dst, addr[:]...)
+	return append(dst, b...)
+}
+
+// readDatagrams reads the complete records of a datagram file.
+func readDatagrams(path string) ([]datagram, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []datagram
+	for len(data) >= 8 {
+		n := int(binary.BigEndian.Uint32(data))
+		if len(data) < 8+n {
+			break // being written
+		}
+		var src netip.Addr
+		if a := [4]byte(data[4:8]); a != [4]byte{} {
+			src = netip.AddrFrom4(a)
+		}
+		out = append(out, datagram{src: src, b: data[8 : 8+n]})
+		data = data[8+n:]
+	}
+	return out, nil
+}
+
+// helperProc is a helper process running in a host's namespace. The test's
+// cleanup kills it (by PID) if it still runs.
+type helperProc struct {
+	mode string
+	host *testbed.Host
+	file string
+	cmd  *exec.Cmd
+	out  bytes.Buffer // its combined output
+	done chan struct{}
+	err  error // of Wait, set before done is closed
+}
+
+// startHelper runs this test binary as TestHelperProcess in mode inside h's
+// namespace, with file as its datagram file and env added to its
+// environment.
+func startHelper(t *testing.T, h *testbed.Host, mode, file string, env ...string) *helperProc {
+	t.Helper()
+	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
+	}
+	p := &helperProc{mode: mode, host: h, file: file, done: make(chan struct{})}
+	p.cmd = h.Command(exe, "-test.run=^TestHelperProcess$", "-test.count=1", "-test.v")
+	p.cmd.Env = append(os.Environ(), append([]string{helperEnv + "=" + mode, helperFileEnv + "=" + file}, env...)...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("%s helper in %s: %v", mode, h.Name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// kill ends the helper (SIGKILL, by PID) and waits for it.
+func (p *helperProc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// wait waits for the helper to exit and fails the test unless it passed.
+func (p *helperProc) wait(t *testing.T) {
+	t.Helper()
+	<-p.done
+	if p.err != nil || !strings.Contains(p.out.String(), "--- PASS: TestHelperProcess") {
+		t.Fatalf("%s helper in %s: %v\n%s", p.mode, p.host.Name, p.err, p.out.String())
+	}
+}
+
+// startSend starts a sender in h's namespace that multicasts grams to the
+// group, pausing 1ms after every pace datagrams (pace <= 0: 10).
+func startSend(t *testing.T, h *testbed.Host, grams [][]byte, pace int) *helperProc {
+	t.Helper()
+	var data []byte
+	for _, g := range grams {
+		data = appendRecord(data, netip.Addr{}, g)
+	}
+	file := filepath.Join(t.TempDir(), "send")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pace <= 0 {
+		pace = 10
+	}
+	return startHelper(t, h, "send", file, helperPaceEnv+"="+strconv.Itoa(pace))
+}
+
+// sendDatagrams multicasts grams from h (see startSend), waits for the
+// sender and returns how long it ran, its start-up included.
+func sendDatagrams(t *testing.T, h *testbed.Host, grams [][]byte, pace int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	startSend(t, h, grams, pace).wait(t)
+	return time.Since(start)
+}
+
+// capture is a running "capture" helper.
+type capture struct{ *helperProc }
+
+// startCapture starts a capture in h's namespace and returns once it has
+// joined the group. Run it on a host of its own, or filter by source: it
+// also hears what its own host sends.
+func startCapture(t *testing.T, h *testbed.Host) *capture {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "capture")
+	p := startHelper(t, h, "capture", file)
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
+		select {
+		case <-p.done:
+			t.Fatalf("capture in %s exited: %v\n%s", h.Name, p.err, p.out.String())
+		default:
+		}
+		_, err := os.Stat(file + ".ready")
+		return err == nil, fmt.Sprintf("capture in %s not ready", h.Name)
+	})
+	return &capture{p}
+}
+
+// from returns the datagrams captured so far that src sent.
+func (c *capture) from(t *testing.T, src string) []datagram {
+	t.Helper()
+	all, err := readDatagrams(c.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := netip.MustParseAddr(src)
+	var out []datagram
+	for _, d := range all {
+		if d.src == want {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// stop kills the capture; what it captured stays readable.
+func (c *capture) stop() { c.kill() }
+
+// TestHelperProcess is not a test: tests run this test binary as a helper
+// process inside a host's namespace (see startHelper).
+func TestHelperProcess(t *testing.T) {
+	file := os.Getenv(helperFileEnv)
+	switch mode := os.Getenv(helperEnv); mode {
+	case "":
+		t.Skip("helper process of the tests that send or capture datagrams")
+	case "send":
+		helperSend(t, file)
+	case "capture":
+		helperCapture(t, file)
+	default:
+		t.Fatalf("unknown helper mode %q", mode)
+	}
+}
+
+func helperSend(t *testing.T, file string) {
+	grams, err := readDatagrams(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pace, err := strconv.Atoi(os.Getenv(helperPaceEnv))
+	if err != nil || pace <= 0 {
+		t.Fatalf("bad %s %q", helperPaceEnv, os.Getenv(helperPaceEnv))
 	}
 	conn, err := net.Dial("udp4", group) // TTL 1, out of e0 by the 224.0.0.0/4 route
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	for i := range n {
-		b := make([]byte, 1+rng.IntN(1200))
-		for j := range b {
-			b[j] = byte(rng.Uint32())
-		}
-		switch {
-		case i%4 == 1 && len(b) >= 6:
-			// Looks like diskd's at first glance: magic, version 1.
-			copy(b, "DSKD\x01")
-		case i%4 == 3 && len(b) >= 7:
-			// Magic, version 1, no flags: the body reaches the decoder.
-			copy(b, "DSKD\x01\x00")
-		}
-		if _, err := conn.Write(b); err != nil {
+	for i, g := range grams {
+		if _, err := conn.Write(g.b); err != nil {
 			t.Fatalf("datagram %d: %v", i, err)
 		}
-		if i%10 == 9 {
+		if i%pace == pace-1 {
 			time.Sleep(time.Millisecond) // do not overrun the receiver's socket buffer
+		}
+	}
+}
+
+func helperCapture(t *testing.T, file string) {
+	ifi, err := net.InterfaceByName(testbed.Interface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenMulticastUDP("udp4", ifi, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(group)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.WriteFile(file+".ready", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	var rec []byte
+	for {
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec = appendRecord(rec[:0], src.Addr().Unmap(), buf[:n])
+		if _, err := f.Write(rec); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
