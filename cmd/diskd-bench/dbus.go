@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// The D-Bus names of DESIGN.md. The benchmark talks to the daemon as any
+// D-Bus client would, with godbus, and so does not depend on dbusapi.
+const (
+	busName       = "org.diskd"
+	busPath       = dbus.ObjectPath("/org/diskd/Finder")
+	busInterface  = "org.diskd.Finder"
+	sigAppeared   = busInterface + ".DiskAppeared"
+	sigDisappeard = busInterface + ".DiskDisappeared"
+)
+
+// busFiles are what a private system bus needs from the source tree: the
+// test configuration (Debian's system bus policy) and diskd's own policy,
+// which lets root own org.diskd.
+type busFiles struct {
+	conf   string // dbusapi/testdata/dbus-system-test.conf
+	policy string // packaging/dbus/org.diskd.conf
+}
+
+// findBusFiles reports why D-Bus cannot be measured, if it cannot.
+func findBusFiles(repo string) (busFiles, error) {
+	if _, err := exec.LookPath("dbus-daemon"); err != nil {
+		return busFiles{}, errors.New("no dbus-daemon (apt-get install dbus-daemon)")
+	}
+	if repo == "" {
+		return busFiles{}, errors.New("no source tree found (run me in it, or pass --repo)")
+	}
+	f := busFiles{
+		conf:   filepath.Join(repo, "dbusapi", "testdata", "dbus-system-test.conf"),
+		policy: filepath.Join(repo, "packaging", "dbus", "org.diskd.conf"),
+	}
+	for _, p := range []string{f.conf, f.policy} {
+		if _, err := os.Stat(p); err != nil {
+			return busFiles{}, fmt.Errorf("D-Bus files missing: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// privateBus is a dbus-daemon of our own with the system bus policy.
+type privateBus struct {
+	socket  string
+	address string
+	pid     int
+}
+
+// startBus starts a private bus whose socket, configuration and policy
+// directory are in dir (created here): the configuration is f.conf with
+// @SOCKET@ and @POLICY_DIR@ replaced, diskd's policy is copied into the
+// policy directory. dbus-daemon forks; the caller must kill it (by PID).
+func startBus(f busFiles, dir string) (*privateBus, error) {
+	policyDir := filepath.Join(dir, "policy")
+	if err := os.MkdirAll(policyDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	policy, err := os.ReadFile(f.policy)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(policyDir, filepath.Base(f.policy)), policy, 0o644); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	tmpl, err := os.ReadFile(f.conf)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	b := &privateBus{socket: filepath.Join(dir, "bus")}
+	if len(b.socket) >= 108 {
+		return nil, fmt.Errorf("bus: socket path %s too long", b.socket)
+	}
+	conf := strings.NewReplacer("@SOCKET@", b.socket, "@POLICY_DIR@", policyDir).Replace(string(tmpl))
+	confPath := filepath.Join(dir, "system.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	cmd := exec.Command("dbus-daemon", "--config-file="+confPath, "--fork", "--print-address=1", "--print-pid=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("bus: dbus-daemon: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	fields := strings.Fields(string(out))
+	if len(fields) != 2 {
+		return nil, fmt.Errorf("bus: dbus-daemon printed %q, want an address and a pid", out)
+	}
+	if b.pid, err = strconv.Atoi(fields[1]); err != nil || b.pid <= 1 {
+		return nil, fmt.Errorf("bus: dbus-daemon printed pid %q", fields[1])
+	}
+	b.address = "unix:path=" + b.socket
+	return b, nil
+}
+
+// kill stops the bus by its PID: SIGTERM, SIGKILL after 5 s.
+func (b *privateBus) kill() error {
+	if b == nil || b.pid == 0 {
+		return nil
+	}
+	pid := b.pid
+	b.pid = 0
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("bus: kill %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("bus: kill -9 %d: %w", pid, err)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// alive reports whether pid runs; a zombie (the forked dbus-daemon is not
+// our child and waits for init) does not.
+func alive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// connectBus connects to a bus as a client.
+func connectBus(address string) (*dbus.Conn, error) {
+	c, err := dbus.Connect(address)
+	if err != nil {
+		return nil, fmt.Errorf("D-Bus %s: %w", address, err)
+	}
+	return c, nil
+}
+
+// nameOwned waits up to timeout for org.diskd to have an owner on the bus.
+func nameOwned(ctx context.Context, address string, timeout time.Duration) (bool, error) {
+	c, err := connectBus(address)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		var has bool
+		if err := c.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&has); err != nil {
+			return false, fmt.Errorf("NameHasOwner: %w", err)
+		}
+		if has {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// sigWatcher is an observer on a bus: it records when DiskAppeared and
+// DiskDisappeared of one host's disks arrive, by label.
+type sigWatcher struct {
+	*sightings
+	conn   *dbus.Conn
+	hostID string
+}
+
+func watchSignals(address, hostID string) (*sigWatcher, error) {
+	c, err := connectBus(address)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.AddMatchSignal(dbus.WithMatchInterface(busInterface), dbus.WithMatchObjectPath(busPath)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("D-Bus AddMatch: %w", err)
+	}
+	w := &sigWatcher{sightings: newSightings(), conn: c, hostID: hostID}
+	ch := make(chan *dbus.Signal, 4096)
+	c.Signal(ch)
+	go func() {
+		for s := range ch { // closed when the connection is
+			at := time.Now()
+			if s.Name != sigAppeared && s.Name != sigDisappeard || len(s.Body) == 0 {
+				continue
+			}
+			d, ok := s.Body[0].(map[string]dbus.Variant)
+			if !ok {
+				continue
+			}
+			host, _ := d["host_id"].Value().(string)
+			label, _ := d["label"].Value().(string)
+			if host == w.hostID {
+				w.set(label, s.Name == sigAppeared, at)
+			}
+		}
+	}()
+	return w, nil
+}
+
+func (w *sigWatcher) close() error { return w.conn.Close() }
+
+// listOverBus calls List once and returns how long the call took (sent
+// to the reply read and decoded by godbus into its own values) and how
+// many disks it returned.
+func listOverBus(ctx context.Context, c *dbus.Conn) (time.Duration, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	call := c.Object(busName, busPath).CallWithContext(ctx, busInterface+".List", 0)
+	took := time.Since(start)
+	if call.Err != nil {
+		return 0, 0, fmt.Errorf("D-Bus List: %w", call.Err)
+	}
+	if len(call.Body) != 1 {
+		return 0, 0, fmt.Errorf("D-Bus List: %d values in the reply, want 1", len(call.Body))
+	}
+	disks, ok := call.Body[0].([]map[string]dbus.Variant)
+	if !ok {
+		return 0, 0, fmt.Errorf("D-Bus List: reply of type %T, want aa{sv}", call.Body[0])
+	}
+	return took, len(disks), nil
+}
+
+// busctlCall times one `busctl call -q` (sd-bus: the reply is received
+// but its payload not parsed) of method on dest, path, iface.
+func busctlCall(ctx context.Context, address, dest string, path dbus.ObjectPath, iface, method string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "busctl", "--address="+address, "--timeout=30", "call", "-q",
+		dest, string(path), iface, method)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("busctl %s: %w: %s", method, err, bytes.TrimSpace(out))
+	}
+	return took, nil
+}

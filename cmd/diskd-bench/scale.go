@@ -1,0 +1,324 @@
+package main
+
+// Item 3 of issue 7: one daemon hears many simulated peers (a load
+// generator on a host of its own sends real datagrams); its CPU and memory
+// over a window, and how long listing every disk takes.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/diskd/diskd/service/daemon"
+	"github.com/diskd/diskd/service/testbed"
+)
+
+type scaleLab struct {
+	lab    *testbed.Lab
+	s, gen *testbed.Host
+	bus    *privateBus
+	d      *testbed.Daemon
+}
+
+type scaleResult struct {
+	ran        bool
+	peers      int // held at the end of the window
+	disks      int
+	window     time.Duration
+	cpu        time.Duration
+	rssMax     int64
+	in         uint64 // datagrams received in the window
+	dropped    uint64
+	listTimes  samples
+	listDisks  int
+	listBytes  int
+	busTimes   samples
+	busDisks   int
+	busErr     error
+	busctl     samples // busctl call -q List
+	busctlBase samples // busctl call -q of a bus method that returns at once
+	busctlErr  error
+	loadgenOut string
+}
+
+func (b *bench) setupScale(ctx context.Context) (*scaleLab, error) {
+	lab, err := b.newLab("scale")
+	if err != nil {
+		return nil, err
+	}
+	sl := &scaleLab{lab: lab}
+	if sl.s, _, err = addHost(lab, "s", "S-ROOT"); err != nil {
+		return nil, err
+	}
+	if sl.gen, _, err = addHost(lab, "gen"); err != nil {
+		return nil, err
+	}
+	sl.bus = b.startBus(lab, sl.s)
+	if sl.d, err = b.start(sl.s, sl.bus); err != nil {
+		return nil, err
+	}
+	b.checkDBus(ctx, sl.bus)
+	return sl, nil
+}
+
+// loadgenProc is a running load generator.
+type loadgenProc struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func startLoadgen(h *testbed.Host, c loadgenConfig) (*loadgenProc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("load generator: %w", err)
+	}
+	p := &loadgenProc{done: make(chan struct{})}
+	p.cmd = h.Command(exe, loadgenArgs(c)...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("load generator: %w", err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop ends the load generator by its PID (SIGTERM, SIGKILL after 5 s)
+// and returns what it printed.
+func (p *loadgenProc) stop() (string, error) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	out := strings.TrimSpace(p.out.String())
+	var ee *exec.ExitError
+	if p.err != nil && !(errors.As(p.err, &ee) && ee.ExitCode() == 0) {
+		return out, fmt.Errorf("load generator: %w: %s", p.err, out)
+	}
+	return out, nil
+}
+
+func (b *bench) runScale(ctx context.Context, sl *scaleLab) (scaleResult, error) {
+	var res scaleResult
+	defer b.prog.set("scale", "")
+	cfg := loadgenConfig{peers: b.o.peers, disks: b.o.disksPerPeer, interval: daemon.DefaultAnnounceInterval,
+		group: daemon.DefaultGroup, iface: testbed.Interface}
+	lg, err := startLoadgen(sl.gen, cfg)
+	if err != nil {
+		return res, err
+	}
+	var stopOnce sync.Once
+	var genErr error
+	stopGen := func() error {
+		stopOnce.Do(func() { res.loadgenOut, genErr = lg.stop() })
+		return genErr
+	}
+	b.onCleanup("load generator", stopGen)
+	pid := sl.d.PID()
+
+	// Every peer announces once per interval: all are known after one.
+	deadline := time.Now().Add(cfg.interval + 20*time.Second)
+	for {
+		st, err := status(sl.s.Socket)
+		if err == nil && st.Peers >= cfg.peers {
+			break
+		}
+		if err == nil {
+			b.prog.set("scale", "hearing %d/%d peers", st.Peers, cfg.peers)
+		}
+		select {
+		case <-lg.done:
+			return res, fmt.Errorf("load generator exited: %v: %s", lg.err, lg.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("s heard %d of %d peers after %v (last error %v)", st.Peers, cfg.peers, cfg.interval+20*time.Second, err)
+		}
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+			return res, err
+		}
+	}
+	// Let the flood of "appeared" events (and their log lines) pass.
+	if err := sleepCtx(ctx, 3*time.Second); err != nil {
+		return res, err
+	}
+
+	st0, err := status(sl.s.Socket)
+	if err != nil {
+		return res, err
+	}
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	for time.Since(t0) < b.o.window {
+		if r, err := rss(pid); err == nil {
+			res.rssMax = max(res.rssMax, r)
+		}
+		b.prog.set("scale", "window %.0f/%.0f s", time.Since(t0).Seconds(), b.o.window.Seconds())
+		if err := sleepCtx(ctx, min(time.Second, b.o.window-time.Since(t0))); err != nil {
+			return res, err
+		}
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return res, err
+	}
+	res.window = time.Since(t0)
+	if r, err := rss(pid); err == nil {
+		res.rssMax = max(res.rssMax, r)
+	}
+	st1, err := status(sl.s.Socket)
+	if err != nil {
+		return res, err
+	}
+	res.ran = true
+	res.cpu = cpu1 - cpu0
+	res.peers, res.disks = st1.Peers, st1.Disks
+	res.in, res.dropped = st1.PacketsIn-st0.PacketsIn, st1.PacketsDropped-st0.PacketsDropped
+
+	// list --json of everything, as a client does it: connect, ask, read
+	// up to OK.
+	for i := range b.o.listRuns {
+		b.prog.set("scale", "list --json %d/%d", i+1, b.o.listRuns)
+		t := time.Now()
+		c, err := dialCtl(sl.s.Socket, 5*time.Second)
+		if err != nil {
+			return res, err
+		}
+		_, n, err := c.do("list --json", 30*time.Second, false)
+		took := time.Since(t)
+		c.close()
+		if err != nil {
+			return res, err
+		}
+		res.listTimes.add(took)
+		res.listBytes = n
+	}
+	ds, err := listDisks(sl.s.Socket, "")
+	if err != nil {
+		return res, err
+	}
+	res.listDisks = len(ds)
+
+	if ok, _ := b.dbus(); ok && sl.bus != nil {
+		res.busErr = b.busList(ctx, sl.bus, &res)
+	}
+	if err := stopGen(); err != nil {
+		b.prog.logf("%v", err)
+	}
+	return res, nil
+}
+
+func (b *bench) busList(ctx context.Context, bus *privateBus, res *scaleResult) error {
+	c, err := connectBus(bus.address)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := range b.o.listRuns {
+		b.prog.set("scale", "D-Bus List %d/%d", i+1, b.o.listRuns)
+		took, n, err := listOverBus(ctx, c)
+		if err != nil {
+			return err
+		}
+		res.busTimes.add(took)
+		res.busDisks = n
+	}
+	if _, err := exec.LookPath("busctl"); err != nil {
+		res.busctlErr = err
+		return nil
+	}
+	for i := range b.o.listRuns {
+		b.prog.set("scale", "busctl List %d/%d", i+1, b.o.listRuns)
+		took, err := busctlCall(ctx, bus.address, busName, busPath, busInterface, "List")
+		if err != nil {
+			res.busctlErr = err
+			return nil
+		}
+		res.busctl.add(took)
+		if took, err = busctlCall(ctx, bus.address, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+			"org.freedesktop.DBus", "GetId"); err == nil {
+			res.busctlBase.add(took)
+		}
+	}
+	return nil
+}
+
+// mb shows bytes in megabytes (10^6), the unit of the issue's targets.
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+func (b *bench) scaleRows(res scaleResult) {
+	want := b.o.peers * b.o.disksPerPeer
+	b.rep.section(3, fmt.Sprintf("Scale: one daemon hears %s peers × %d disks, each announcing every %v %s",
+		thousands(int64(b.o.peers)), b.o.disksPerPeer, daemon.DefaultAnnounceInterval,
+		b.rep.note("A load generator on a host of its own plays the peers: its own host id, boot id and "+
+			"growing sequence number for each, announcements encoded by service/wire at the link's payload "+
+			"budget (16 disks: 2 datagrams) and sent by service/multicast's socket, the sends spread evenly. "+
+			"CPU: utime+stime of the daemon from /proc/PID/stat (10 ms ticks) over the window; memory: "+
+			"VmRSS, the largest of one sample a second. list --json: connect, ask, read to OK; "+
+			"D-Bus List: call to decoded reply, godbus. %s", res.loadgenOut)))
+	if !res.ran {
+		b.rep.add(3, row{metric: "scale case", value: "not measured (see the error above)", met: metNo})
+		return
+	}
+	win := res.window.Round(time.Second)
+	b.rep.add(3,
+		row{metric: "peers and disks held at the end of the window", value: fmt.Sprintf("%s peers, %s disks", thousands(int64(res.peers)), thousands(int64(res.disks))),
+			target: fmt.Sprintf("%s peers, %s disks", thousands(int64(b.o.peers)), thousands(int64(want+1))), met: metLE(b.o.peers, res.peers)},
+		row{metric: "datagrams received (dropped) during the window", value: fmt.Sprintf("%.1f/s (%d)", float64(res.in)/res.window.Seconds(), res.dropped),
+			met: metNone},
+	)
+	cpuPct := 100 * res.cpu.Seconds() / res.window.Seconds()
+	b.rep.add(3,
+		row{metric: fmt.Sprintf("daemon CPU over %v", win), value: fmt.Sprintf("%.2f %% of one core", cpuPct),
+			target: "≤ 5 %", met: metLE(cpuPct, 5)},
+		row{metric: "daemon memory (VmRSS)", value: mb(res.rssMax), target: "≤ 64 MB", met: metLE(res.rssMax, 64e6)},
+	)
+	lr := row{metric: fmt.Sprintf("list --json, %s disks (%.1f MB), control socket  p50 (n=%d)", thousands(int64(res.listDisks)),
+		float64(res.listBytes)/1e6, res.listTimes.n()),
+		value: fmtDur(res.listTimes.pct(50)), target: "≤ 50.0 ms", met: metLE(res.listTimes.pct(50), 50*time.Millisecond)}
+	b.rep.add(3, lr, row{metric: "list --json  max", value: fmtDur(res.listTimes.max()), met: metNone})
+	ok, why := b.dbus()
+	switch {
+	case !ok:
+		b.rep.add(3, row{metric: "D-Bus List, every disk", value: why, target: "≤ 100.0 ms", met: metPending})
+	case res.busErr != nil:
+		b.rep.add(3, row{metric: "D-Bus List, every disk", value: "failed: " + res.busErr.Error(), target: "≤ 100.0 ms", met: metNo})
+	default:
+		b.rep.add(3,
+			row{metric: fmt.Sprintf("D-Bus List, %s disks, godbus client  p50 (n=%d)", thousands(int64(res.busDisks)), res.busTimes.n()),
+				value: fmtDur(res.busTimes.pct(50)), target: "≤ 100.0 ms", met: metLE(res.busTimes.pct(50), 100*time.Millisecond)},
+			row{metric: "D-Bus List, godbus client  max", value: fmtDur(res.busTimes.max()), met: metNone})
+		switch {
+		case res.busctlErr != nil:
+			b.rep.add(3, row{metric: "D-Bus List, busctl -q", value: "not measured: " + res.busctlErr.Error(), met: metNone})
+		case res.busctl.n() > 0:
+			b.rep.add(3, row{metric: fmt.Sprintf("D-Bus List, busctl call -q (sd-bus)  p50 (n=%d) %s", res.busctl.n(),
+				b.rep.note("busctl call -q receives the reply without parsing its payload: the time is the daemon's "+
+					"(and dbus-daemon's), not a Go client's decoding. It includes starting busctl: a call of "+
+					"org.freedesktop.DBus.GetId the same way takes %s (p50).", fmtDur(res.busctlBase.pct(50)))),
+				value: fmtDur(res.busctl.pct(50)), target: "≤ 100.0 ms", met: metLE(res.busctl.pct(50), 100*time.Millisecond)})
+		}
+	}
+}
