@@ -128,6 +128,9 @@ type Options struct {
 	// MaxDisksPerPeer caps one peer's disks (default 2048); the rest of an
 	// over-long list is dropped and counted.
 	MaxDisksPerPeer int
+	// MaxDisks caps the disks held for all peers together (default
+	// 65536); an announcement that would pass it is refused and counted.
+	MaxDisks int
 	// MaxTombstones caps how many departed peers' last sequence numbers are
 	// remembered to refuse replays (default 4 × MaxPeers).
 	MaxTombstones int
@@ -139,6 +142,7 @@ type Options struct {
 const (
 	DefaultMaxPeers        = 4096
 	DefaultMaxDisksPerPeer = 2048
+	DefaultMaxDisks        = 65536
 )
 
 // ErrReplay is returned for an announcement whose sequence number does not
@@ -150,15 +154,20 @@ var ErrReplay = errors.New("sequence number did not move forward (replay or dupl
 // peers are already held.
 var ErrPeerCap = errors.New("peer limit reached")
 
+// ErrDiskCap is returned for an announcement that would take the disks
+// held for all peers past MaxDisks.
+var ErrDiskCap = errors.New("disk limit reached")
+
 // ErrSelf is returned for an announcement that carries our own host id.
 var ErrSelf = errors.New("announcement carries this host's own id")
 
 // Stats are the inventory's own counters.
 type Stats struct {
-	Replays       uint64 // announcements dropped as replays
-	PeerCapHits   uint64 // announcements from new hosts dropped at MaxPeers
-	DiskCapHits   uint64 // announcements truncated at MaxDisksPerPeer
-	EventsDropped uint64 // events not delivered to a slow subscriber
+	Replays          uint64 // announcements dropped as replays
+	PeerCapHits      uint64 // announcements from new hosts dropped at MaxPeers
+	DiskCapHits      uint64 // announcements truncated at MaxDisksPerPeer
+	TotalDiskCapHits uint64 // announcements refused at MaxDisks
+	EventsDropped    uint64 // events not delivered to a slow subscriber
 }
 
 // ScanState is the outcome of the last local scan.
@@ -191,12 +200,6 @@ func (ps *peerState) sorted() []Disk {
 	return out
 }
 
-type seen struct {
-	bootID string
-	seq    uint64
-	at     time.Time
-}
-
 // Inventory holds the network-wide view. Create it with New.
 type Inventory struct {
 	opts Options
@@ -205,7 +208,8 @@ type Inventory struct {
 	local      map[diskKey]Disk
 	localOrder []Disk // local sorted by device and uuid
 	peers      map[string]*peerState
-	tombstones map[string]seen // host id → last accepted sequence of departed peers
+	tombs      *tombstones // last accepted sequence of departed peers
+	remote     int         // disks held for peers, for MaxDisks
 	scan       ScanState
 	stats      Stats
 	subs       map[*Subscription]struct{}
@@ -219,6 +223,9 @@ func New(opts Options) *Inventory {
 	if opts.MaxDisksPerPeer <= 0 {
 		opts.MaxDisksPerPeer = DefaultMaxDisksPerPeer
 	}
+	if opts.MaxDisks <= 0 {
+		opts.MaxDisks = DefaultMaxDisks
+	}
 	if opts.MaxTombstones <= 0 {
 		opts.MaxTombstones = 4 * opts.MaxPeers
 	}
@@ -226,11 +233,11 @@ func New(opts Options) *Inventory {
 		opts.Now = time.Now
 	}
 	return &Inventory{
-		opts:       opts,
-		local:      map[diskKey]Disk{},
-		peers:      map[string]*peerState{},
-		tombstones: map[string]seen{},
-		subs:       map[*Subscription]struct{}{},
+		opts:  opts,
+		local: map[diskKey]Disk{},
+		peers: map[string]*peerState{},
+		tombs: newTombstones(opts.MaxTombstones),
+		subs:  map[*Subscription]struct{}{},
 	}
 }
 
@@ -284,8 +291,8 @@ type Announcement struct {
 }
 
 // Apply records a peer's announcement, replacing that peer's disk list, and
-// publishes what changed. It returns ErrSelf, ErrReplay or ErrPeerCap (and
-// changes nothing) when the announcement is refused. It keeps copies of the
+// publishes what changed. It returns ErrSelf, ErrReplay, ErrPeerCap or
+// ErrDiskCap (and changes nothing) when the announcement is refused. It keeps copies of the
 // disks, never a.Disks itself, so the caller may reuse that slice.
 func (inv *Inventory) Apply(a Announcement) error {
 	now := inv.opts.Now()
@@ -299,7 +306,20 @@ func (inv *Inventory) Apply(a Announcement) error {
 		inv.stats.PeerCapHits++
 		return ErrPeerCap
 	}
-	delete(inv.tombstones, a.HostID)
+	disks := a.Disks
+	if len(disks) > inv.opts.MaxDisksPerPeer {
+		inv.stats.DiskCapHits++
+		disks = disks[:inv.opts.MaxDisksPerPeer]
+	}
+	held := 0
+	if known {
+		held = len(ps.disks)
+	}
+	if inv.remote-held+len(disks) > inv.opts.MaxDisks {
+		inv.stats.TotalDiskCapHits++
+		return ErrDiskCap
+	}
+	inv.tombs.forget(a.HostID)
 	if !known {
 		ps = &peerState{disks: map[diskKey]Disk{}}
 		inv.peers[a.HostID] = ps
@@ -308,11 +328,6 @@ func (inv *Inventory) Apply(a Announcement) error {
 		HostID: a.HostID, Hostname: a.Hostname, Address: a.Address, BootID: a.BootID,
 		Seq: a.Seq, Interval: a.Interval, Timeout: inv.timeoutFor(a.Interval),
 		LastHeard: now, Authenticated: a.Authenticated,
-	}
-	disks := a.Disks
-	if len(disks) > inv.opts.MaxDisksPerPeer {
-		inv.stats.DiskCapHits++
-		disks = disks[:inv.opts.MaxDisksPerPeer]
 	}
 	// Nearly every announcement repeats the last one: then there is
 	// nothing to diff, sort or publish (issue 7's profile: sorting both
@@ -338,6 +353,7 @@ func (inv *Inventory) Apply(a Announcement) error {
 		inv.publishLocked(Event{Kind: PeerJoined, Peer: ps.info})
 	}
 	inv.diffLocked(ps.disks, next, ps.info)
+	inv.remote += len(next) - len(ps.disks)
 	ps.disks, ps.order = next, sortedDisks(next)
 	return nil
 }
@@ -438,8 +454,8 @@ func (inv *Inventory) admitLocked(hostID, bootID string, seq uint64) error {
 	last, ok := uint64(0), false
 	if ps, live := inv.peers[hostID]; live {
 		last, ok = ps.info.Seq, true
-	} else if t, dead := inv.tombstones[hostID]; dead {
-		last, ok = t.seq, true
+	} else if seq, dead := inv.tombs.get(hostID); dead {
+		last, ok = seq, true
 	}
 	if ok && seq <= last {
 		inv.stats.Replays++
@@ -451,28 +467,13 @@ func (inv *Inventory) admitLocked(hostID, bootID string, seq uint64) error {
 func (inv *Inventory) removeLocked(hostID, reason string) {
 	ps := inv.peers[hostID]
 	delete(inv.peers, hostID)
-	inv.rememberLocked(hostID, ps.info)
+	inv.tombs.remember(hostID, ps.info.Seq)
+	inv.remote -= len(ps.disks)
 	for _, d := range ps.sorted() {
 		inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info})
 	}
 	ps.info.Disks = 0
 	inv.publishLocked(Event{Kind: PeerLost, Peer: ps.info, Reason: reason})
-}
-
-func (inv *Inventory) rememberLocked(hostID string, p Peer) {
-	if len(inv.tombstones) >= inv.opts.MaxTombstones {
-		// Forget the oldest; a linear scan is fine at this size and only
-		// runs when a peer leaves while the table is full.
-		var oldest string
-		var at time.Time
-		for id, t := range inv.tombstones {
-			if oldest == "" || t.at.Before(at) {
-				oldest, at = id, t.at
-			}
-		}
-		delete(inv.tombstones, oldest)
-	}
-	inv.tombstones[hostID] = seen{bootID: p.BootID, seq: p.Seq, at: inv.opts.Now()}
 }
 
 func (inv *Inventory) timeoutFor(interval time.Duration) time.Duration {

@@ -216,7 +216,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestTombstonesBounded(t *testing.T) {
-	inv, c, _ := newTest(t, Options{MaxPeers: 10, MaxTombstones: 5})
+	inv, _, _ := newTest(t, Options{MaxPeers: 10, MaxTombstones: 5})
 	for i := range 50 {
 		id := fmt.Sprintf("h%d", i)
 		if err := inv.Apply(ann(id, 1)); err != nil {
@@ -225,15 +225,71 @@ func TestTombstonesBounded(t *testing.T) {
 		if err := inv.Bye(id, "b1", 2); err != nil {
 			t.Fatal(err)
 		}
-		c.add(time.Millisecond)
 	}
-	inv.mu.RLock()
-	n := len(inv.tombstones)
-	_, newest := inv.tombstones["h49"]
-	inv.mu.RUnlock()
-	if n != 5 || !newest {
-		t.Fatalf("%d tombstones (newest kept: %v), want 5", n, newest)
+	// The five last to leave are remembered: their replays are refused.
+	for i := 45; i < 50; i++ {
+		if err := inv.Apply(ann(fmt.Sprintf("h%d", i), 2)); !errors.Is(err, ErrReplay) {
+			t.Fatalf("h%d: %v, want ErrReplay", i, err)
+		}
 	}
+	if n := inv.tombs.len(); n != 5 {
+		t.Fatalf("%d tombstones, want 5", n)
+	}
+	// A host that comes back is forgotten as a tombstone; the oldest go
+	// first when a new one needs room.
+	if err := inv.Apply(ann("h47", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := inv.tombs.get("h47"); ok || inv.tombs.len() != 4 {
+		t.Fatalf("h47 came back but is still a tombstone (%d held)", inv.tombs.len())
+	}
+	for _, id := range []string{"x1", "x2"} {
+		if err := inv.Apply(ann(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := inv.Bye(id, "b1", 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]bool{"h45": false, "h46": true, "h48": true, "h49": true, "x1": true, "x2": true} {
+		if _, ok := inv.tombs.get(id); ok != want {
+			t.Errorf("tombstone of %s held: %v, want %v", id, ok, want)
+		}
+	}
+}
+
+func TestTotalDiskCap(t *testing.T) {
+	inv, _, sub := newTest(t, Options{MaxDisks: 5})
+	three := []Disk{disk("/a", "1", ""), disk("/b", "2", ""), disk("/c", "3", "")}
+	if err := inv.Apply(ann("h1", 1, three...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Apply(ann("h2", 1, three...)); !errors.Is(err, ErrDiskCap) {
+		t.Fatalf("6 disks past a cap of 5: %v, want ErrDiskCap", err)
+	}
+	if len(inv.Peers()) != 1 {
+		t.Fatal("a refused announcement added its peer")
+	}
+	if err := inv.Apply(ann("h2", 2, three[:2]...)); err != nil {
+		t.Fatal(err)
+	}
+	// h1 growing past the cap keeps its old list; shrinking frees room.
+	if err := inv.Apply(ann("h1", 2, append(three, disk("/d", "4", ""))...)); !errors.Is(err, ErrDiskCap) {
+		t.Fatalf("growth past the cap: %v", err)
+	}
+	if err := inv.Apply(ann("h1", 3, three[:1]...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Bye("h2", "b1", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Apply(ann("h3", 1, append(three, disk("/d", "4", ""))...)); err != nil {
+		t.Fatalf("room freed by a shrink and a goodbye not reused: %v", err)
+	}
+	if got, st := len(inv.Disks()), inv.Stats(); got != 5 || st.TotalDiskCapHits != 2 {
+		t.Fatalf("%d disks, %d refusals; want 5 and 2", got, st.TotalDiskCapHits)
+	}
+	drain(sub)
 }
 
 func TestMatchAndFind(t *testing.T) {

@@ -47,6 +47,7 @@ const (
 	DropSelf    = "self"    // our own host id
 	DropReplay  = "replay"  // sequence did not move forward
 	DropPeerCap = "peercap" // too many peers
+	DropDiskCap = "diskcap" // too many disks held for peers in all
 	DropSize    = "size"    // larger than the largest datagram we accept
 )
 
@@ -256,6 +257,8 @@ func (s *Service) refused(err error, src netip.Addr, n int) bool {
 		s.dropN(DropReplay, src, err, n)
 	case errors.Is(err, inventory.ErrPeerCap):
 		s.dropN(DropPeerCap, src, err, n)
+	case errors.Is(err, inventory.ErrDiskCap):
+		s.dropN(DropDiskCap, src, err, n)
 	case errors.Is(err, inventory.ErrSelf):
 		s.dropN(DropSelf, src, nil, n)
 	default:

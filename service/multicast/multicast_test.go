@@ -191,3 +191,15 @@ func TestEncodeLeavesOutDisksThatCannotFit(t *testing.T) {
 		t.Fatalf("announced %+v, want sda1 and sdc1", got.Disks)
 	}
 }
+
+func TestDiskCapCounted(t *testing.T) {
+	inv := inventory.New(inventory.Options{HostID: "self", Hostname: "me", MaxDisks: 1})
+	s := New(nil, inv, Options{Identity: Identity{HostID: "self", Hostname: "me", BootID: "i1"}, Interval: time.Second})
+	asm := wire.NewAssembler(4, time.Second)
+	src := netip.MustParseAddr("10.77.0.2")
+	two := msg(wire.KindAnnounce, "peer", 1, wire.Disk{Device: "/dev/a", UUID: "1"}, wire.Disk{Device: "/dev/b", UUID: "2"})
+	s.handle(datagram(t, two, nil), src, asm, time.Now())
+	if st := s.Stats(); st.Drops[DropDiskCap] != 1 || len(inv.Peers()) != 0 {
+		t.Fatalf("drops %v, %d peers: want one diskcap drop and no peer", st.Drops, len(inv.Peers()))
+	}
+}
