@@ -211,9 +211,7 @@ func (b *bench) newLab(name string) (*testbed.Lab, error) {
 	return lab, nil
 }
 
-// addHost adds a host with ext4 disks of the given labels; labels ending
-// in "*" get a loop device of their own (testbed.DiskOpts.OwnLoop), which a
-// disk that is detached and attached again needs.
+// addHost adds a host with ext4 disks of the given labels.
 func addHost(lab *testbed.Lab, name string, labels ...string) (*testbed.Host, []*testbed.Disk, error) {
 	h, err := lab.AddHost(name)
 	if err != nil {
@@ -221,8 +219,7 @@ func addHost(lab *testbed.Lab, name string, labels ...string) (*testbed.Host, []
 	}
 	var disks []*testbed.Disk
 	for _, l := range labels {
-		own := strings.HasSuffix(l, "*")
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.TrimSuffix(l, "*"), FSType: "ext4", OwnLoop: own})
+		d, err := h.AddDisk(testbed.DiskOpts{Label: l, FSType: "ext4"})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -67,7 +67,7 @@ func (b *bench) setupEvents(ctx context.Context) (*eventsLab, error) {
 		return nil, err
 	}
 	var disks []*testbed.Disk
-	if el.b, disks, err = addHost(lab, "b", "B-ROOT", "B-HOT*"); err != nil {
+	if el.b, disks, err = addHost(lab, "b", "B-ROOT", "B-HOT"); err != nil {
 		return nil, err
 	}
 	el.hot = disks[1]
@@ -300,7 +300,7 @@ func (b *bench) setupPoll(ctx context.Context) (*pollLab, error) {
 	labels := []string{"PB-ROOT"}
 	for i := 1; i <= b.o.pollDisks; i++ {
 		pl.labels = append(pl.labels, "PB-HOT-"+strconv.Itoa(i))
-		labels = append(labels, "PB-HOT-"+strconv.Itoa(i)+"*")
+		labels = append(labels, "PB-HOT-"+strconv.Itoa(i))
 	}
 	var disks []*testbed.Disk
 	if pl.pb, disks, err = addHost(lab, "pb", labels...); err != nil {

@@ -23,7 +23,7 @@ import (
 const eventBound = time.Second
 
 // newNodes adds a host with one small ext4 disk for each name. No daemon is
-// started. The disks are on loop devices of their own (DiskOpts.OwnLoop),
+// started. The disks are on loop devices of their own (see testbed.AddDisk),
 // so that no other test takes a device while a test has it detached.
 func newNodes(t *testing.T, names ...string) []*node {
 	t.Helper()
@@ -34,7 +34,7 @@ func newNodes(t *testing.T, names ...string) []*node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4", OwnLoop: true})
+		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,13 +22,6 @@ type DiskOpts struct {
 	FSType string
 	// SizeMB is the image size; 0 means 32. Images are sparse.
 	SizeMB int
-	// OwnLoop attaches the image to a loop device made for it, numbered
-	// from 1000 up, instead of the first free one ("losetup -f"). A disk
-	// that is detached and attached again needs it: while it is detached,
-	// its loop device is free, and "losetup -f" anywhere on the machine
-	// (another test's AddDisk) takes the first free one; it hands out a
-	// high number only when no lower one is free. Close removes the device.
-	OwnLoop bool
 }
 
 // Disk is an image file in the lab directory attached as a loop device.
@@ -45,7 +38,6 @@ type Disk struct {
 	mu       sync.Mutex
 	attached bool
 	mountDir string
-	ownLoop  bool // Path was made for this disk; Close removes it
 }
 
 // AddDisk creates a sparse image, formats it as opts says and attaches it
@@ -110,25 +102,17 @@ func (h *Host) AddDisk(opts DiskOpts) (*Disk, error) {
 			return nil, err
 		}
 	}
-	var dev string
-	if opts.OwnLoop {
-		if dev, err = attachOwnLoop(image); err != nil {
-			return nil, err
-		}
-	} else {
-		out, err := output("losetup", "-f", "--show", image)
-		if err != nil {
-			return nil, err
-		}
-		dev = strings.TrimSpace(out)
-		if !strings.HasPrefix(dev, "/dev/loop") {
-			return nil, fmt.Errorf("testbed: losetup printed %q", out)
-		}
+	// Every disk gets a loop device made for it, numbered from 1000 up,
+	// never the first free one ("losetup -f"): while a disk is detached its
+	// device is free, and another test's "losetup -f" would take it and
+	// its disk would show up as this host's.
+	dev, err := attachOwnLoop(image)
+	if err != nil {
+		return nil, err
 	}
 	d.mu.Lock()
 	d.Path = dev
 	d.attached = true
-	d.ownLoop = opts.OwnLoop
 	d.mu.Unlock()
 
 	h.mu.Lock()
@@ -245,14 +229,11 @@ func (d *Disk) clearMount() {
 }
 
 // release detaches the loop device in Close, but only while it is still
-// backed by this disk's image: after Detach the number may belong to
-// somebody else. A loop device made for the disk (OwnLoop) is then removed.
+// backed by this disk's image, and then removes the device made for it.
 func (d *Disk) release() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.ownLoop {
-		defer removeLoop(d.Path)
-	}
+	defer removeLoop(d.Path)
 	if d.Path == "" || !d.attached {
 		return nil
 	}
@@ -284,7 +265,7 @@ func backingFile(dev string) string {
 	return strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
 }
 
-// Numbers of the loop devices made for OwnLoop disks.
+// Numbers of the loop devices made for disks.
 const (
 	ownLoopFirst = 1000
 	ownLoopCount = 3000

@@ -11,7 +11,7 @@ import (
 	"github.com/diskd/diskd/service/testbed"
 )
 
-// An OwnLoop disk keeps its high-numbered loop device across Detach and
+// A disk keeps its high-numbered loop device across Detach and
 // Attach, and Close removes the device.
 func TestOwnLoop(t *testing.T) {
 	l := testbed.NewT(t)
@@ -19,13 +19,13 @@ func TestOwnLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := h.AddDisk(testbed.DiskOpts{Label: "OWN", FSType: "ext4", OwnLoop: true})
+	d, err := h.AddDisk(testbed.DiskOpts{Label: "OWN", FSType: "ext4"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(d.Path, "/dev/loop"))
 	if err != nil || n < 1000 {
-		t.Fatalf("OwnLoop disk on %s, want /dev/loopN with N ≥ 1000", d.Path)
+		t.Fatalf("disk on %s, want /dev/loopN with N ≥ 1000", d.Path)
 	}
 	for range 2 {
 		if err := d.Detach(); err != nil {
