@@ -32,10 +32,11 @@ type twoHosts struct {
 	busA, busB   *dbustest.Bus
 	diskA, diskB *testbed.Disk
 	// blank is a loop device on beta without a filesystem: tests make a
-	// disk appear on it with mkfs and go away with wipefs. (Detaching and
-	// re-attaching a loop device would race with other tests' losetup -f
-	// for its number.)
+	// disk appear on it with mkfs and go away with wipefs.
 	blank *testbed.Disk
+	// hot is beta's disk BETA-NEW, detached before diskd starts: tests
+	// attach it (losetup) and detach it again, as a USB disk comes and goes.
+	hot *testbed.Disk
 	bin   string // diskctl
 }
 
@@ -62,6 +63,12 @@ func setupTwoHosts(t *testing.T) *twoHosts {
 		t.Fatal(err)
 	}
 	if h.blank, err = h.beta.AddDisk(testbed.DiskOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if h.hot, err = h.beta.AddDisk(testbed.DiskOpts{Label: "BETA-NEW", FSType: "ext4"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.hot.Detach(); err != nil {
 		t.Fatal(err)
 	}
 	policy := dbustest.File(t, "packaging/dbus/org.diskd.conf")
@@ -155,7 +162,7 @@ func TestTwoHosts(t *testing.T) {
 		}
 	})
 
-	t.Run("a disk appearing on beta is DiskAppeared on alpha's bus", func(t *testing.T) {
+	t.Run("a disk attached on beta is DiskAppeared on alpha's bus", func(t *testing.T) {
 		c, err := dbusapi.Dial(context.Background(), h.busA.Address)
 		if err != nil {
 			t.Fatal(err)
@@ -169,16 +176,21 @@ func TestTwoHosts(t *testing.T) {
 		m := start(t, []string{"DBUS_SYSTEM_BUS_ADDRESS=" + h.busA.Address}, h.bin, "monitor")
 		waitSubscribed(t, h.busA.Address, m.cmd.Process.Pid)
 
-		h.format(t, "BETA-NEW")
+		// No refresh: beta's diskd hears the kernel (uevent) by itself.
+		if err := h.hot.Attach(); err != nil {
+			t.Fatal(err)
+		}
 		ev := expectSignal(t, w, ch, dbusapi.SignalDiskAppeared, "BETA-NEW")
-		if ev.Disk.Local || ev.Disk.Hostname != "beta" || ev.Disk.Device != h.blank.Path || ev.Disk.Type != "ext4" {
+		if ev.Disk.Local || ev.Disk.Hostname != "beta" || ev.Disk.Device != h.hot.Path || ev.Disk.Type != "ext4" {
 			t.Errorf("DiskAppeared %+v", ev.Disk)
 		}
 		line := m.waitLine(t, netTimeout, "DiskAppeared")
 		if !strings.Contains(line, "beta") || !strings.Contains(line, "BETA-NEW") {
 			t.Errorf("diskctl monitor printed %q", line)
 		}
-		h.wipe(t)
+		if err := h.hot.Detach(); err != nil {
+			t.Fatal(err)
+		}
 		expectSignal(t, w, ch, dbusapi.SignalDiskDisappeared, "BETA-NEW")
 		m.waitLine(t, netTimeout, "DiskDisappeared")
 		lines, _ := m.output()
