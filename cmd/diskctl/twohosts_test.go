@@ -37,7 +37,7 @@ type twoHosts struct {
 	// hot is beta's disk BETA-NEW, detached before diskd starts: tests
 	// attach it (losetup) and detach it again, as a USB disk comes and goes.
 	hot *testbed.Disk
-	bin   string // diskctl
+	bin string // diskctl
 }
 
 func setupTwoHosts(t *testing.T) *twoHosts {
