@@ -7,50 +7,22 @@ package dbusapi
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/diskd/diskd/dbusapi/dbustest"
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 )
-
-func benchInventory(b *testing.B, peers, disks int) *inventory.Inventory {
-	b.Helper()
-	inv := inventory.New(inventory.Options{HostID: "bench-local", Hostname: "s"})
-	inv.SetLocal([]inventory.Disk{{Device: "/dev/loop0", UUID: "0b7e2a1c-1b2c-4d5e-8f90-123456789abc",
-		Label: "S-ROOT", Type: "ext4"}}, nil)
-	for p := range peers {
-		a := inventory.Announcement{
-			HostID: fmt.Sprintf("%032x", 0xbe7c4000+p), Hostname: fmt.Sprintf("load-%04d", p),
-			BootID: fmt.Sprintf("%032x", p), Seq: 1, Interval: 10 * time.Second, Address: "10.77.0.2",
-		}
-		for i := range disks {
-			d := inventory.Disk{
-				Device:   fmt.Sprintf("/dev/sd%c%d", 'a'+i/4, i%4+1),
-				UUID:     fmt.Sprintf("%08x-%04x-4d5e-8f90-%012x", p, i, p*7919+i),
-				PartUUID: fmt.Sprintf("%08x-%04x-4c0d-9e0f-%012x", p, i, i*31),
-				Label:    fmt.Sprintf("L%04d-DATA-%02d", p, i),
-				Type:     "ext4",
-			}
-			if i%2 == 0 {
-				d.Mountpoints = []string{fmt.Sprintf("/srv/data/%02d", i)}
-			}
-			a.Disks = append(a.Disks, d)
-		}
-		if err := inv.Apply(a); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return inv
-}
 
 // BenchmarkList16000 is D-Bus List of every disk at scale.
 func BenchmarkList16000(b *testing.B) {
 	bus := dbustest.System(b, dbustest.File(b, "packaging/dbus/org.diskd.conf"))
-	inv := benchInventory(b, 1000, 16)
+	inv, err := testbed.FakeInventory(1000, 16)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, Options{Bus: bus.Address, Inv: inv}) }()

@@ -102,29 +102,10 @@ func fakePeers(n, disks int, interval time.Duration) ([]fakePeer, error) {
 			Hostname: fmt.Sprintf("load-%04d", i),
 			Seq:      seq,
 			Interval: interval,
-			Disks:    fakeDisks(i, disks),
+			Disks:    testbed.FakeDisks(i, disks),
 		}
 	}
 	return peers, nil
-}
-
-// fakeDisks returns n disks as a file server's blkid reports them, in the
-// order diskd announces them (by device).
-func fakeDisks(peer, n int) []wire.Disk {
-	disks := make([]wire.Disk, n)
-	for i := range disks {
-		disks[i] = wire.Disk{
-			Device:   fmt.Sprintf("/dev/sd%c%d", 'a'+i/4, i%4+1),
-			UUID:     fmt.Sprintf("%08x-%04x-4d5e-8f90-%012x", peer, i, peer*7919+i),
-			PartUUID: fmt.Sprintf("%08x-%04x-4c0d-9e0f-%012x", peer, i, i*31),
-			Label:    fmt.Sprintf("L%04d-DATA-%02d", peer, i),
-			Type:     "ext4",
-		}
-		if i%2 == 0 {
-			disks[i].Mountpoints = []string{fmt.Sprintf("/srv/data/%02d", i)}
-		}
-	}
-	return disks
 }
 
 // generate sends until ctx ends: the k-th send overall goes at

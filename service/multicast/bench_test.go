@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 	"github.com/diskd/diskd/service/wire"
 )
 
@@ -27,24 +28,6 @@ const ethernetBudget = 1500 - 28
 // benchSeqBase makes every sequence number take the 9-byte uint64 form, so
 // that the benchmark can rewrite it in place.
 const benchSeqBase = 1 << 40
-
-// benchDisks returns n disks as blkid reports them on a file server.
-func benchDisks(peer, n int) []wire.Disk {
-	disks := make([]wire.Disk, n)
-	for i := range disks {
-		disks[i] = wire.Disk{
-			Device:   fmt.Sprintf("/dev/sd%c%d", 'a'+i/4, i%4+1),
-			UUID:     fmt.Sprintf("%08x-%04x-4d5e-8f90-%012x", peer, i, peer*7919+i),
-			PartUUID: fmt.Sprintf("%08x-%04x-4c0d-9e0f-%012x", peer, i, i*31),
-			Label:    fmt.Sprintf("P%04d-DATA-%02d", peer, i),
-			Type:     "ext4",
-		}
-		if i%2 == 0 {
-			disks[i].Mountpoints = []string{fmt.Sprintf("/srv/data/%02d", i)}
-		}
-	}
-	return disks
-}
 
 // benchAnnouncement is one peer's announcement: its datagrams and, in each,
 // the offset of the sequence number's 8 bytes.
@@ -108,7 +91,7 @@ func benchReceiver(b *testing.B, peers, disks, versions, budget int) (*Service, 
 	all := make([][]benchAnnouncement, peers)
 	for p := range all {
 		for v := range versions {
-			d := benchDisks(p, disks)
+			d := testbed.FakeDisks(p, disks)
 			if v > 0 {
 				d[0].Label = fmt.Sprintf("P%04d-V%d", p, v)
 			}
@@ -164,7 +147,7 @@ func BenchmarkHandleAnnounce16Changed(b *testing.B) { benchHandle(b, 1000, 2, et
 // BenchmarkEncodeAnnounce16 is the announcer's encoding of 16 local disks
 // for an Ethernet link (Service.Announce without the socket).
 func BenchmarkEncodeAnnounce16(b *testing.B) {
-	m := benchPeerMessage(0, benchDisks(0, 16))
+	m := benchPeerMessage(0, testbed.FakeDisks(0, 16))
 	log := slog.New(slog.DiscardHandler)
 	b.ReportAllocs()
 	n := 0
