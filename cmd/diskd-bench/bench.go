@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskd/diskd/dbusapi/dbustest"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -230,7 +231,7 @@ func addHost(lab *testbed.Lab, name string, labels ...string) (*testbed.Host, []
 
 // startBus starts a private bus for host h when D-Bus can be measured (and
 // is not known to be missing from the daemon); nil otherwise.
-func (b *bench) startBus(lab *testbed.Lab, h *testbed.Host) *privateBus {
+func (b *bench) startBus(lab *testbed.Lab, h *testbed.Host) *dbustest.Bus {
 	if b.busErr != nil {
 		return nil
 	}
@@ -248,15 +249,15 @@ func (b *bench) startBus(lab *testbed.Lab, h *testbed.Host) *privateBus {
 		b.prog.logf("D-Bus rows will not be measured: %v", err)
 		return nil
 	}
-	b.onCleanup("bus of "+h.Name, bus.kill)
+	b.onCleanup("bus of "+h.Name, bus.Kill)
 	return bus
 }
 
 // start starts diskd on h with the extra flags, on bus if there is one.
-func (b *bench) start(h *testbed.Host, bus *privateBus, extra ...string) (*testbed.Daemon, error) {
+func (b *bench) start(h *testbed.Host, bus *dbustest.Bus, extra ...string) (*testbed.Daemon, error) {
 	if bus != nil {
 		// testbed passes --bus none first; the last --bus wins.
-		extra = append(extra, "--bus", bus.address)
+		extra = append(extra, "--bus", bus.Address)
 	}
 	return h.Start(b.o.diskd, extra...)
 }
@@ -264,7 +265,7 @@ func (b *bench) start(h *testbed.Host, bus *privateBus, extra ...string) (*testb
 // checkDBus decides, with the first daemon started on a bus, whether the
 // daemon exports org.diskd at all (D-Bus is being wired into it: until
 // then the D-Bus rows are pending).
-func (b *bench) checkDBus(ctx context.Context, bus *privateBus) {
+func (b *bench) checkDBus(ctx context.Context, bus *dbustest.Bus) {
 	if bus == nil {
 		return
 	}
@@ -274,7 +275,7 @@ func (b *bench) checkDBus(ctx context.Context, bus *privateBus) {
 	if known {
 		return
 	}
-	owned, err := nameOwned(ctx, bus.address, 5*time.Second)
+	owned, err := nameOwned(ctx, bus.Address, 5*time.Second)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dbusKnown, b.dbusWired = true, owned && err == nil

@@ -8,11 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/diskd/diskd/dbusapi/dbustest"
 	"github.com/godbus/dbus/v5"
 )
 
@@ -36,14 +34,14 @@ type busFiles struct {
 
 // findBusFiles reports why D-Bus cannot be measured, if it cannot.
 func findBusFiles(repo string) (busFiles, error) {
-	if _, err := exec.LookPath("dbus-daemon"); err != nil {
-		return busFiles{}, errors.New("no dbus-daemon (apt-get install dbus-daemon)")
+	if err := dbustest.Installed(); err != nil {
+		return busFiles{}, err
 	}
 	if repo == "" {
 		return busFiles{}, errors.New("no source tree found (run me in it, or pass --repo)")
 	}
 	f := busFiles{
-		conf:   filepath.Join(repo, "dbusapi", "testdata", "dbus-system-test.conf"),
+		conf:   filepath.Join(repo, filepath.FromSlash(dbustest.SystemConfig)),
 		policy: filepath.Join(repo, "packaging", "dbus", "org.diskd.conf"),
 	}
 	for _, p := range []string{f.conf, f.policy} {
@@ -54,96 +52,11 @@ func findBusFiles(repo string) (busFiles, error) {
 	return f, nil
 }
 
-// privateBus is a dbus-daemon of our own with the system bus policy.
-type privateBus struct {
-	socket  string
-	address string
-	pid     int
-}
-
-// startBus starts a private bus whose socket, configuration and policy
-// directory are in dir (created here): the configuration is f.conf with
-// @SOCKET@ and @POLICY_DIR@ replaced, diskd's policy is copied into the
-// policy directory. dbus-daemon forks; the caller must kill it (by PID).
-func startBus(f busFiles, dir string) (*privateBus, error) {
-	policyDir := filepath.Join(dir, "policy")
-	if err := os.MkdirAll(policyDir, 0o755); err != nil {
-		return nil, fmt.Errorf("bus: %w", err)
-	}
-	policy, err := os.ReadFile(f.policy)
-	if err != nil {
-		return nil, fmt.Errorf("bus: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(policyDir, filepath.Base(f.policy)), policy, 0o644); err != nil {
-		return nil, fmt.Errorf("bus: %w", err)
-	}
-	tmpl, err := os.ReadFile(f.conf)
-	if err != nil {
-		return nil, fmt.Errorf("bus: %w", err)
-	}
-	b := &privateBus{socket: filepath.Join(dir, "bus")}
-	if len(b.socket) >= 108 {
-		return nil, fmt.Errorf("bus: socket path %s too long", b.socket)
-	}
-	conf := strings.NewReplacer("@SOCKET@", b.socket, "@POLICY_DIR@", policyDir).Replace(string(tmpl))
-	confPath := filepath.Join(dir, "system.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return nil, fmt.Errorf("bus: %w", err)
-	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+confPath, "--fork", "--print-address=1", "--print-pid=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("bus: dbus-daemon: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	fields := strings.Fields(string(out))
-	if len(fields) != 2 {
-		return nil, fmt.Errorf("bus: dbus-daemon printed %q, want an address and a pid", out)
-	}
-	if b.pid, err = strconv.Atoi(fields[1]); err != nil || b.pid <= 1 {
-		return nil, fmt.Errorf("bus: dbus-daemon printed pid %q", fields[1])
-	}
-	b.address = "unix:path=" + b.socket
-	return b, nil
-}
-
-// kill stops the bus by its PID: SIGTERM, SIGKILL after 5 s.
-func (b *privateBus) kill() error {
-	if b == nil || b.pid == 0 {
-		return nil
-	}
-	pid := b.pid
-	b.pid = 0
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return nil
-		}
-		return fmt.Errorf("bus: kill %d: %w", pid, err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("bus: kill -9 %d: %w", pid, err)
-			}
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return nil
-}
-
-// alive reports whether pid runs; a zombie (the forked dbus-daemon is not
-// our child and waits for init) does not.
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+// startBus starts a private system bus (dbustest.StartSystem) whose
+// socket, configuration and policy directory are in dir, with diskd's
+// policy. dbus-daemon forks; the caller must Kill it (by PID).
+func startBus(f busFiles, dir string) (*dbustest.Bus, error) {
+	return dbustest.StartSystem(f.conf, dir, f.policy)
 }
 
 // connectBus connects to a bus as a client.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskd/diskd/dbusapi/dbustest"
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/testbed"
 )
@@ -53,7 +54,7 @@ type eventsLab struct {
 	lab   *testbed.Lab
 	a, b  *testbed.Host
 	hot   *testbed.Disk
-	bus   *privateBus
+	bus   *dbustest.Bus
 	peerT time.Duration // A's peer timeout for B
 }
 
@@ -95,11 +96,11 @@ func (b *bench) setupEvents(ctx context.Context) (*eventsLab, error) {
 
 // signals starts a D-Bus observer on bus for host's disks, or returns nil
 // when D-Bus is not measured.
-func (b *bench) signals(bus *privateBus, hostID string) *sigWatcher {
+func (b *bench) signals(bus *dbustest.Bus, hostID string) *sigWatcher {
 	if ok, _ := b.dbus(); !ok || bus == nil {
 		return nil
 	}
-	w, err := watchSignals(bus.address, hostID)
+	w, err := watchSignals(bus.Address, hostID)
 	if err != nil {
 		b.prog.logf("D-Bus observer: %v", err)
 		return nil
@@ -284,7 +285,7 @@ type pollLab struct {
 	pa, pb *testbed.Host
 	hot    []*testbed.Disk
 	labels []string
-	bus    *privateBus
+	bus    *dbustest.Bus
 	scan   time.Duration
 }
 

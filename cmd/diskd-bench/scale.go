@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/diskd/diskd/dbusapi/dbustest"
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/testbed"
 )
@@ -23,7 +24,7 @@ import (
 type scaleLab struct {
 	lab    *testbed.Lab
 	s, gen *testbed.Host
-	bus    *privateBus
+	bus    *dbustest.Bus
 	d      *testbed.Daemon
 }
 
@@ -230,8 +231,8 @@ func (b *bench) runScale(ctx context.Context, sl *scaleLab) (scaleResult, error)
 	return res, nil
 }
 
-func (b *bench) busList(ctx context.Context, bus *privateBus, res *scaleResult) error {
-	c, err := connectBus(bus.address)
+func (b *bench) busList(ctx context.Context, bus *dbustest.Bus, res *scaleResult) error {
+	c, err := connectBus(bus.Address)
 	if err != nil {
 		return err
 	}
@@ -251,13 +252,13 @@ func (b *bench) busList(ctx context.Context, bus *privateBus, res *scaleResult) 
 	}
 	for i := range b.o.listRuns {
 		b.prog.set("scale", "busctl List %d/%d", i+1, b.o.listRuns)
-		took, err := busctlCall(ctx, bus.address, busName, busPath, busInterface, "List")
+		took, err := busctlCall(ctx, bus.Address, busName, busPath, busInterface, "List")
 		if err != nil {
 			res.busctlErr = err
 			return nil
 		}
 		res.busctl.add(took)
-		if took, err = busctlCall(ctx, bus.address, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+		if took, err = busctlCall(ctx, bus.Address, "org.freedesktop.DBus", "/org/freedesktop/DBus",
 			"org.freedesktop.DBus", "GetId"); err == nil {
 			res.busctlBase.add(took)
 		}

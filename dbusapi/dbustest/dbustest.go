@@ -3,8 +3,9 @@
 // applied for real, or a plain session bus. Each bus listens on a socket in
 // the test's temporary directory and is killed (by PID) when the test ends.
 //
-// It is for tests only; diskd never imports it. It needs dbus-daemon (the
-// Debian package dbus-daemon): without it, tests skip, or fail when the
+// It is for tests, and for the benchmark (StartSystem, which does not need
+// a testing.TB); diskd never imports it. It needs dbus-daemon (the Debian
+// package dbus-daemon): without it, tests skip, or fail when the
 // environment variable CI is "true".
 package dbustest
 
@@ -37,15 +38,29 @@ type Bus struct {
 	PID int
 }
 
+// SystemConfig is the module-relative path of the configuration template of
+// a system bus: Debian's system bus policy, with @SOCKET@ and @POLICY_DIR@
+// to fill in.
+const SystemConfig = "dbusapi/testdata/dbus-system-test.conf"
+
+// Installed reports why no bus can be started (dbus-daemon is missing), if
+// it cannot.
+func Installed() error {
+	if _, err := exec.LookPath("dbus-daemon"); err != nil {
+		return fmt.Errorf("dbus-daemon is not installed (apt-get install dbus-daemon): %w", err)
+	}
+	return nil
+}
+
 // Require skips the test when dbus-daemon is not installed (fails under
 // CI=true).
 func Require(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("dbus-daemon"); err != nil {
+	if err := Installed(); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("dbus-daemon is not installed (apt-get install dbus-daemon): ", err)
+			t.Fatal(err)
 		}
-		t.Skip("dbus-daemon is not installed: ", err)
+		t.Skip(err)
 	}
 }
 
@@ -60,39 +75,64 @@ func File(t testing.TB, rel string) string {
 	return filepath.Join(root, filepath.FromSlash(rel))
 }
 
-// System starts a bus with the configuration of
-// dbusapi/testdata/dbus-system-test.conf (Debian's system bus policy) and
-// copies the given policy files into its policy directory first. Its
-// directory and socket are open to every user, so that tests can call it
-// as another uid (setpriv).
-func System(t testing.TB, policies ...string) *Bus {
-	t.Helper()
-	Require(t)
-	dir := openTempDir(t)
+// StartSystem starts a bus configured like a system bus, for tests and for
+// programs that cannot use testing.TB (the benchmark). Its configuration
+// is the template conf ("" means SystemConfig of the module that contains
+// the working directory); its socket, configuration and policy directory
+// are in dir (created if need be), and the given policy files are copied
+// into the policy directory first. dbus-daemon forks: the caller must
+// Kill the bus.
+func StartSystem(conf, dir string, policies ...string) (*Bus, error) {
+	if conf == "" {
+		root, err := testbed.ModuleRoot()
+		if err != nil {
+			return nil, err
+		}
+		conf = filepath.Join(root, filepath.FromSlash(SystemConfig))
+	}
 	b := &Bus{Socket: filepath.Join(dir, "bus"), PolicyDir: filepath.Join(dir, "policy")}
-	checkSocketPath(t, b.Socket)
-	if err := os.Mkdir(b.PolicyDir, 0o755); err != nil {
-		t.Fatal(err)
+	if err := checkSocketPath(b.Socket); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(b.PolicyDir, 0o755); err != nil {
+		return nil, fmt.Errorf("dbustest: %w", err)
 	}
 	for _, p := range policies {
 		data, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("dbustest: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(b.PolicyDir, filepath.Base(p)), data, 0o644); err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("dbustest: %w", err)
 		}
 	}
-	tmpl, err := os.ReadFile(File(t, "dbusapi/testdata/dbus-system-test.conf"))
+	tmpl, err := os.ReadFile(conf)
+	if err != nil {
+		return nil, fmt.Errorf("dbustest: %w", err)
+	}
+	text := strings.NewReplacer("@SOCKET@", b.Socket, "@POLICY_DIR@", b.PolicyDir).Replace(string(tmpl))
+	confPath := filepath.Join(dir, "system.conf")
+	if err := os.WriteFile(confPath, []byte(text), 0o644); err != nil {
+		return nil, fmt.Errorf("dbustest: %w", err)
+	}
+	if err := b.launch("--config-file=" + confPath); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// System starts a bus with the configuration of SystemConfig (Debian's
+// system bus policy) and copies the given policy files into its policy
+// directory first. Its directory and socket are open to every user, so
+// that tests can call it as another uid (setpriv).
+func System(t testing.TB, policies ...string) *Bus {
+	t.Helper()
+	Require(t)
+	b, err := StartSystem("", openTempDir(t), policies...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := strings.NewReplacer("@SOCKET@", b.Socket, "@POLICY_DIR@", b.PolicyDir).Replace(string(tmpl))
-	confPath := filepath.Join(dir, "system.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b.start(t, "--config-file="+confPath)
+	killAtCleanup(t, b)
 	return b
 }
 
@@ -100,11 +140,7 @@ func System(t testing.TB, policies ...string) *Bus {
 func Session(t testing.TB) *Bus {
 	t.Helper()
 	Require(t)
-	dir := openTempDir(t)
-	b := &Bus{Socket: filepath.Join(dir, "bus")}
-	checkSocketPath(t, b.Socket)
-	b.start(t, "--session", "--address=unix:path="+b.Socket)
-	return b
+	return At(t, filepath.Join(openTempDir(t), "bus"))
 }
 
 // At starts a session bus listening on the given socket path, for tests
@@ -112,40 +148,51 @@ func Session(t testing.TB) *Bus {
 func At(t testing.TB, socket string) *Bus {
 	t.Helper()
 	Require(t)
-	checkSocketPath(t, socket)
+	if err := checkSocketPath(socket); err != nil {
+		t.Fatal(err)
+	}
 	b := &Bus{Socket: socket}
-	b.start(t, "--session", "--address=unix:path="+socket)
+	if err := b.launch("--session", "--address=unix:path="+socket); err != nil {
+		t.Fatal(err)
+	}
+	killAtCleanup(t, b)
 	return b
 }
 
-func (b *Bus) start(t testing.TB, args ...string) {
-	t.Helper()
+func killAtCleanup(t testing.TB, b *Bus) {
+	t.Cleanup(func() {
+		if err := b.Kill(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// launch runs dbus-daemon with args, which fork, and sets b.PID and
+// b.Address. If the bus runs but not at b.Socket, it is killed.
+func (b *Bus) launch(args ...string) error {
 	args = append(args, "--fork", "--print-address=1", "--print-pid=1")
 	cmd := exec.Command("dbus-daemon", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("dbus-daemon %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+		return fmt.Errorf("dbustest: dbus-daemon %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	lines := strings.Fields(string(out))
 	if len(lines) != 2 {
-		t.Fatalf("dbus-daemon printed %q, want an address and a pid", out)
+		return fmt.Errorf("dbustest: dbus-daemon printed %q, want an address and a pid", out)
 	}
 	pid, err := strconv.Atoi(lines[1])
 	if err != nil || pid <= 1 {
-		t.Fatalf("dbus-daemon printed pid %q", lines[1])
+		return fmt.Errorf("dbustest: dbus-daemon printed pid %q", lines[1])
 	}
 	b.PID = pid
-	t.Cleanup(func() {
-		if err := b.Kill(); err != nil {
-			t.Error(err)
-		}
-	})
 	b.Address = "unix:path=" + b.Socket
 	if !strings.HasPrefix(lines[0], b.Address) {
-		t.Fatalf("dbus-daemon listens on %s, want %s", lines[0], b.Address)
+		err := fmt.Errorf("dbustest: dbus-daemon listens on %s, want %s", lines[0], b.Address)
+		return errors.Join(err, b.Kill())
 	}
+	return nil
 }
 
 // Kill stops the bus (SIGTERM, then SIGKILL after 5s) and waits until the
@@ -204,11 +251,11 @@ func openTempDir(t testing.TB) string {
 	return dir
 }
 
-func checkSocketPath(t testing.TB, p string) {
-	t.Helper()
+func checkSocketPath(p string) error {
 	if len(p) >= 108 {
-		t.Fatalf("socket path %s is too long for a Unix socket (set TMPDIR shorter)", p)
+		return fmt.Errorf("dbustest: socket path %s is too long for a Unix socket (set TMPDIR shorter)", p)
 	}
+	return nil
 }
 
 // Env returns environ with DBUS_SYSTEM_BUS_ADDRESS (system true) or
