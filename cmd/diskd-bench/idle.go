@@ -102,34 +102,16 @@ func (b *bench) runIdle(ctx context.Context, il *idleLab) (idleResult, error) {
 	if err != nil {
 		return res, err
 	}
-	cpu0, err := cpuTime(pid)
+	u, err := b.measure(ctx, "idle", pid)
 	if err != nil {
 		return res, err
 	}
-	t0 := time.Now()
-	for time.Since(t0) < b.o.window {
-		if r, err := rss(pid); err == nil {
-			res.rssMax = max(res.rssMax, r)
-		}
-		b.prog.set("idle", "window %.0f/%.0f s", time.Since(t0).Seconds(), b.o.window.Seconds())
-		if err := sleepCtx(ctx, min(time.Second, b.o.window-time.Since(t0))); err != nil {
-			return res, err
-		}
-	}
-	cpu1, err := cpuTime(pid)
-	if err != nil {
-		return res, err
-	}
-	res.window = time.Since(t0)
+	res.window, res.cpu, res.rssMax = u.window, u.cpu, u.rssMax
 	runs1, err := blkidRuns(il.counter)
 	if err != nil {
 		return res, err
 	}
-	if r, err := rss(pid); err == nil {
-		res.rssMax = max(res.rssMax, r)
-	}
 	res.ran = true
-	res.cpu = cpu1 - cpu0
 	res.blkid = runs1 - runs0
 	res.churn, res.churnErr = b.mountChurn(ctx, il)
 	res.churnN = churnRounds

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -124,4 +125,40 @@ func load1() float64 {
 		return -1
 	}
 	return v
+}
+
+// procUsage is what a daemon used over a measuring window.
+type procUsage struct {
+	window time.Duration // how long the window really lasted
+	cpu    time.Duration // utime+stime over it
+	rssMax int64         // the largest VmRSS seen, sampled once a second
+}
+
+// measure watches process pid for b.o.window, showing progress as phase.
+func (b *bench) measure(ctx context.Context, phase string, pid int) (procUsage, error) {
+	var u procUsage
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return u, err
+	}
+	t0 := time.Now()
+	for time.Since(t0) < b.o.window {
+		if r, err := rss(pid); err == nil {
+			u.rssMax = max(u.rssMax, r)
+		}
+		b.prog.set(phase, "window %.0f/%.0f s", time.Since(t0).Seconds(), b.o.window.Seconds())
+		if err := sleepCtx(ctx, min(time.Second, b.o.window-time.Since(t0))); err != nil {
+			return u, err
+		}
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return u, err
+	}
+	u.window = time.Since(t0)
+	if r, err := rss(pid); err == nil {
+		u.rssMax = max(u.rssMax, r)
+	}
+	u.cpu = cpu1 - cpu0
+	return u, nil
 }

@@ -167,34 +167,16 @@ func (b *bench) runScale(ctx context.Context, sl *scaleLab) (scaleResult, error)
 	if err != nil {
 		return res, err
 	}
-	cpu0, err := cpuTime(pid)
+	u, err := b.measure(ctx, "scale", pid)
 	if err != nil {
 		return res, err
 	}
-	t0 := time.Now()
-	for time.Since(t0) < b.o.window {
-		if r, err := rss(pid); err == nil {
-			res.rssMax = max(res.rssMax, r)
-		}
-		b.prog.set("scale", "window %.0f/%.0f s", time.Since(t0).Seconds(), b.o.window.Seconds())
-		if err := sleepCtx(ctx, min(time.Second, b.o.window-time.Since(t0))); err != nil {
-			return res, err
-		}
-	}
-	cpu1, err := cpuTime(pid)
-	if err != nil {
-		return res, err
-	}
-	res.window = time.Since(t0)
-	if r, err := rss(pid); err == nil {
-		res.rssMax = max(res.rssMax, r)
-	}
+	res.window, res.cpu, res.rssMax = u.window, u.cpu, u.rssMax
 	st1, err := status(sl.s.Socket)
 	if err != nil {
 		return res, err
 	}
 	res.ran = true
-	res.cpu = cpu1 - cpu0
 	res.peers, res.disks = st1.Peers, st1.Disks
 	res.in, res.dropped = st1.PacketsIn-st0.PacketsIn, st1.PacketsDropped-st0.PacketsDropped
 
