@@ -12,27 +12,18 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/diskd/diskd/dbusapi/dbustest"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // nobody is the uid and gid that tests switch to with setpriv.
 const nobody = "65534"
 
-// requireRoot skips unless the test runs as root with setpriv and busctl;
-// under CI=true it fails instead.
+// requireRoot skips unless the test runs as root with setpriv and busctl
+// (to call the bus as another user); under CI=true it fails instead.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	skip := t.Skip
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatal
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root (to call the bus as another user with setpriv)")
-	}
-	for _, tool := range []string{"setpriv", "busctl", "dbus-send"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skip(tool + " is not installed: " + err.Error())
-		}
-	}
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "setpriv", "busctl", "dbus-send")
 }
 
 // busctl runs busctl on address, as nobody when asNobody, and returns its

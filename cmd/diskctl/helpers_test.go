@@ -370,16 +370,8 @@ func dropKey(v any, key string) any {
 // requireRoot skips unless root with setpriv (fails under CI=true).
 func requireRoot(t *testing.T) {
 	t.Helper()
-	skip := t.Skip
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatal
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root (to run diskctl as another user with setpriv)")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		skip("setpriv is not installed: " + err.Error())
-	}
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "setpriv")
 }
 
 // desktop is a headless X server, a session bus and dunst serving
@@ -393,15 +385,8 @@ type desktop struct {
 // are not installed (fails under CI=true).
 func startDesktop(t *testing.T) *desktop {
 	t.Helper()
-	for _, tool := range []string{"Xvfb", "dunst", "dunstctl", "dbus-send"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			msg := fmt.Sprintf("%s is not installed (apt-get install xvfb dunst libnotify-bin dbus-x11 xauth): %v", tool, err)
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
+	// Debian: xvfb dunst libnotify-bin dbus-x11 xauth.
+	testbed.RequireTools(t, "Xvfb", "dunst", "dunstctl", "dbus-send")
 	dir := t.TempDir()
 	// Xvfb picks a free display and writes its number to fd 3.
 	r, w, err := os.Pipe()

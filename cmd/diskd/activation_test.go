@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,24 +21,10 @@ import (
 	"github.com/diskd/diskd/service/testbed"
 )
 
-// requireTools skips the test when a program is missing, failing instead
-// when CI=true (as testbed.RequireRoot does).
-func requireTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is needed: %v", name, err)
-			}
-			t.Skipf("%s is needed: %v", name, err)
-		}
-	}
-}
-
 // activatedHost builds a host with one disk for a socket-activation test.
 func activatedHost(t *testing.T) *node {
 	t.Helper()
-	requireTools(t, "systemd-socket-activate")
+	testbed.RequireTools(t, "systemd-socket-activate")
 	return newNodes(t, "alpha")[0]
 }
 
@@ -202,7 +187,7 @@ done
 // them.
 func TestSocketActivationRestart(t *testing.T) {
 	t.Parallel()
-	requireTools(t, "setpriv")
+	testbed.RequireTools(t, "setpriv")
 	n := activatedHost(t)
 	bin := diskdBin(t)
 	dir := t.TempDir()

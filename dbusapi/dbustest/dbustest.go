@@ -57,10 +57,7 @@ func Installed() error {
 func Require(t testing.TB) {
 	t.Helper()
 	if err := Installed(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		testbed.SkipOrFail(t, "%v", err)
 	}
 }
 

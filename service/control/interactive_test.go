@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 func TestRunClientPipe(t *testing.T) {
@@ -120,12 +122,7 @@ type tmux struct {
 
 func startTmux(t *testing.T, env []string, argv ...string) *tmux {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("tmux is required under CI: %v", err)
-		}
-		t.Skipf("tmux not installed: %v", err)
-	}
+	testbed.RequireTools(t, "tmux")
 	tm := &tmux{t: t, sock: filepath.Join(t.TempDir(), "tmux.sock")}
 	args := []string{"-S", tm.sock, "-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "24"}
 	for _, e := range env {

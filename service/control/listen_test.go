@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // TestHelperProcess is not a test: the tests that need another process
@@ -171,12 +172,7 @@ func TestListenRefuses(t *testing.T) {
 			}
 		}, "is not a directory"},
 		{"directory of another user", func(t *testing.T, dir string) {
-			if os.Geteuid() != 0 {
-				if os.Getenv("CI") == "true" {
-					t.Fatal("needs root to chown; CI runs as root")
-				}
-				t.Skip("needs root to chown")
-			}
+			testbed.RequireRoot(t) // to chown
 			if err := os.Chown(dir, 12345, 12345); err != nil {
 				t.Fatal(err)
 			}
@@ -251,12 +247,10 @@ func TestListenSocketActivation(t *testing.T) {
 // TestListenSystemdSocketActivate runs the helper under the real
 // systemd-socket-activate. Under CI=true its absence is a failure.
 func TestListenSystemdSocketActivate(t *testing.T) {
+	testbed.RequireTools(t, "systemd-socket-activate")
 	bin, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("systemd-socket-activate is required under CI: %v", err)
-		}
-		t.Skipf("systemd-socket-activate not installed: %v", err)
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "act.sock")

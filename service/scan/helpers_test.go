@@ -13,34 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// skipOrFail skips the test, except on CI (CI=true), where a skipped test
-// would hide a missing part of the environment: there it fails.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true, so this test must run, but: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// requireRoot skips (fails on CI) when not running as root.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root (euid is %d)", os.Geteuid())
-	}
-}
-
-// requireTools skips (fails on CI) when one of the programs is missing.
-func requireTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			skipOrFail(t, "needs %s: %v (Debian: util-linux, e2fsprogs, dosfstools, fdisk)", n, err)
-		}
-	}
-}
-
 // mustRun runs a command and returns its standard output; it fails the
 // test with both outputs when the command fails.
 func mustRun(t *testing.T, name string, args ...string) string {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 func TestWatchMountsCancel(t *testing.T) {
@@ -25,7 +27,7 @@ func TestWatchMountsCancel(t *testing.T) {
 // TestWatchMountsTmpfs mounts and unmounts a tmpfs (root): each is seen
 // within 2s.
 func TestWatchMountsTmpfs(t *testing.T) {
-	requireRoot(t)
+	testbed.RequireRoot(t)
 	base := runtime.NumGoroutine()
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {

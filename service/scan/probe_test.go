@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // writeScript writes an executable shell script into dir.
@@ -137,7 +139,7 @@ wait
 // A grandchild that leaves the process group (setsid) and keeps stdout
 // open cannot make Probe hang: WaitDelay closes the pipe.
 func TestProbeEscapedGrandchildCannotHang(t *testing.T) {
-	requireTools(t, "setsid")
+	testbed.RequireTools(t, "setsid")
 	becomeSubreaper(t)
 	for _, tt := range []struct {
 		name    string
@@ -313,8 +315,8 @@ func TestProbeBadGlob(t *testing.T) {
 
 // TestProbeLoopDevice probes a real, mounted loop device (root).
 func TestProbeLoopDevice(t *testing.T) {
-	requireRoot(t)
-	requireTools(t, "losetup", "mkfs.ext4", "blkid")
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "losetup", "mkfs.ext4", "blkid")
 	dir := t.TempDir()
 	img := newImage(t, dir, "disk.img", 16<<20)
 	const uuid = "8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -362,8 +364,8 @@ func TestProbeLoopDevice(t *testing.T) {
 // TestProbeAllDevices lets blkid enumerate everything (root): a loop device
 // attached by the test must be among the answers.
 func TestProbeAllDevices(t *testing.T) {
-	requireRoot(t)
-	requireTools(t, "losetup", "mkfs.ext4", "blkid")
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "losetup", "mkfs.ext4", "blkid")
 	img := newImage(t, t.TempDir(), "all.img", 8<<20)
 	const uuid = "9b1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 	mustRun(t, "mkfs.ext4", "-q", "-F", "-U", uuid, img)

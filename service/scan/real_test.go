@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // imageCase is a filesystem image made for real by a mkfs program.
@@ -56,7 +58,7 @@ func imageCases() []imageCase {
 // paths and the disks expected from them (sorted by device).
 func makeImages(t *testing.T, cases []imageCase) (paths []string, want []Disk) {
 	t.Helper()
-	requireTools(t, "blkid", "mkfs.ext4", "mkfs.vfat", "mkswap", "sfdisk")
+	testbed.RequireTools(t, "blkid", "mkfs.ext4", "mkfs.vfat", "mkswap", "sfdisk")
 	dir := t.TempDir()
 	for _, c := range cases {
 		img := newImage(t, dir, c.name+".img", 8<<20)

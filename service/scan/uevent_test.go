@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 func TestParseUevent(t *testing.T) {
@@ -111,8 +113,8 @@ func TestWatchUeventsCancel(t *testing.T) {
 
 // TestWatchUeventsLoop attaches a loop device and waits for its event (root).
 func TestWatchUeventsLoop(t *testing.T) {
-	requireRoot(t)
-	requireTools(t, "losetup")
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "losetup")
 	base := runtime.NumGoroutine()
 	img := newImage(t, t.TempDir(), "ev.img", 4<<20)
 
@@ -158,8 +160,8 @@ func TestWatchUeventsLoop(t *testing.T) {
 // TestWatchUeventsOverflow fills a tiny receive buffer with synthetic
 // uevents before reading: the watcher must report "overflow" (root).
 func TestWatchUeventsOverflow(t *testing.T) {
-	requireRoot(t)
-	requireTools(t, "losetup")
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "losetup")
 	dev := attachLoop(t, newImage(t, t.TempDir(), "ovf.img", 4<<20))
 	s, err := openUevents()
 	if err != nil {

@@ -261,12 +261,7 @@ esac
 
 func TestDaemonControl(t *testing.T) {
 	l := testbed.NewT(t)
-	if _, err := exec.LookPath("socat"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("socat is required under CI: ", err)
-		}
-		t.Skip("needs socat")
-	}
+	testbed.RequireTools(t, "socat")
 	bin := filepath.Join(t.TempDir(), "fakediskd")
 	if err := os.WriteFile(bin, []byte(fakeDaemon), 0o755); err != nil {
 		t.Fatal(err)

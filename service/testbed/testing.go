@@ -8,31 +8,44 @@ import (
 	"time"
 )
 
-// RequireRoot skips the test unless it runs as root with ip and losetup
-// installed; when the environment variable CI is "true" it fails instead,
-// so that CI never passes by skipping.
+// SkipOrFail skips the test, except when the environment variable CI is
+// "true": there it fails, so that CI never passes by skipping a test whose
+// environment is missing.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, so this test must run, but: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// RequireRoot skips the test unless it runs as root (fails under CI=true).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	skip := t.Skip
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatal
-	}
 	if os.Geteuid() != 0 {
-		skip("testbed needs root (network namespaces, loop devices)")
+		SkipOrFail(t, "needs root (euid is %d)", os.Geteuid())
 	}
-	for _, tool := range []string{"ip", "losetup", "mount", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skip("testbed needs " + tool + ": " + err.Error())
+}
+
+// RequireTools skips the test when one of the programs is not installed
+// (fails under CI=true, where .ci/run must have installed it).
+func RequireTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			SkipOrFail(t, "needs %s: %v", n, err)
 		}
 	}
 }
 
-// NewT creates a lab for a test: it calls RequireRoot, closes the lab in
+// NewT creates a lab for a test: it requires root and the tools a lab uses
+// (RequireRoot, RequireTools), closes the lab in
 // t.Cleanup, and when the test failed it first logs every host's daemon
 // log. A daemon built with -race that reported a data race fails the test.
 func NewT(t testing.TB) *Lab {
 	t.Helper()
 	RequireRoot(t)
+	RequireTools(t, "ip", "losetup", "mount", "mkfs.ext4")
 	l, err := New(t.Name())
 	if err != nil {
 		t.Fatal(err)
