@@ -546,11 +546,7 @@ func (inv *Inventory) Disks() []Disk {
 func (inv *Inventory) Counts() (peers, disks int) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	disks = len(inv.local)
-	for _, ps := range inv.peers {
-		disks += len(ps.disks)
-	}
-	return len(inv.peers), disks
+	return len(inv.peers), len(inv.local) + inv.remote
 }
 
 // LocalDisks returns this host's disks sorted by device.

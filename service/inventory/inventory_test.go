@@ -286,6 +286,9 @@ func TestTotalDiskCap(t *testing.T) {
 	if err := inv.Apply(ann("h3", 1, append(three, disk("/d", "4", ""))...)); err != nil {
 		t.Fatalf("room freed by a shrink and a goodbye not reused: %v", err)
 	}
+	if _, n := inv.Counts(); n != len(inv.Disks()) {
+		t.Fatalf("Counts says %d disks, Disks lists %d", n, len(inv.Disks()))
+	}
 	if got, st := len(inv.Disks()), inv.Stats(); got != 5 || st.TotalDiskCapHits != 2 {
 		t.Fatalf("%d disks, %d refusals; want 5 and 2", got, st.TotalDiskCapHits)
 	}
@@ -394,7 +397,7 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if p, _ := inv.Counts(); p != 4 {
-		t.Fatalf("%d peers, want 4", p)
+	if p, n := inv.Counts(); p != 4 || n != len(inv.Disks()) {
+		t.Fatalf("%d peers (want 4), %d disks counted, %d listed", p, n, len(inv.Disks()))
 	}
 }
