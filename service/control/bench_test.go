@@ -1,4 +1,4 @@
-package control
+package control_test
 
 // Benchmarks of issue 7's scale case on the control socket: `list --json`
 // of 16,001 disks (1,000 peers of 16 disks and one local disk), over a real
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -29,7 +30,7 @@ func BenchmarkListJSON16000(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- (&Server{Inv: inv}).Serve(ctx, ln) }()
+	go func() { done <- (&control.Server{Inv: inv}).Serve(ctx, ln) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
