@@ -309,7 +309,11 @@ func TestProtocol(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := dialRaw(t, ts.Path)
-			r.send(tc.send)
+			if tc.closed {
+				r.sendRefused(tc.send)
+			} else {
+				r.send(tc.send)
+			}
 			lines, final := r.answer()
 			if len(lines) != tc.lines || final != tc.final {
 				t.Fatalf("answer %q then %q, want %d lines then %q", lines, final, tc.lines, tc.final)
