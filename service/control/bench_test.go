@@ -1,6 +1,6 @@
 package control_test
 
-// Benchmarks of issue 7's scale case on the control socket: `list --json`
+// Benchmarks of the scale case on the control socket: `list --json`
 // of 16,001 disks (1,000 peers of 16 disks and one local disk), over a real
 // Unix socket, as a client sees it: request sent to OK read.
 
@@ -17,7 +17,7 @@ import (
 )
 
 // BenchmarkListJSON16000 is `list --json` of every disk at scale over the
-// control socket (target of issue 7: ≤ 50 ms).
+// control socket (target: ≤ 50 ms).
 func BenchmarkListJSON16000(b *testing.B) {
 	inv, err := testbed.FakeInventory(1000, 16)
 	if err != nil {

@@ -149,8 +149,8 @@ type peerState struct {
 	disks map[diskKey]diskstate.Disk
 	// order is disks sorted by device and uuid (with LastSeen as stored),
 	// made whenever disks are replaced, so that Disks need not sort them
-	// again at every call (issue 7's profile: sorting 16,000 disks was a
-	// third of a `list --json` at scale).
+	// again at every call (in a profile of 16,000 disks, sorting was a
+	// third of a `list --json`).
 	order []diskstate.Disk
 }
 
@@ -293,7 +293,7 @@ func (inv *Inventory) Apply(a Announcement) error {
 		LastHeard: now, Authenticated: a.Authenticated,
 	}
 	// Nearly every announcement repeats the last one: then there is
-	// nothing to diff, sort or publish (issue 7's profile: sorting both
+	// nothing to diff, sort or publish (in a profile, sorting both
 	// lists on every announcement was half of the receive path).
 	if known && unchanged(ps.order, disks, a.Hostname) {
 		ps.info.Disks = len(ps.disks)

@@ -91,7 +91,7 @@ func cleanMountpoints(mps []string) []string {
 // caller that watches the mount table (WatchMounts) compares it across
 // changes and rescans only when it differs: mounting a network namespace
 // (ip netns add), a tmpfs or a container's overlay changes no disk's mount
-// points and needs no blkid run (issue 7's benchmark: each `ip netns add`
+// points and needs no blkid run (measured: each `ip netns add`
 // on the machine made every diskd run blkid).
 func BlockMounts() (string, error) {
 	infos, err := mountinfo.GetMounts(nil)

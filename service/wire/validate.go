@@ -40,7 +40,7 @@ func checkText(name, s string, lo, hi int) *DropError {
 	}
 	// ASCII without NUL, nearly every string, in one pass: for strings
 	// this short, one loop is cheaper than IndexByte and ValidString
-	// (issue 7's profile: they were a tenth of the receive path).
+	// (in a profile they were a tenth of the receive path).
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == 0 || c >= utf8.RuneSelf {
 			return checkTextSlow(name, s)
