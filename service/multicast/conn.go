@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -12,7 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -80,7 +83,30 @@ type Conn struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	readers   sync.WaitGroup
+
+	// A dual-stack sender sends each datagram once per family; recent
+	// remembers what came on which family, so that the same bytes coming
+	// on the other family soon after are not returned twice.
+	recentMu   sync.Mutex
+	recent     map[uint64]seen
+	recentRing []uint64
+	recentNext int
+	seed       maphash.Seed
+	duplicates atomic.Uint64
 }
+
+// seen is when a datagram's bytes last came, and on which family.
+type seen struct {
+	fam int
+	at  time.Time
+}
+
+// Duplicate suppression bounds: a copy on the other family comes within
+// milliseconds; the memory is a ring of the last dupMemory datagrams.
+const (
+	dupWindow = 2 * time.Second
+	dupMemory = 1024
+)
 
 // famConn is one family's socket.
 type famConn struct {
@@ -98,6 +124,7 @@ type famConn struct {
 type packet struct {
 	b    []byte
 	src  netip.Addr
+	fam  int // index in Conn.fams
 	err  error
 	done chan struct{}
 }
@@ -170,8 +197,11 @@ func Open(opts ConnOptions) (*Conn, error) {
 	if len(c.fams) > 1 {
 		c.packets = make(chan packet)
 		c.closing = make(chan struct{})
-		for _, f := range c.fams {
-			c.readers.Go(func() { c.readLoop(f) })
+		c.recent = make(map[uint64]seen, dupMemory)
+		c.recentRing = make([]uint64, 0, dupMemory)
+		c.seed = maphash.MakeSeed()
+		for i, f := range c.fams {
+			c.readers.Go(func() { c.readLoop(i, f) })
 		}
 	}
 	return c, nil
@@ -461,33 +491,73 @@ func (f *famConn) read(buf []byte) (int, netip.Addr, error) {
 }
 
 // Recv reads one datagram of any family into buf and returns its length
-// (at most len(buf): a longer datagram is cut) and source.
+// (at most len(buf): a longer datagram is cut) and source. A datagram whose
+// bytes came on another family less than 2 s before (a dual-stack peer
+// sends each one once per family) is not returned again: what is heard on
+// either family is one stream, and the copy is counted in Duplicates.
 func (c *Conn) Recv(buf []byte) (int, netip.Addr, error) {
 	if c.packets == nil {
 		return c.fams[0].read(buf)
 	}
-	select {
-	case p := <-c.packets:
-		n := copy(buf, p.b)
-		close(p.done)
-		if p.err != nil {
-			return 0, netip.Addr{}, p.err
+	for {
+		select {
+		case p := <-c.packets:
+			if p.err != nil {
+				close(p.done)
+				return 0, netip.Addr{}, p.err
+			}
+			dup := c.duplicate(p.b, p.fam, time.Now())
+			n := copy(buf, p.b)
+			close(p.done)
+			if dup {
+				c.duplicates.Add(1)
+				continue
+			}
+			return n, p.src, nil
+		case <-c.closing:
+			return 0, netip.Addr{}, net.ErrClosed
 		}
-		return n, p.src, nil
-	case <-c.closing:
-		return 0, netip.Addr{}, net.ErrClosed
 	}
 }
 
+// duplicate records that b came on family fam at now, and reports whether
+// the same bytes came on another family within dupWindow. The same bytes
+// on the same family are never a duplicate here: a replay is the
+// protocol's to count.
+func (c *Conn) duplicate(b []byte, fam int, now time.Time) bool {
+	h := maphash.Bytes(c.seed, b)
+	c.recentMu.Lock()
+	defer c.recentMu.Unlock()
+	if last, ok := c.recent[h]; ok && last.fam != fam && now.Sub(last.at) < dupWindow {
+		delete(c.recent, h) // a third copy is not a duplicate of these two
+		return true
+	}
+	if _, ok := c.recent[h]; !ok {
+		if len(c.recentRing) < dupMemory {
+			c.recentRing = append(c.recentRing, h)
+		} else {
+			delete(c.recent, c.recentRing[c.recentNext])
+			c.recentRing[c.recentNext] = h
+			c.recentNext = (c.recentNext + 1) % dupMemory
+		}
+	}
+	c.recent[h] = seen{fam: fam, at: now}
+	return false
+}
+
+// Duplicates counts the datagrams Recv did not return because the same
+// bytes had just come on another family.
+func (c *Conn) Duplicates() uint64 { return c.duplicates.Load() }
+
 // readLoop hands one family's datagrams to Recv until Close.
-func (c *Conn) readLoop(f *famConn) {
+func (c *Conn) readLoop(fam int, f *famConn) {
 	buf := make([]byte, 1<<16)
 	for {
 		n, src, err := f.read(buf)
 		if errors.Is(err, net.ErrClosed) {
 			return
 		}
-		p := packet{b: buf[:n], src: src, err: err, done: make(chan struct{})}
+		p := packet{b: buf[:n], src: src, fam: fam, err: err, done: make(chan struct{})}
 		select {
 		case c.packets <- p:
 		case <-c.closing:

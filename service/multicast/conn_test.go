@@ -3,10 +3,12 @@ package multicast
 import (
 	"bytes"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +100,7 @@ func TestConnIPv6AndDualStack(t *testing.T) {
 		return h
 	}
 	dual, v6, v4 := host("dual", testbed.DualStack), host("six", testbed.IPv6), host("four", testbed.IPv4)
+	dual2 := host("dual2", testbed.DualStack)
 	both := []netip.AddrPort{testGroup4, testGroup6}
 	ifs := []string{testbed.Interface}
 
@@ -132,6 +135,10 @@ func TestConnIPv6AndDualStack(t *testing.T) {
 	if g := c4.Groups(); !slices.Equal(g, []netip.AddrPort{testGroup4}) || c4.Budget() != MinBudget {
 		t.Errorf("IPv4-only host, TTL 2: groups %v, budget %d (want %d)", g, c4.Budget(), MinBudget)
 	}
+	cDual2, err := openIn(t, dual2, ConnOptions{Groups: both, Interfaces: ifs, TTL: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := openIn(t, v4, ConnOptions{Groups: []netip.AddrPort{testGroup6}, Interfaces: ifs, TTL: 1}); err == nil ||
 		!strings.Contains(err.Error(), "interface e0 has no IPv6 address") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("IPv6 group on an IPv4-only host: %v; want one line naming e0", err)
@@ -139,7 +146,8 @@ func TestConnIPv6AndDualStack(t *testing.T) {
 
 	// The dual-stack host sends once per family: the IPv6-only host hears
 	// it from its IPv6 address, the IPv4-only host from its IPv4 one, and
-	// neither hears the other. The sender does not hear itself.
+	// neither hears the other. The sender does not hear itself. The other
+	// dual-stack host hears both copies and returns one.
 	if n, err := cDual.Send([]byte("from dual")); err != nil || n != 2 {
 		t.Fatalf("dual-stack Send: %d, %v; want 2 (one per family)", n, err)
 	}
@@ -159,8 +167,20 @@ func TestConnIPv6AndDualStack(t *testing.T) {
 		{"six", c6, []received{{"from dual", a6}}},
 		{"four", c4, []received{{"from dual", a4}}},
 		{"dual", cDual, []received{{"from six", s6}, {"from four", s4}}},
+		{"dual2", cDual2, []received{{"from dual", a4}, {"from four", s4}, {"from six", s6}}},
 	} {
 		got := recvAll(t, c.conn, len(c.want), 3*time.Second)
+		if c.name == "dual2" {
+			// Whichever copy came first.
+			for i := range got {
+				if got[i].b == "from dual" && got[i].src == a6 {
+					got[i].src = a4
+				}
+			}
+			if d := c.conn.Duplicates(); d != 1 {
+				t.Errorf("dual2 counted %d duplicates, want 1 (the second copy of dual's datagram)", d)
+			}
+		}
 		slices.SortFunc(got, func(x, y received) int { return strings.Compare(x.b, y.b) })
 		slices.SortFunc(c.want, func(x, y received) int { return strings.Compare(x.b, y.b) })
 		if !slices.Equal(got, c.want) {
@@ -197,5 +217,35 @@ func TestValidateGroup(t *testing.T) {
 	if _, err := Open(ConnOptions{Groups: []netip.AddrPort{testGroup4, netip.MustParseAddrPort("239.1.1.1:1")}, TTL: 1}); err == nil ||
 		!strings.Contains(err.Error(), "one group per address family") {
 		t.Errorf("two IPv4 groups: %v", err)
+	}
+}
+
+func TestDuplicateAcrossFamilies(t *testing.T) {
+	c := &Conn{recent: map[uint64]seen{}, seed: maphash.MakeSeed()}
+	t0 := time.Now()
+	a, b := []byte("datagram a"), []byte("datagram b")
+	for i, s := range []struct {
+		b    []byte
+		fam  int
+		at   time.Duration
+		want bool
+	}{
+		{a, 0, 0, false},                    // first copy
+		{a, 1, time.Millisecond, true},      // the other family's copy
+		{a, 0, 2 * time.Millisecond, false}, // a third copy: the protocol's replay
+		{a, 0, 3 * time.Millisecond, false}, // same family again
+		{b, 1, 0, false},
+		{b, 0, 3 * time.Second, false}, // too late to be a copy
+	} {
+		if got := c.duplicate(s.b, s.fam, t0.Add(s.at)); got != s.want {
+			t.Errorf("step %d (%q on family %d at %v): duplicate %v, want %v", i, s.b, s.fam, s.at, got, s.want)
+		}
+	}
+	// The memory stays bounded.
+	for i := range 3 * dupMemory {
+		c.duplicate([]byte(strconv.Itoa(i)), 0, t0)
+	}
+	if len(c.recent) > dupMemory || len(c.recentRing) > dupMemory {
+		t.Errorf("memory holds %d entries (ring %d), want ≤ %d", len(c.recent), len(c.recentRing), dupMemory)
 	}
 }
