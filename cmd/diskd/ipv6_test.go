@@ -11,6 +11,7 @@ package main_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -271,5 +272,48 @@ func TestDualStack(t *testing.T) {
 	}
 	if !strings.Contains(dual.d.Log(), "payload_budget=1452") {
 		t.Errorf("dual's budget is not the IPv6 one of a 1500-byte link (1452):\n%s", dual.d.Log())
+	}
+}
+
+// TestIPv6NoUsableGroupRefused: a daemon whose groups no interface can
+// carry (the default IPv4 group on an IPv6-only host, the IPv6 group on an
+// IPv4-only one) does not start: exit status 1 and one line on stderr
+// naming the group and the interface.
+func TestIPv6NoUsableGroupRefused(t *testing.T) {
+	t.Parallel()
+	lab := testbed.NewT(t)
+	bin := diskdBin(t)
+	seg, err := lab.AddSegment("link", testbed.DualStack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		host  string
+		fam   testbed.Family
+		flags []string
+		want  string
+	}{
+		{"six", testbed.IPv6, nil,
+			"diskd: no interface can carry group 239.255.77.77:4277: interface e0 has no IPv4 address\n"},
+		{"four", testbed.IPv4, []string{"--group", group6},
+			"diskd: no interface can carry group [ff15::d15c]:4277: interface e0 has no IPv6 address\n"},
+	} {
+		h, err := lab.AddHostWith(c.host, testbed.HostOptions{Segment: seg, Family: c.fam})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := h.Command(bin, append([]string{"-d", "--host-id", h.HostID, "--socket", h.Socket, "--interface", testbed.Interface,
+			"--bus", "none", "--device", "/nonexistent"}, c.flags...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err = cmd.Run()
+		code := -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		if code != 1 || lines[len(lines)-1]+"\n" != c.want {
+			t.Errorf("%s: exit status %d, stderr:\n%s\nwant status 1 and the last line\n%s", c.host, code, stderr.String(), c.want)
+		}
 	}
 }

@@ -160,9 +160,15 @@ func Open(opts ConnOptions) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{}
-	warn := func(format string, a ...any) {
-		msg := fmt.Sprintf(format, a...)
+	var reasons []string // why interfaces were not used, for the error
+	// warn says that an interface is not used for a group (used false) or
+	// that it is used but something is amiss (used true).
+	warn := func(reason, consequence string, used bool) {
+		msg := reason + "; " + consequence
 		c.warnings = append(c.warnings, msg)
+		if !used {
+			reasons = append(reasons, reason)
+		}
 		if opts.Log != nil {
 			opts.Log.Warn(msg)
 		}
@@ -182,7 +188,7 @@ func Open(opts ConnOptions) (*Conn, error) {
 	}
 	if len(c.fams) == 0 {
 		return nil, fmt.Errorf("no interface can carry group %s: %s", strings.Join(missing, " or "),
-			strings.Join(c.warnings, "; "))
+			strings.Join(reasons, "; "))
 	}
 	for _, f := range c.fams {
 		if c.budget == 0 || f.budget < c.budget {
@@ -210,7 +216,7 @@ func Open(opts ConnOptions) (*Conn, error) {
 // openFamily opens the socket of one group on those of cands that have an
 // address of its family. It returns nil (and warns) when none has, or
 // when none could join.
-func openFamily(g netip.AddrPort, cands []net.Interface, ttl int, warn func(string, ...any)) (*famConn, error) {
+func openFamily(g netip.AddrPort, cands []net.Interface, ttl int, warn func(reason, consequence string, used bool)) (*famConn, error) {
 	v6 := g.Addr().Is6()
 	famName, network := "IPv4", "udp4"
 	if v6 {
@@ -221,12 +227,13 @@ func openFamily(g netip.AddrPort, cands []net.Interface, ttl int, warn func(stri
 		has, linkLocalOnly, err := hasAddress(ifi, v6)
 		switch {
 		case err != nil:
-			warn("interface %s: not used for %s: %v", ifi.Name, g, err)
+			warn(fmt.Sprintf("interface %s: %v", ifi.Name, err), "not used for "+g.String(), false)
 		case !has:
-			warn("interface %s has no %s address; not used for %s", ifi.Name, famName, g)
+			warn(fmt.Sprintf("interface %s has no %s address", ifi.Name, famName), "not used for "+g.String(), false)
 		default:
 			if linkLocalOnly && ttl > 1 {
-				warn("interface %s has only a link-local IPv6 address; routers do not forward what it sends to %s", ifi.Name, g)
+				warn(fmt.Sprintf("interface %s has only a link-local IPv6 address", ifi.Name),
+					"routers do not forward what it sends to "+g.String(), true)
 			}
 			usable = append(usable, ifi)
 		}
@@ -276,7 +283,7 @@ func openFamily(g netip.AddrPort, cands []net.Interface, ttl int, warn func(stri
 			err = f.p4.JoinGroup(&ifi, f.dst)
 		}
 		if err != nil {
-			warn("interface %s: cannot join %s: %v", ifi.Name, g.Addr(), err)
+			warn(fmt.Sprintf("interface %s: cannot join %s: %v", ifi.Name, g.Addr(), err), "not used for "+g.String(), false)
 			continue
 		}
 		f.ifaces = append(f.ifaces, ifi)
