@@ -291,3 +291,55 @@ func TestRouterCleanup(t *testing.T) {
 		t.Errorf("router namespace %s left", r.NS)
 	}
 }
+
+// TestThreeSegmentsUnicastOnly is the network later transports need: three
+// subnets behind one router that routes unicast between all of them and
+// forwards no multicast (no smcrouted, and nftables drops it anyway).
+func TestThreeSegmentsUnicastOnly(t *testing.T) {
+	t.Parallel()
+	testbed.RequireTools(t, "nft")
+	l := testbed.NewT(t)
+	var segs []*testbed.Segment
+	var hosts []*testbed.Host
+	for _, name := range []string{"a", "b", "c"} {
+		s, err := l.AddSegment(name, testbed.IPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.AddHost("h" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs, hosts = append(segs, s), append(hosts, h)
+	}
+	r, err := l.AddRouter("r", segs, testbed.RouterOptions{DropMulticast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PID() != 0 {
+		t.Errorf("a router without groups runs smcrouted (pid %d)", r.PID())
+	}
+	var lns []*testbed.Listener
+	for _, h := range hosts[1:] {
+		ln, err := h.Listen(group4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+	}
+	if err := hosts[0].Send(group4, 8, grams("hop", 10)); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range hosts {
+		for j, b := range hosts {
+			if i != j && !unicastReaches(t, a, b, false) {
+				t.Errorf("unicast %s → %s did not cross the router", a.Name, b.Name)
+			}
+		}
+	}
+	for i, ln := range lns {
+		if n := ln.Total(); n != 0 {
+			t.Errorf("%s heard %d multicast datagrams from another subnet", hosts[i+1].Name, n)
+		}
+	}
+}
