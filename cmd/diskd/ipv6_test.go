@@ -135,9 +135,26 @@ var linkScenarios = []struct {
 		startAll(t, f, a, b, c, nil, nil, nil)
 		awaitPeerDisk(t, a, b)
 		before := statusOf(t, a)
-		const n = 1000
-		if err := c.Send(f.group, 1, garbage(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), n)); err != nil {
-			t.Fatal(err)
+		// In batches of 50, each let through before the next: a daemon
+		// built with -race on a loaded machine is slow, and what its socket
+		// buffer cannot hold would be lost before it could be counted.
+		const n, batch = 1000, 50
+		all := garbage(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), n)
+		for sent := 0; sent < n; sent += batch {
+			if err := c.Send(f.group, 1, all[sent:sent+batch]); err != nil {
+				t.Fatal(err)
+			}
+			last, still := uint64(0), time.Now()
+			for {
+				d := statusOf(t, a).PacketsDropped - before.PacketsDropped
+				if d >= uint64(sent+batch) || time.Since(still) > 500*time.Millisecond {
+					break
+				}
+				if d != last {
+					last, still = d, time.Now()
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		}
 		testbed.Eventually(t, 5*time.Second, func() (bool, string) {
 			d := statusOf(t, a).PacketsDropped - before.PacketsDropped
