@@ -30,7 +30,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-d", "--group", "239.1.1.1:0"}, "flag --group: port 0"},
 		{[]string{"-d", "--group", "[ff01::1]:4277"}, "flag --group: ff01::1 has interface-local"},
 		{[]string{"-d", "--group", "[fd00::1]:4277"}, "flag --group: fd00::1 is not an IPv6 multicast"},
-		{[]string{"-d", "--group", "[ff15::1%e0]:4277"}, "flag --group: ff15::1%e0: a group takes no zone"},
+		{[]string{"-d", "--group", "[ff15::1%e0]:4277"}, `flag --group: "ff15::1%e0": a group takes no zone`},
 		{[]string{"-d", "--group", "239.1.1.1:1", "--group", "239.1.1.2:1"}, "flag --group: two IPv4 groups"},
 		{[]string{"-d", "--group", "[ff15::1]:1", "--group", "[ff15::2]:1"}, "flag --group: two IPv6 groups"},
 		{[]string{"-d", "--announce-interval", "10ms"}, "flag --announce-interval: 10ms is out of range"},

@@ -51,7 +51,7 @@ func ValidateGroup(g netip.AddrPort) (netip.AddrPort, error) {
 	case !a.IsValid():
 		return g, errors.New("no address")
 	case a.Zone() != "":
-		return g, fmt.Errorf("%s: a group takes no zone; name the interface with --interface", g.Addr())
+		return g, fmt.Errorf("%q: a group takes no zone; name the interface with --interface", g.Addr().String())
 	case a.Is4() && !a.IsMulticast():
 		return g, fmt.Errorf("%s is not an IPv4 multicast address (224.0.0.0/4)", a)
 	case a.Is6() && !a.IsMulticast():
