@@ -6,10 +6,11 @@ VERSION     ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) && echo "$$
 LDFLAGS     := -X main.version=$(VERSION)
 BIN         := bin
 # Debian packages the tests and the demo use (see .ci/run).
-# D-Bus tests: a real dbus-daemon; notifications: dunst on Xvfb; e2e: nspawn.
+# D-Bus tests: a real dbus-daemon; notifications: dunst on Xvfb; e2e: nspawn;
+# routed tests: smcroute (multicast routing) and nftables in router namespaces.
 DEB_PKGS    := iproute2 util-linux e2fsprogs dosfstools fdisk socat tmux systemd \
                dbus dbus-session-bus-common dbus-x11 xvfb xauth dunst libnotify-bin \
-               systemd-container debootstrap zstd
+               systemd-container debootstrap zstd smcroute nftables
 
 .PHONY: all build test unit lint fuzz demo deps clean
 
@@ -47,8 +48,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBlkid$$' -fuzztime $(FUZZTIME) ./service/scan
 
 # Three simulated hosts on this machine; opens the client on the first.
+# DEMOFLAGS=--ipv6: the hosts share an IPv6-only link.
+DEMOFLAGS   ?=
 demo: deps build
-	$(BIN)/diskd-demo --diskd $(BIN)/diskd
+	$(BIN)/diskd-demo --diskd $(BIN)/diskd $(DEMOFLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/diskd/diskd/service/daemon"
+	"github.com/diskd/diskd/service/multicast"
 )
 
 // options is what the command line asks for.
@@ -67,7 +68,51 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
 	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents"}
 
-func newFlagSet(o *options, ifaces, devices *listFlag, group *string) *flag.FlagSet {
+// groupFlag collects --group values; String shows the default when none
+// was given.
+type groupFlag struct{ vals []string }
+
+func (g *groupFlag) String() string {
+	if g == nil || len(g.vals) == 0 {
+		return daemon.DefaultGroup.String()
+	}
+	return strings.Join(g.vals, ",")
+}
+func (g *groupFlag) Set(v string) error { g.vals = append(g.vals, v); return nil }
+
+// parseGroups turns the --group values into at most one group per address
+// family (none given: the IPv4 default).
+func parseGroups(vals []string) ([]netip.AddrPort, error) {
+	if len(vals) == 0 {
+		return []netip.AddrPort{daemon.DefaultGroup}, nil
+	}
+	var out []netip.AddrPort
+	for _, v := range vals {
+		if len(v) > 64 {
+			return nil, usagef("flag --group: %.64q... is too long for ADDR:PORT", v)
+		}
+		ap, err := netip.ParseAddrPort(v)
+		if err != nil {
+			return nil, usagef("flag --group: %q is not ADDR:PORT (e.g. %s or %s)", v, daemon.DefaultGroup, daemon.DefaultGroup6)
+		}
+		if ap, err = multicast.ValidateGroup(ap); err != nil {
+			return nil, usagef("flag --group: %v", err)
+		}
+		for _, o := range out {
+			if o.Addr().Is4() == ap.Addr().Is4() {
+				fam := "IPv6"
+				if ap.Addr().Is4() {
+					fam = "IPv4"
+				}
+				return nil, usagef("flag --group: two %s groups (%s and %s); give at most one per address family", fam, o, ap)
+			}
+		}
+		out = append(out, ap)
+	}
+	return out, nil
+}
+
+func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag) *flag.FlagSet {
 	fs := flag.NewFlagSet("diskd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &o.cfg
@@ -75,7 +120,7 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *string) *flag.Flag
 	fs.BoolVar(&o.daemon, "daemon", false, "same as -d")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.StringVar(&o.socket, "socket", "", "control socket path")
-	fs.StringVar(group, "group", daemon.DefaultGroup.String(), "multicast group and UDP port")
+	fs.Var(group, "group", "multicast group and UDP port, IPv4 ADDR:PORT or IPv6 [ADDR]:PORT such as "+daemon.DefaultGroup6.String()+"; once per address family")
 	fs.Var(ifaces, "interface", "interface to use (repeatable; default: every up, multicast-capable, non-loopback one)")
 	fs.IntVar(&c.TTL, "ttl", 1, "multicast TTL (hops + 1 to cross routers)")
 	fs.Var(durationFlag{&c.AnnounceInterval}, "announce-interval", "full announcement period")
@@ -103,7 +148,7 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		BlkidTimeout:     daemon.DefaultBlkidTimeout,
 	}}
 	var ifaces, devices listFlag
-	var group string
+	var group groupFlag
 	fs := newFlagSet(&o, &ifaces, &devices, &group)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -126,16 +171,11 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 	c := &o.cfg
 	c.Interfaces, c.Devices = ifaces, devices
 
-	ap, err := netip.ParseAddrPort(group)
-	switch {
-	case err != nil:
-		return o, usagef("flag --group: %q is not ADDR:PORT (e.g. 239.255.77.77:4277)", group)
-	case !ap.Addr().Is4() || !ap.Addr().IsMulticast():
-		return o, usagef("flag --group: %s is not an IPv4 multicast address (224.0.0.0/4)", ap.Addr())
-	case ap.Port() == 0:
-		return o, usagef("flag --group: port 0 is not usable")
+	groups, err := parseGroups(group.vals)
+	if err != nil {
+		return o, err
 	}
-	c.Group = ap
+	c.Groups = groups
 	if c.TTL < 1 || c.TTL > 255 {
 		return o, usagef("flag --ttl: %d is out of range 1..255", c.TTL)
 	}
@@ -255,7 +295,7 @@ flags:
 func printUsage(w io.Writer) {
 	var o options
 	var a, b listFlag
-	var g string
+	var g groupFlag
 	fs := newFlagSet(&o, &a, &b, &g)
 	fmt.Fprint(w, usageText)
 	fs.SetOutput(w)

@@ -40,7 +40,7 @@ import (
 type Config struct {
 	Version          string
 	Socket           string
-	Group            netip.AddrPort
+	Groups           []netip.AddrPort // at most one per address family
 	Interfaces       []string
 	TTL              int
 	AnnounceInterval time.Duration
@@ -56,9 +56,12 @@ type Config struct {
 	NoUevents        bool
 }
 
-// Defaults of DESIGN.md.
+// Default groups: DefaultGroup is used when no group is given;
+// DefaultGroup6 is the IPv6 group to give for IPv6 (see README: TTL and
+// IPv6).
 var (
-	DefaultGroup = netip.MustParseAddrPort("239.255.77.77:4277")
+	DefaultGroup  = netip.MustParseAddrPort("239.255.77.77:4277")
+	DefaultGroup6 = netip.MustParseAddrPort("[ff15::d15c]:4277")
 )
 
 // Default intervals and timeouts.
@@ -120,7 +123,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer ln.Close()
 
-	conn, err := multicast.Open(multicast.ConnOptions{Group: cfg.Group, Interfaces: cfg.Interfaces, TTL: cfg.TTL})
+	groups := cfg.Groups
+	if len(groups) == 0 {
+		groups = []netip.AddrPort{DefaultGroup}
+	}
+	conn, err := multicast.Open(multicast.ConnOptions{Groups: groups, Interfaces: cfg.Interfaces, TTL: cfg.TTL, Log: log})
 	if err != nil {
 		return err
 	}
@@ -172,7 +179,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 
 	log.Info("diskd starting", "version", cfg.Version, "host_id", id.HostID, "hostname", id.Hostname,
-		"socket", ln.Addr().String(), "socket_activated", activated, "group", cfg.Group,
+		"socket", ln.Addr().String(), "socket_activated", activated, "groups", conn.Groups(),
 		"interfaces", ifaceNames(conn), "payload_budget", conn.Budget(), "sealed", ring != nil)
 
 	var wg sync.WaitGroup
