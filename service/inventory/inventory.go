@@ -66,7 +66,7 @@ func (k EventKind) String() string {
 // Reasons a peer is lost.
 const (
 	ReasonBye     = "bye"     // it said goodbye on a clean stop
-	ReasonTimeout = "timeout" // not heard from within its timeout
+	ReasonTimeout = "timeout" // not heard from within its timeout, or declared dead by a transport
 )
 
 // Event is one change. Disk is set for disk events, Peer for peer events (and,
@@ -113,6 +113,11 @@ const (
 // back across a restart.
 var ErrReplay = errors.New("sequence number did not move forward (replay or duplicate)")
 
+// ErrDuplicate is returned for a copy of an announcement already applied
+// that arrives on another transport (a peer heard on two sends everything on
+// both): harmless, unlike a replay. The transport is recorded all the same.
+var ErrDuplicate = errors.New("copy of a message already applied, heard on another transport")
+
 // ErrPeerCap is returned for an announcement from a new host when MaxPeers
 // peers are already held.
 var ErrPeerCap = errors.New("peer limit reached")
@@ -127,6 +132,7 @@ var ErrSelf = errors.New("announcement carries this host's own id")
 // Stats are the inventory's own counters.
 type Stats struct {
 	Replays          uint64 // announcements dropped as replays
+	Duplicates       uint64 // copies heard on a second transport
 	PeerCapHits      uint64 // announcements from new hosts dropped at MaxPeers
 	DiskCapHits      uint64 // announcements truncated at MaxDisksPerPeer
 	TotalDiskCapHits uint64 // announcements refused at MaxDisks
@@ -147,6 +153,12 @@ type peerState struct {
 	// set LastSeen to seen.
 	seen  time.Time
 	disks map[diskKey]diskstate.Disk
+	// via is the last sequence number applied from each transport, so
+	// that a copy heard on a second one is told from a replay.
+	via map[string]uint64
+	// supervised: a transport watches this peer's liveness (and drops it
+	// with Drop), so Expire leaves it alone.
+	supervised bool
 	// order is disks sorted by device and uuid (with LastSeen as stored),
 	// made whenever disks are replaced, so that Disks need not sort them
 	// again at every call (in a profile of 16,000 disks, sorting was a
@@ -250,18 +262,25 @@ type Announcement struct {
 	Interval      time.Duration
 	Address       string
 	Authenticated bool
-	Disks         []diskstate.Disk // only Device, UUID, PartUUID, Label, Type and Mountpoints are read
+	// Via is the name of the transport it came on ("multicast", "gossip").
+	Via string
+	// Supervised says that the transport watches the peer's liveness
+	// itself and drops it with Drop when it fails or leaves: the
+	// inventory does not time it out while it stays supervised.
+	Supervised bool
+	Disks      []diskstate.Disk // only Device, UUID, PartUUID, Label, Type and Mountpoints are read
 }
 
 // Apply records a peer's announcement, replacing that peer's disk list, and
 // publishes what changed. It returns ErrSelf, ErrReplay, ErrPeerCap or
-// ErrDiskCap (and changes nothing) when the announcement is refused. It keeps copies of the
+// ErrDiskCap (and changes nothing) when the announcement is refused, or
+// ErrDuplicate (and only records a.Via) for a copy heard on another transport. It keeps copies of the
 // disks, never a.Disks itself, so the caller may reuse that slice.
 func (inv *Inventory) Apply(a Announcement) error {
 	now := inv.opts.Now()
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if err := inv.admitLocked(a.HostID, a.BootID, a.Seq); err != nil {
+	if err := inv.admitLocked(a.HostID, a.Via, a.Seq); err != nil {
 		return err
 	}
 	ps, known := inv.peers[a.HostID]
@@ -284,13 +303,15 @@ func (inv *Inventory) Apply(a Announcement) error {
 	}
 	inv.tombs.forget(a.HostID)
 	if !known {
-		ps = &peerState{disks: map[diskKey]diskstate.Disk{}}
+		ps = &peerState{disks: map[diskKey]diskstate.Disk{}, via: map[string]uint64{}}
 		inv.peers[a.HostID] = ps
 	}
+	ps.via[a.Via] = a.Seq
+	ps.supervised = ps.supervised || a.Supervised
 	ps.info = diskstate.Peer{
 		HostID: a.HostID, Hostname: a.Hostname, Address: a.Address, BootID: a.BootID,
 		Seq: a.Seq, Interval: a.Interval, Timeout: inv.timeoutFor(a.Interval),
-		LastHeard: now, Authenticated: a.Authenticated,
+		LastHeard: now, Authenticated: a.Authenticated, Via: ps.viaNames(),
 	}
 	// Nearly every announcement repeats the last one: then there is
 	// nothing to diff, sort or publish (in a profile, sorting both
@@ -345,7 +366,7 @@ func unchanged(held, disks []diskstate.Disk, hostname string) bool {
 func (inv *Inventory) Touch(hostID, bootID string, seq uint64) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if err := inv.admitLocked(hostID, bootID, seq); err != nil {
+	if err := inv.admitLocked(hostID, "", seq); err != nil {
 		return err
 	}
 	if ps, ok := inv.peers[hostID]; ok && ps.info.BootID == bootID {
@@ -359,7 +380,7 @@ func (inv *Inventory) Touch(hostID, bootID string, seq uint64) error {
 func (inv *Inventory) Bye(hostID, bootID string, seq uint64) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if err := inv.admitLocked(hostID, bootID, seq); err != nil {
+	if err := inv.admitLocked(hostID, "", seq); err != nil {
 		return err
 	}
 	if _, ok := inv.peers[hostID]; ok {
@@ -377,6 +398,9 @@ func (inv *Inventory) Expire() time.Time {
 	defer inv.mu.Unlock()
 	var next time.Time
 	for id, ps := range inv.peers {
+		if ps.supervised {
+			continue
+		}
 		deadline := ps.info.LastHeard.Add(ps.info.Timeout)
 		if !now.Before(deadline) {
 			inv.removeLocked(id, ReasonTimeout)
@@ -389,25 +413,64 @@ func (inv *Inventory) Expire() time.Time {
 	return next
 }
 
+// Drop removes a peer at a transport's word (reason ReasonTimeout or
+// ReasonBye: a gossip member found dead, or one that left) and reports
+// whether it was held. Its last sequence number is remembered as for a
+// goodbye, so a late copy of an old announcement cannot bring it back.
+func (inv *Inventory) Drop(hostID, reason string) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if _, ok := inv.peers[hostID]; !ok {
+		return false
+	}
+	inv.removeLocked(hostID, reason)
+	return true
+}
+
 // admitLocked applies the replay rule: per host, the sequence number must
 // strictly increase, whatever the daemon instance. Senders start their
 // sequence at the wall clock in microseconds, so a restarted peer moves
-// forward too.
-func (inv *Inventory) admitLocked(hostID, bootID string, seq uint64) error {
+// forward too. A message of a live peer that its transport via ("" for
+// none) has not delivered yet, but another one has, is a cross-transport
+// copy: ErrDuplicate, with via recorded.
+func (inv *Inventory) admitLocked(hostID, via string, seq uint64) error {
 	if hostID == inv.opts.HostID {
 		return ErrSelf
 	}
 	last, ok := uint64(0), false
-	if ps, live := inv.peers[hostID]; live {
+	ps, live := inv.peers[hostID]
+	if live {
 		last, ok = ps.info.Seq, true
 	} else if seq, dead := inv.tombs.get(hostID); dead {
 		last, ok = seq, true
 	}
 	if ok && seq <= last {
+		if live && via != "" && seq > ps.via[via] {
+			if _, heard := ps.via[via]; !heard {
+				ps.via[via] = seq
+				ps.info.Via = ps.viaNames()
+			} else {
+				ps.via[via] = seq
+			}
+			inv.stats.Duplicates++
+			return ErrDuplicate
+		}
 		inv.stats.Replays++
 		return ErrReplay
 	}
 	return nil
+}
+
+// viaNames returns the transports the peer was heard on, sorted.
+func (ps *peerState) viaNames() []string {
+	out := make([]string, 0, len(ps.via))
+	for name := range ps.via {
+		if name != "" {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (inv *Inventory) removeLocked(hostID, reason string) {

@@ -403,3 +403,52 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("%d peers (want 4), %d disks counted, %d listed", p, n, len(inv.Disks()))
 	}
 }
+
+// TestDropAndVia: a transport drops a peer with its reason; a copy heard on
+// a second transport is a duplicate that records the transport, not a
+// replay; a supervised peer is not timed out.
+func TestDropAndVia(t *testing.T) {
+	now := time.Unix(1000, 0)
+	inv := New(Options{HostID: "self", Now: func() time.Time { return now }})
+	sub := inv.Subscribe(16)
+	defer sub.Close()
+	a := Announcement{HostID: "a", Hostname: "a", BootID: "b1", Seq: 5, Interval: time.Second, Via: "multicast",
+		Disks: []diskstate.Disk{{Device: "/dev/sda1", UUID: "u"}}}
+	if err := inv.Apply(a); err != nil {
+		t.Fatal(err)
+	}
+	a.Via, a.Supervised = "gossip", true
+	if err := inv.Apply(a); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("copy on gossip: %v, want ErrDuplicate", err)
+	}
+	if err := inv.Apply(a); !errors.Is(err, ErrReplay) {
+		t.Fatalf("second copy on gossip: %v, want ErrReplay", err)
+	}
+	a.Seq = 6
+	if err := inv.Apply(a); err != nil {
+		t.Fatal(err)
+	}
+	if p := inv.Peers(); len(p) != 1 || p[0].ViaString() != "both" {
+		t.Fatalf("peers %+v, want a heard on both", p)
+	}
+	now = now.Add(time.Hour)
+	inv.Expire()
+	if p, _ := inv.Counts(); p != 1 {
+		t.Fatalf("a supervised peer was timed out")
+	}
+	if !inv.Drop("a", ReasonBye) || inv.Drop("a", ReasonBye) {
+		t.Fatal("Drop: want true for a held peer, then false")
+	}
+	var lost *Event
+	for len(sub.C()) > 0 {
+		if e := <-sub.C(); e.Kind == PeerLost {
+			lost = &e
+		}
+	}
+	if lost == nil || lost.Reason != ReasonBye {
+		t.Fatalf("lost event %+v, want reason bye", lost)
+	}
+	if err := inv.Apply(a); !errors.Is(err, ErrReplay) {
+		t.Fatalf("old announcement after Drop: %v, want ErrReplay", err)
+	}
+}

@@ -22,8 +22,10 @@
 // [Service.Ping] send each message on every transport (the same sequence
 // number on each), and [Service.Receive] runs one receive loop per
 // transport until its context ends. A peer heard on two transports sends
-// each message on both; the inventory applies the first copy and refuses
-// the second as a replay (counted as a "replay" drop).
+// each message on both; the inventory applies the first copy, records the
+// second transport and refuses the copy as a duplicate (counted as a
+// "duplicate" drop, not a "replay"). Every announcement carries the name of
+// the transport it came on, so the inventory tells how a peer was heard.
 //
 // # Pings
 //

@@ -26,11 +26,14 @@ const (
 
 // Drop reasons counted besides wire.DropReason values.
 const (
-	DropSelf    = "self"    // our own host id
-	DropReplay  = "replay"  // sequence did not move forward
-	DropPeerCap = "peercap" // too many peers
-	DropDiskCap = "diskcap" // too many disks held for peers in all
-	DropSize    = "size"    // larger than the largest datagram we accept
+	DropSelf   = "self"   // our own host id
+	DropReplay = "replay" // sequence did not move forward
+	// DropDuplicate is a copy of an applied message heard on a second
+	// transport: expected for a peer heard on two, and not logged.
+	DropDuplicate = "duplicate"
+	DropPeerCap   = "peercap" // too many peers
+	DropDiskCap   = "diskcap" // too many disks held for peers in all
+	DropSize      = "size"    // larger than the largest datagram we accept
 )
 
 // Identity says who this host is on the wire.

@@ -39,9 +39,10 @@ func (s *Service) Receive(ctx context.Context) error {
 
 // packet is one datagram as a transport delivered it.
 type packet struct {
-	data      []byte
-	src       netip.Addr
-	transport string // the Name of the transport it came on
+	data       []byte
+	src        netip.Addr
+	transport  string // the Name of the transport it came on
+	supervised bool   // the transport watches its peers' liveness
 }
 
 // listener is the receive side of one transport: its own reassembly, since
@@ -60,6 +61,8 @@ func (s *Service) newListener() *listener {
 func (s *Service) receive(ctx context.Context, t Transport) error {
 	rx := s.newListener()
 	name := t.Name()
+	sv, _ := t.(Supervisor)
+	supervised := sv != nil && sv.Supervises()
 	buf := make([]byte, wire.MaxDatagram+1)
 	for {
 		n, src, err := t.Recv(buf)
@@ -74,7 +77,7 @@ func (s *Service) receive(ctx context.Context, t Transport) error {
 			continue
 		}
 		s.in.Add(1)
-		p := packet{data: buf[:n], src: src, transport: name}
+		p := packet{data: buf[:n], src: src, transport: name, supervised: supervised}
 		if n > wire.MaxDatagram {
 			s.drop(DropSize, p, nil)
 			continue
@@ -106,11 +109,10 @@ func (rx *listener) handle(p packet, now time.Time) {
 		if !ok {
 			return
 		}
-		// The inventory does not record the transport (p.transport) yet;
-		// when it does, it goes here, with the address.
 		a := inventory.Announcement{
 			HostID: whole.HostID, Hostname: whole.Hostname, BootID: whole.BootID, Seq: whole.Seq,
 			Interval: whole.Interval, Address: p.src.String(), Authenticated: s.opts.Keyring != nil,
+			Via: p.transport, Supervised: p.supervised,
 			Disks: whole.Disks, // the inventory keeps copies and sets the host's fields
 		}
 		// m is the part that completed the announcement, and its Parts is
@@ -134,6 +136,8 @@ func (s *Service) refused(err error, p packet, n int) bool {
 		return false
 	case errors.Is(err, inventory.ErrReplay):
 		s.dropN(DropReplay, p, err, n)
+	case errors.Is(err, inventory.ErrDuplicate):
+		s.dropN(DropDuplicate, p, nil, n)
 	case errors.Is(err, inventory.ErrPeerCap):
 		s.dropN(DropPeerCap, p, err, n)
 	case errors.Is(err, inventory.ErrDiskCap):

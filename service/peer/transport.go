@@ -32,3 +32,12 @@ type Transport interface {
 	// Close again does no harm (it may return an error).
 	Close() error
 }
+
+// Supervisor is implemented by a transport that watches the liveness of the
+// peers it hears itself (a gossip mesh with its own failure detector) and
+// drops them from the inventory when they fail or leave. The inventory does
+// not time out a peer heard on such a transport.
+type Supervisor interface {
+	// Supervises reports whether the transport drops its peers itself.
+	Supervises() bool
+}

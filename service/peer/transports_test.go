@@ -150,9 +150,12 @@ func TestReceivesOnEveryTransport(t *testing.T) {
 	ag.Send(one) // the same announcement, now on gossip
 	idle(t, gself)
 
-	peers := map[string]string{}
+	peers, via := map[string]string{}, map[string]string{}
 	for _, p := range inv.Peers() {
-		peers[p.HostID] = p.Address
+		peers[p.HostID], via[p.HostID] = p.Address, p.ViaString()
+	}
+	if via["a"] != "both" || via["b"] != "gossip" {
+		t.Errorf("via %v, want a heard on both, b on gossip", via)
 	}
 	if len(peers) != 2 || peers["a"] != "10.77.0.2" || peers["b"] != "192.0.2.3" {
 		t.Errorf("peers %v, want a at 10.77.0.2 (multicast) and b at 192.0.2.3 (gossip)", peers)
@@ -160,8 +163,14 @@ func TestReceivesOnEveryTransport(t *testing.T) {
 	if n := len(inv.Disks()); n != 2 {
 		t.Errorf("%d disks, want 2", n)
 	}
-	if st := s.Stats(); st.In != 3 || st.Drops[DropReplay] != 1 || st.Dropped != 1 {
-		t.Errorf("stats %+v: want 3 in, the second copy dropped as a replay", st)
+	if st := s.Stats(); st.In != 3 || st.Drops[DropDuplicate] != 1 || st.Drops[DropReplay] != 0 || st.Dropped != 1 {
+		t.Errorf("stats %+v: want 3 in, the second copy dropped as a duplicate (not a replay)", st)
+	}
+	// The same copy again on gossip is a replay: gossip has delivered it.
+	ag.Send(one)
+	idle(t, gself)
+	if st := s.Stats(); st.Drops[DropReplay] != 1 {
+		t.Errorf("stats %+v: want a second copy on the same transport dropped as a replay", st)
 	}
 }
 
