@@ -59,6 +59,24 @@ func (k *Keyring) Len() int { return len(k.aeads) }
 // there must be at least one key. The file must not be accessible to group or
 // others. Errors name the file and the line but never show key material.
 func LoadKeyring(path string) (*Keyring, error) {
+	keys, err := ReadKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := NewKeyring(keys...)
+	for _, key := range keys {
+		clear(key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ReadKeyFile reads a key file under the rules of LoadKeyring and returns
+// its keys in order (the first seals), for another user of the same keys
+// (the gossip transport). The caller should clear them when done.
+func ReadKeyFile(path string) ([][]byte, error) {
 	// Refuse a FIFO or device before opening it: opening a FIFO blocks.
 	if fi, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
@@ -121,14 +139,7 @@ func LoadKeyring(path string) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("key file %s: no keys", path)
 	}
-	k, err := NewKeyring(keys...)
-	for _, key := range keys {
-		clear(key)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	return k, nil
+	return keys, nil
 }
 
 // seal appends to dst the nonce and the sealed body, with header as

@@ -1,0 +1,44 @@
+// Package gossip is diskd's transport for networks that do not carry
+// multicast (clouds, VPNs, routers that do not forward it): a mesh of
+// unicast UDP and TCP built on hashicorp/memberlist, joined through a list
+// of seed hosts.
+//
+// It is a peer.Transport: the peer protocol (service/peer) hands it diskd's
+// own datagrams, sealed and numbered as on multicast, and reads the
+// datagrams of peers from it, so the inventory's rules (strictly
+// increasing sequence numbers per host, the caps) hold on this path too. It
+// moves them three ways:
+//
+//   - push/pull state: the datagrams of a node's latest announcement are
+//     its memberlist LocalState, exchanged on every join and every
+//     PushPullInterval; a node that joins also exchanges state once with
+//     every member it learns of, so it knows every disk list at once;
+//   - broadcasts: an announcement whose disk list changed (or one asked for
+//     after a node came back) is queued in a TransmitLimitedQueue, and
+//     every node that hears a datagram it had not heard before queues it
+//     again, so a change reaches every node within a few gossip rounds.
+//     An announcement that repeats the last one is not broadcast: it only
+//     refreshes the state;
+//   - liveness: memberlist's failure detection and leave replace diskd's
+//     timeout and goodbye. A member found dead is dropped from the
+//     inventory with reason "timeout", one that left with "bye"; pings and
+//     goodbyes handed to Send are not sent on this path.
+//
+// A node that was lost and comes back (after a partition) is asked with a
+// direct message to announce afresh, since the inventory refuses the
+// sequence number of the state it had; lost members are retried in the
+// background so that partitions heal even after memberlist stops gossiping
+// to the dead.
+//
+// Security: with keys, memberlist encrypts and authenticates every packet
+// and stream with AES-256-GCM (its Keyring: the first key seals, all are
+// tried to open, so keys rotate like diskd's key file), and every packet
+// carries the label "diskd", so that another memberlist cluster's traffic
+// (serf, consul) is refused. Without keys, Open refuses unless Insecure is
+// set. The number of members is capped, and node names must be valid host
+// ids.
+//
+// It is not the peer protocol (no sequence numbers, no encoding: it only
+// decodes datagrams to tell announcements from the rest and to avoid
+// relaying a datagram twice) and not the inventory.
+package gossip

@@ -1,0 +1,847 @@
+package gossip
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/wire"
+)
+
+// Defaults and fixed values.
+const (
+	// Name is the transport's name, as the peers table's VIA column shows it.
+	Name = "gossip"
+	// DefaultPort is the UDP and TCP port of the mesh: next to diskd's
+	// multicast port 4277, and not memberlist's 7946, which serf and consul
+	// use.
+	DefaultPort = 4278
+	// Label is put on every packet and stream; memberlist refuses traffic
+	// without it or with another label (another kind of cluster).
+	Label = "diskd"
+	// DefaultMaxMembers caps the members of the mesh (as the inventory caps
+	// peers).
+	DefaultMaxMembers = inventory.DefaultMaxPeers
+	// budget is the largest diskd datagram sent on the mesh: it must fit,
+	// with memberlist's headers, label, compression and encryption, in
+	// one UDP packet of memberlist's default 1400 bytes.
+	budget = 1100
+	// recvQueue bounds the datagrams waiting for Recv.
+	recvQueue = 4096
+	// outboxQueue bounds the direct messages waiting to be sent.
+	outboxQueue = 1024
+)
+
+// Messages on the mesh start with one byte saying what they are.
+const (
+	msgDatagram = 'd' // a diskd datagram, to apply and relay
+	msgRefresh  = 'r' // "announce afresh": we had lost you
+	msgStateReq = 'q' // "send me your state", carrying the sender's state
+	msgState    = 's' // the answer: the sender's state
+	msgLeaving  = 'l' // "I am leaving", with the sender's name
+)
+
+// Timing tunes memberlist for diskd. The zero value of a field takes the
+// value of LANTiming.
+type Timing struct {
+	ProbeInterval   time.Duration // one member probed this often
+	ProbeTimeout    time.Duration // a probe unanswered this long is failed
+	SuspicionMult   int           // suspect for Mult × log10(members) × ProbeInterval
+	SuspicionMaxMul int           // at most this many times that, without confirmations
+	PushPull        time.Duration // state exchanged with one random member this often
+	Gossip          time.Duration // broadcasts sent this often
+	GossipToDead    time.Duration // the dead are still gossiped to this long
+	TCPTimeout      time.Duration // a stream (push/pull, join) gives up after this long
+	Reconnect       time.Duration // one lost member retried this often
+	JoinRetryMin    time.Duration // first wait before retrying the seeds
+	JoinRetryMax    time.Duration // longest wait between two tries
+	LeaveTimeout    time.Duration // Close waits this long for the leave to spread
+}
+
+// LANTiming is diskd's tuning: memberlist's LAN defaults with a shorter
+// suspicion (a killed host is dropped within about 5 s in a mesh of 15), a
+// faster push/pull, a longer time gossiping to the dead and a reconnect
+// loop, so that a partition of up to a minute heals by itself.
+func LANTiming() Timing {
+	return Timing{
+		ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		SuspicionMult: 3, SuspicionMaxMul: 2,
+		PushPull: 15 * time.Second, Gossip: 200 * time.Millisecond, GossipToDead: 60 * time.Second,
+		TCPTimeout: 3 * time.Second, Reconnect: 2 * time.Second,
+		JoinRetryMin: time.Second, JoinRetryMax: 30 * time.Second, LeaveTimeout: time.Second,
+	}
+}
+
+func (t *Timing) fill() {
+	d := LANTiming()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&t.ProbeInterval, &d.ProbeInterval}, {&t.ProbeTimeout, &d.ProbeTimeout},
+		{&t.PushPull, &d.PushPull}, {&t.Gossip, &d.Gossip}, {&t.GossipToDead, &d.GossipToDead},
+		{&t.TCPTimeout, &d.TCPTimeout}, {&t.Reconnect, &d.Reconnect},
+		{&t.JoinRetryMin, &d.JoinRetryMin}, {&t.JoinRetryMax, &d.JoinRetryMax}, {&t.LeaveTimeout, &d.LeaveTimeout},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if t.SuspicionMult <= 0 {
+		t.SuspicionMult = d.SuspicionMult
+	}
+	if t.SuspicionMaxMul <= 0 {
+		t.SuspicionMaxMul = d.SuspicionMaxMul
+	}
+}
+
+// Options configure a Transport.
+type Options struct {
+	// NodeName is this node's name in the mesh: the host id, which must be
+	// unique.
+	NodeName string
+	// Bind is the address and port to listen on (UDP and TCP); an
+	// unspecified address listens on all. Port 0 takes DefaultPort.
+	Bind netip.AddrPort
+	// Advertise, when valid, is the address and port other members reach
+	// this node on (behind NAT).
+	Advertise netip.AddrPort
+	// Seeds are the HOST[:PORT] to join (a name may resolve to several
+	// hosts); a seed that cannot be reached is retried with backoff.
+	Seeds []string
+	// Keys encrypt and authenticate the mesh (32 bytes each, the first
+	// seals). Without keys Open fails unless Insecure is set.
+	Keys     [][]byte
+	Insecure bool
+	// Ring opens diskd datagrams (nil: they are not sealed).
+	Ring       *wire.Keyring
+	Timing     Timing
+	MaxMembers int // default DefaultMaxMembers
+	Log        *slog.Logger
+	// OnLost is called when a member is found dead (reason
+	// inventory.ReasonTimeout) or leaves (inventory.ReasonBye).
+	OnLost func(name, reason string)
+	// OnRefresh is called when a member asks this node to announce afresh
+	// (it had lost this node); the announcement that follows is broadcast.
+	OnRefresh func()
+}
+
+// SeedStatus is where joining one seed stands.
+type SeedStatus struct {
+	Seed     string
+	Joined   bool
+	Attempts int
+	LastErr  string    // the last failure, if any
+	NextTry  time.Time // zero once joined or given up
+}
+
+// Status is the mesh as this node sees it.
+type Status struct {
+	Alive, Suspect, Dead, Left int
+	// Health is memberlist's awareness score: 0 is healthy, higher means
+	// this node is slow to answer probes.
+	Health int
+	Seeds  []SeedStatus
+	// QueueFull counts datagrams dropped because Recv fell behind.
+	QueueFull uint64
+}
+
+type packet struct {
+	data []byte
+	src  netip.Addr
+}
+
+// heard is what the transport has passed on of one host: its highest
+// sequence number and which parts of that announcement.
+type heard struct {
+	seq   uint64
+	parts [4]uint64 // bit i: part i (MaxParts is 255)
+}
+
+func (h *heard) has(part int) bool { return h.parts[part/64]&(1<<(part%64)) != 0 }
+func (h *heard) set(part int)      { h.parts[part/64] |= 1 << (part % 64) }
+
+type lostMember struct {
+	addr string
+	at   time.Time
+}
+
+// ownAnnouncement collects the parts of this node's announcement in the
+// making.
+type ownAnnouncement struct {
+	seq   uint64
+	parts [][]byte
+	disks [][]diskstate.Disk
+	have  int
+}
+
+// Transport is a peer.Transport over a memberlist mesh. Create it with Open.
+type Transport struct {
+	opts   Options
+	ml     *memberlist.Memberlist
+	queue  *memberlist.TransmitLimitedQueue
+	recv   chan packet
+	outbox chan outgoing
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	close  sync.Once
+	cerr   error
+
+	mu        sync.Mutex
+	state     [][]byte // the datagrams of our latest complete announcement
+	pending   ownAnnouncement
+	lastDisks []diskstate.Disk
+	announced bool
+	force     bool
+	seen      map[string]*heard
+	nodes     map[string]*memberlist.Node // live members but us
+	lost      map[string]lostMember       // members found dead, to retry
+	leaving   map[string]time.Time        // members that said they are leaving
+	left      int
+	seeds     []SeedStatus
+	queueFull uint64
+}
+
+type outgoing struct {
+	to  string // member name
+	msg []byte
+}
+
+var nodeNameRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// Open starts the mesh: it listens at once and joins the seeds in the
+// background (a seed that cannot be reached does not keep the node from
+// starting; see Status). Close leaves the mesh.
+func Open(opts Options) (*Transport, error) {
+	if !nodeNameRe.MatchString(opts.NodeName) {
+		return nil, fmt.Errorf("gossip: node name %q is not a valid host id", opts.NodeName)
+	}
+	if len(opts.Keys) == 0 && !opts.Insecure {
+		return nil, errors.New("gossip needs --key-file (the mesh is encrypted with its keys), or --gossip-insecure for a trusted network")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxMembers <= 0 {
+		opts.MaxMembers = DefaultMaxMembers
+	}
+	opts.Timing.fill()
+	t := &Transport{
+		opts:    opts,
+		recv:    make(chan packet, recvQueue),
+		outbox:  make(chan outgoing, outboxQueue),
+		seen:    map[string]*heard{},
+		nodes:   map[string]*memberlist.Node{},
+		lost:    map[string]lostMember{},
+		leaving: map[string]time.Time{},
+	}
+	for _, s := range opts.Seeds {
+		t.seeds = append(t.seeds, SeedStatus{Seed: s})
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 3, NumNodes: func() int {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return len(t.nodes) + 1
+	}}
+
+	c := memberlist.DefaultLANConfig()
+	c.Name = opts.NodeName
+	bind := opts.Bind
+	if !bind.Addr().IsValid() {
+		bind = netip.AddrPortFrom(netip.IPv4Unspecified(), bind.Port())
+	}
+	if bind.Port() == 0 {
+		bind = netip.AddrPortFrom(bind.Addr(), DefaultPort)
+	}
+	c.BindAddr, c.BindPort = bind.Addr().String(), int(bind.Port())
+	c.AdvertisePort = c.BindPort
+	if opts.Advertise.IsValid() {
+		c.AdvertiseAddr = opts.Advertise.Addr().String()
+		if opts.Advertise.Port() != 0 {
+			c.AdvertisePort = int(opts.Advertise.Port())
+		}
+	}
+	c.Label = Label
+	if len(opts.Keys) > 0 {
+		ring, err := memberlist.NewKeyring(opts.Keys, opts.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip keys: %w", err)
+		}
+		c.Keyring = ring
+		c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	}
+	tm := opts.Timing
+	c.ProbeInterval, c.ProbeTimeout = tm.ProbeInterval, tm.ProbeTimeout
+	c.SuspicionMult, c.SuspicionMaxTimeoutMult = tm.SuspicionMult, tm.SuspicionMaxMul
+	c.PushPullInterval, c.GossipInterval, c.GossipToTheDeadTime = tm.PushPull, tm.Gossip, tm.GossipToDead
+	c.TCPTimeout = tm.TCPTimeout
+	c.DeadNodeReclaimTime = 10 * time.Second // a host restarted elsewhere takes its name back
+	c.Delegate, c.Events, c.Alive = (*delegate)(t), (*events)(t), (*alive)(t)
+	c.Logger = log.New(&logWriter{log: opts.Log}, "", 0)
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: listening on %s: %w", bind, err)
+	}
+	t.ml = ml
+	t.wg.Go(t.sendOutbox)
+	t.wg.Go(t.reconnect)
+	if len(t.seeds) > 0 {
+		t.wg.Go(t.join)
+	}
+	return t, nil
+}
+
+// Name is "gossip".
+func (t *Transport) Name() string { return Name }
+
+// Budget is the largest datagram the mesh carries in one packet.
+func (t *Transport) Budget() int { return budget }
+
+// Supervises reports true: memberlist's failure detection drops this
+// transport's peers (see Options.OnLost).
+func (t *Transport) Supervises() bool { return true }
+
+// LocalAddr is the address and port the mesh advertises for this node.
+func (t *Transport) LocalAddr() string { return t.ml.LocalNode().Address() }
+
+// Send takes one of this node's datagrams. The parts of an announcement
+// become the node's push/pull state once all have come, and are broadcast
+// when the disk list changed (or a refresh was asked for). Pings and
+// goodbyes are not sent: memberlist's probes, push/pull and leave do their
+// work on this path.
+func (t *Transport) Send(b []byte) (int, error) {
+	if t.ctx.Err() != nil {
+		return 0, fmt.Errorf("gossip: %w", net.ErrClosed)
+	}
+	m, err := wire.Decode(b, t.opts.Ring)
+	if err != nil {
+		return 0, fmt.Errorf("gossip: not a datagram this node can open: %w", err)
+	}
+	if m.Kind != wire.KindAnnounce {
+		return 1, nil
+	}
+	t.mu.Lock()
+	p := &t.pending
+	if p.seq != m.Seq || len(p.parts) != m.Parts {
+		*p = ownAnnouncement{seq: m.Seq, parts: make([][]byte, m.Parts), disks: make([][]diskstate.Disk, m.Parts)}
+	}
+	if p.parts[m.Part] == nil {
+		p.have++
+	}
+	p.parts[m.Part], p.disks[m.Part] = slices.Clone(b), m.Disks
+	if p.have < len(p.parts) {
+		t.mu.Unlock()
+		return 1, nil
+	}
+	all := slices.Concat(p.disks...)
+	changed := !t.announced || t.force || !sameDisks(t.lastDisks, all)
+	t.state, t.lastDisks, t.announced, t.force = p.parts, all, true, false
+	*p = ownAnnouncement{}
+	parts := t.state
+	t.mu.Unlock()
+	if changed {
+		for i, d := range parts {
+			t.queue.QueueBroadcast(&broadcast{host: t.opts.NodeName, seq: m.Seq, part: i, msg: frame(msgDatagram, d)})
+		}
+	}
+	return 1, nil
+}
+
+func sameDisks(a, b []diskstate.Disk) bool {
+	return slices.EqualFunc(a, b, func(x, y diskstate.Disk) bool { return x.SameAnnounced(&y) })
+}
+
+func frame(kind byte, b []byte) []byte {
+	out := make([]byte, 1+len(b))
+	out[0] = kind
+	copy(out[1:], b)
+	return out
+}
+
+// Recv returns the next datagram heard from a member, with the address of
+// the member that sent it first.
+func (t *Transport) Recv(buf []byte) (int, netip.Addr, error) {
+	select {
+	case p := <-t.recv:
+		return copy(buf, p.data), p.src, nil
+	case <-t.ctx.Done():
+		return 0, netip.Addr{}, fmt.Errorf("gossip: %w", net.ErrClosed)
+	}
+}
+
+// Close leaves the mesh (members drop this node with reason "bye" at once)
+// and stops it.
+func (t *Transport) Close() error {
+	t.close.Do(func() {
+		// memberlist tells its event delegate of a member that left and
+		// one found dead alike; a word to every member first tells them
+		// apart, so that peers drop this host with reason "bye".
+		t.mu.Lock()
+		nodes := make([]*memberlist.Node, 0, len(t.nodes))
+		for _, n := range t.nodes {
+			nodes = append(nodes, n)
+		}
+		t.mu.Unlock()
+		msg := append([]byte{msgLeaving}, t.opts.NodeName...)
+		for _, n := range nodes {
+			_ = t.ml.SendBestEffort(n, msg)
+		}
+		if err := t.ml.Leave(t.opts.Timing.LeaveTimeout); err != nil {
+			t.opts.Log.Warn("leaving the gossip mesh", "err", err)
+		}
+		t.cancel()
+		t.wg.Wait()
+		t.cerr = t.ml.Shutdown()
+	})
+	return t.cerr
+}
+
+// Status reports the members by state, the health score and the seeds.
+func (t *Transport) Status() Status {
+	var st Status
+	for _, n := range t.ml.Members() {
+		switch n.State {
+		case memberlist.StateAlive:
+			st.Alive++
+		case memberlist.StateSuspect:
+			st.Suspect++
+		}
+	}
+	st.Health = t.ml.GetHealthScore()
+	t.mu.Lock()
+	st.Dead, st.Left, st.QueueFull = len(t.lost), t.left, t.queueFull
+	st.Seeds = slices.Clone(t.seeds)
+	t.mu.Unlock()
+	return st
+}
+
+// take passes on a datagram from the mesh that has not been passed on
+// before, and reports whether it did so (and so whether to relay it).
+func (t *Transport) take(d []byte) bool {
+	if len(d) == 0 || len(d) > wire.MaxDatagram {
+		return false
+	}
+	m, err := wire.Decode(d, t.opts.Ring)
+	if err != nil {
+		// Let the peer protocol count it (with its reason); never relay it.
+		t.deliver(d, netip.Addr{})
+		return false
+	}
+	if m.HostID == t.opts.NodeName || m.Kind != wire.KindAnnounce {
+		return false
+	}
+	t.mu.Lock()
+	h := t.seen[m.HostID]
+	switch {
+	case h == nil:
+		if len(t.seen) >= 2*t.opts.MaxMembers {
+			t.forgetSeenLocked()
+		}
+		h = &heard{seq: m.Seq}
+		t.seen[m.HostID] = h
+	case m.Seq > h.seq:
+		*h = heard{seq: m.Seq}
+	case m.Seq < h.seq || h.has(m.Part):
+		t.mu.Unlock()
+		return false
+	}
+	h.set(m.Part)
+	var src netip.Addr
+	if n := t.nodes[m.HostID]; n != nil {
+		src = addrOf(n)
+	}
+	t.mu.Unlock()
+	t.deliver(d, src)
+	return true
+}
+
+// forgetSeenLocked forgets what was heard of hosts that are no longer
+// members, so that the map stays bounded.
+func (t *Transport) forgetSeenLocked() {
+	for name := range t.seen {
+		if _, live := t.nodes[name]; !live {
+			delete(t.seen, name)
+		}
+	}
+}
+
+func (t *Transport) deliver(d []byte, src netip.Addr) {
+	select {
+	case t.recv <- packet{data: slices.Clone(d), src: src}:
+	default:
+		t.mu.Lock()
+		t.queueFull++
+		t.mu.Unlock()
+	}
+}
+
+func addrOf(n *memberlist.Node) netip.Addr {
+	a, _ := netip.AddrFromSlice(n.Addr)
+	return a.Unmap()
+}
+
+// localState frames our state: for each datagram, its length (2 bytes)
+// and the datagram.
+func (t *Transport) localState() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []byte
+	for _, d := range t.state {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(d)))
+		out = append(out, d...)
+	}
+	return out
+}
+
+// mergeState passes on the datagrams of a member's state (never relayed:
+// every member holds its own).
+func (t *Transport) mergeState(buf []byte) {
+	for n := 0; len(buf) >= 2 && n < wire.MaxParts; n++ {
+		l := int(binary.BigEndian.Uint16(buf))
+		if l > len(buf)-2 {
+			return
+		}
+		t.take(buf[2 : 2+l])
+		buf = buf[2+l:]
+	}
+}
+
+// send queues a direct message to a member; it is dropped when the outbox
+// is full (the next push/pull repairs what it would have done).
+func (t *Transport) send(to string, msg []byte) {
+	select {
+	case t.outbox <- outgoing{to: to, msg: msg}:
+	default:
+	}
+}
+
+func (t *Transport) sendOutbox() {
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case o := <-t.outbox:
+			t.mu.Lock()
+			n := t.nodes[o.to]
+			t.mu.Unlock()
+			if n == nil {
+				continue
+			}
+			if err := t.ml.SendReliable(n, o.msg); err != nil {
+				t.opts.Log.Debug("gossip: direct message failed", "to", o.to, "err", err)
+			}
+		}
+	}
+}
+
+// join joins the seeds, retrying with backoff until one answers; then it
+// asks every member for its state, so that this node knows every disk list
+// at once (the seed's came with the join).
+func (t *Transport) join() {
+	wait := t.opts.Timing.JoinRetryMin
+	for {
+		joinedSeed := ""
+		for i := range t.seeds {
+			seed := t.seeds[i].Seed
+			n, err := t.ml.Join([]string{withPort(seed)})
+			t.mu.Lock()
+			s := &t.seeds[i]
+			s.Attempts++
+			if err == nil && n > 0 {
+				s.Joined, s.LastErr, s.NextTry = true, "", time.Time{}
+				joinedSeed = seed
+			} else {
+				s.LastErr = oneLine(err)
+				s.NextTry = time.Now().Add(wait)
+			}
+			t.mu.Unlock()
+			if err == nil && n > 0 {
+				t.opts.Log.Info("joined the gossip mesh", "seed", seed, "hosts", n)
+				break
+			}
+			t.opts.Log.Warn("gossip seed not reachable; retrying", "seed", seed, "err", oneLine(err), "retry_in", wait)
+			if t.ctx.Err() != nil {
+				return
+			}
+		}
+		if joinedSeed != "" {
+			t.mu.Lock()
+			for i := range t.seeds {
+				t.seeds[i].NextTry = time.Time{}
+			}
+			t.mu.Unlock()
+			t.requestStates()
+			return
+		}
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, t.opts.Timing.JoinRetryMax)
+	}
+}
+
+// requestStates sends our state to every member whose state we lack, and
+// asks for theirs.
+func (t *Transport) requestStates() {
+	name := t.opts.NodeName // at most 64 bytes
+	msg := append(append([]byte{msgStateReq, byte(len(name))}, name...), t.localState()...)
+	t.mu.Lock()
+	var names []string
+	for name := range t.nodes {
+		if t.seen[name] == nil {
+			names = append(names, name)
+		}
+	}
+	t.mu.Unlock()
+	for _, name := range names {
+		t.send(name, msg)
+	}
+}
+
+// reconnect retries one lost member now and then: memberlist stops
+// gossiping to the dead after a while, and a partition longer than that
+// would not heal by itself.
+func (t *Transport) reconnect() {
+	tick := time.NewTicker(t.opts.Timing.Reconnect)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t.mu.Lock()
+		var addrs []string
+		for name, l := range t.lost {
+			if time.Since(l.at) > 24*time.Hour {
+				delete(t.lost, name)
+				continue
+			}
+			addrs = append(addrs, l.addr)
+		}
+		t.mu.Unlock()
+		if len(addrs) == 0 {
+			continue
+		}
+		addr := addrs[rand.N(len(addrs))]
+		if _, err := t.ml.Join([]string{addr}); err == nil {
+			t.opts.Log.Debug("gossip: reached a lost member again", "address", addr)
+		}
+	}
+}
+
+// withPort adds DefaultPort to a seed without one.
+func withPort(seed string) string {
+	if _, _, err := net.SplitHostPort(seed); err == nil {
+		return seed
+	}
+	return net.JoinHostPort(seed, strconv.Itoa(DefaultPort))
+}
+
+func oneLine(err error) string {
+	if err == nil {
+		return "no host answered"
+	}
+	s := err.Error()
+	for i, r := range s {
+		if r == '\n' {
+			s = s[:i]
+			break
+		}
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// broadcast is one datagram in the transmit queue; a newer announcement of
+// the same host replaces the older one's parts.
+type broadcast struct {
+	host string
+	seq  uint64
+	part int
+	msg  []byte
+}
+
+func (b *broadcast) Invalidates(other memberlist.Broadcast) bool {
+	o, ok := other.(*broadcast)
+	return ok && o.host == b.host && (o.seq < b.seq || o.seq == b.seq && o.part == b.part)
+}
+func (b *broadcast) Message() []byte { return b.msg }
+func (b *broadcast) Finished()       {}
+
+// delegate is the Transport as memberlist's Delegate.
+type delegate Transport
+
+func (d *delegate) NodeMeta(int) []byte { return nil }
+
+func (d *delegate) NotifyMsg(b []byte) {
+	t := (*Transport)(d)
+	if len(b) == 0 {
+		return
+	}
+	switch b[0] {
+	case msgDatagram:
+		if t.take(b[1:]) {
+			m, err := wire.Decode(b[1:], t.opts.Ring)
+			if err == nil {
+				t.queue.QueueBroadcast(&broadcast{host: m.HostID, seq: m.Seq, part: m.Part, msg: slices.Clone(b)})
+			}
+		}
+	case msgRefresh:
+		t.mu.Lock()
+		t.force = true
+		t.mu.Unlock()
+		if t.opts.OnRefresh != nil {
+			t.opts.OnRefresh()
+		}
+	case msgState:
+		t.mergeState(b[1:])
+	case msgLeaving:
+		now := time.Now()
+		t.mu.Lock()
+		if len(t.leaving) >= t.opts.MaxMembers {
+			for name, at := range t.leaving {
+				if now.Sub(at) > time.Minute {
+					delete(t.leaving, name)
+				}
+			}
+		}
+		if len(t.leaving) < t.opts.MaxMembers && len(b) <= 65 {
+			t.leaving[string(b[1:])] = now
+		}
+		t.mu.Unlock()
+	case msgStateReq:
+		// The asking member's name (one length byte), then its state.
+		if len(b) < 2 || len(b) < 2+int(b[1]) {
+			return
+		}
+		from := string(b[2 : 2+int(b[1])])
+		t.mergeState(b[2+int(b[1]):])
+		t.send(from, frame(msgState, t.localState()))
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(bool) []byte { return (*Transport)(d).localState() }
+
+func (d *delegate) MergeRemoteState(buf []byte, _ bool) { (*Transport)(d).mergeState(buf) }
+
+// events is the Transport as memberlist's EventDelegate.
+type events Transport
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	t := (*Transport)(e)
+	if n.Name == t.opts.NodeName {
+		return
+	}
+	c := *n
+	t.mu.Lock()
+	t.nodes[n.Name] = &c
+	_, wasLost := t.lost[n.Name]
+	delete(t.lost, n.Name)
+	t.mu.Unlock()
+	if wasLost {
+		// It kept its state's sequence number, which our inventory has
+		// refused since it dropped the host: ask it for a fresh one.
+		t.send(n.Name, []byte{msgRefresh})
+	}
+}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	t := (*Transport)(e)
+	if n.Name == t.opts.NodeName {
+		return
+	}
+	reason := inventory.ReasonTimeout
+	t.mu.Lock()
+	delete(t.nodes, n.Name)
+	_, said := t.leaving[n.Name]
+	delete(t.leaving, n.Name)
+	if said {
+		reason = inventory.ReasonBye
+		t.left++
+	} else {
+		if len(t.lost) >= t.opts.MaxMembers {
+			for name := range t.lost { // forget one at random
+				delete(t.lost, name)
+				break
+			}
+		}
+		t.lost[n.Name] = lostMember{addr: n.Address(), at: time.Now()}
+	}
+	t.mu.Unlock()
+	t.opts.Log.Debug("gossip member lost", "member", n.Name, "address", n.Address(), "reason", reason)
+	if t.opts.OnLost != nil {
+		t.opts.OnLost(n.Name, reason)
+	}
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	t := (*Transport)(e)
+	if n.Name == t.opts.NodeName {
+		return
+	}
+	c := *n
+	t.mu.Lock()
+	t.nodes[n.Name] = &c
+	t.mu.Unlock()
+}
+
+// alive is the Transport as memberlist's AliveDelegate: it refuses members
+// with names that are not host ids, and new members past MaxMembers.
+type alive Transport
+
+func (a *alive) NotifyAlive(n *memberlist.Node) error {
+	t := (*Transport)(a)
+	if !nodeNameRe.MatchString(n.Name) {
+		return errors.New("member name is not a host id")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, known := t.nodes[n.Name]; !known && n.Name != t.opts.NodeName && len(t.nodes) >= t.opts.MaxMembers {
+		return errors.New("member limit reached")
+	}
+	return nil
+}
+
+// logWriter turns memberlist's log lines into slog records: [ERR] as
+// warnings, [WARN] as info, the rest as debug.
+type logWriter struct{ log *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
+		s = s[:len(s)-1]
+	}
+	level := slog.LevelDebug
+	switch {
+	case strings.Contains(s, "[ERR]"):
+		level = slog.LevelWarn
+	case strings.Contains(s, "[WARN]"):
+		level = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), level, "memberlist", "line", s)
+	return len(p), nil
+}
