@@ -1,6 +1,6 @@
 package main_test
 
-// Security tests (issue 6) against the real daemon on simulated hosts
+// Security tests against the real daemon on simulated hosts
 // (service/testbed): forged and tampered datagrams, replays of captured
 // traffic, key rotation, the key file's mode, a flood, terminal escapes in
 // labels, the peer cap, and a 600-disk host whose announcement comes in
@@ -71,7 +71,7 @@ func newKey(t *testing.T) []byte {
 	return k
 }
 
-// writeKeys writes a key file as DESIGN.md describes it (a comment, then
+// writeKeys writes a key file in the documented format (a comment, then
 // one standard-base64 key a line, the first sealing) with the given mode,
 // in a directory of its own.
 func writeKeys(t *testing.T, mode os.FileMode, keys ...[]byte) string {
