@@ -8,8 +8,10 @@
 # Boots two Debian 12 machines with systemd-nspawn (systemd as PID 1, a real system bus) on a
 # bridge of their own, gives each its own loop-device disk (bound into that machine only),
 # installs the package in both with apt, exactly as README's Install section says, and checks
-# the daemon the way an administrator would: unit state, STATUS=, control socket and its
-# group, D-Bus and diskctl, restart, watchdog, goodbye, package removal and purge.
+# the daemon the way an administrator would: package contents and version, log priorities in
+# the journal, unit state, STATUS=, the README's key recipe, control socket and its group,
+# D-Bus and diskctl, the sandboxed user unit in a real user manager, restart, watchdog,
+# goodbye, package removal, purge and installing again.
 #
 # The Debian 12 root file system is made once with debootstrap and kept as a zstd tarball in
 # $DISKD_E2E_CACHE (default /var/cache/diskd-e2e): debootstrap (~40s) runs once, later runs
