@@ -557,6 +557,11 @@ pass "kernel uevents: a change of $B's disk reaches $A at once"
 # diskd-notify.service must reach the system bus (diskd) and the session bus from its sandbox.
 {
 	uid=$(mexec "$A" id -u alice)
+	# What pam_systemd would give the user manager (the image has no libpam-systemd).
+	mexec "$A" mkdir -p "/run/systemd/system/user@$uid.service.d"
+	printf '[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%%i\n' |
+		mexec "$A" tee "/run/systemd/system/user@$uid.service.d/e2e.conf" >/dev/null
+	mexec "$A" systemctl daemon-reload
 	mexec "$A" systemctl start "user@$uid.service" || die "$A: cannot start alice's user manager"
 	as_alice() {
 		mexec "$A" setpriv --reuid=alice --regid=alice --init-groups \
