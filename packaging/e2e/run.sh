@@ -588,7 +588,7 @@ pass "kernel uevents: a change of $B's disk reaches $A at once"
 		die "$A: diskd-notify has no user namespace of its own (PrivateUsers= not applied)"
 	as_alice systemctl --user stop diskd-notify.service
 	mexec "$A" systemctl stop "user@$uid.service"
-	mexec "$A" kill "$bus_pid"
+	mexec "$A" sh -c "kill $bus_pid"
 	pass "diskd-notify.service: runs sandboxed in alice's user manager (no_new_privs, seccomp, own user and network namespace) and reaches the system and session bus"
 }
 
