@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/diskd/diskd/dbusapi/dbustest"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // completer runs a shell's completion of diskctl for a command line.
@@ -27,11 +28,7 @@ type completer struct {
 
 func newCompleters(t *testing.T, env []string) []completer {
 	t.Helper()
-	for _, sh := range []string{"bash", "zsh", "fish", "timeout"} {
-		if _, err := exec.LookPath(sh); err != nil {
-			t.Fatalf("%s is needed to test the shell completion (apt-get install bash zsh fish): %v", sh, err)
-		}
-	}
+	testbed.RequireTools(t, "bash", "zsh", "fish", "timeout", "grep", "sed")
 	// zsh: compinit's dump, made by the first run, makes the others fast.
 	zenv := append(slices.Clone(env), "ZSH_COMPDUMP="+filepath.Join(t.TempDir(), "zcompdump"))
 	return []completer{

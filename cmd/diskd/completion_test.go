@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/diskd/diskd/service/logging"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // completeDiskd returns what shell offers after line (words separated by
@@ -19,9 +20,7 @@ import (
 // completion file for diskd in that shell.
 func completeDiskd(t *testing.T, shell, line, zdump string) []string {
 	t.Helper()
-	if _, err := exec.LookPath(shell); err != nil {
-		t.Fatalf("%s is needed to test its completion of diskd (apt-get install %s): %v", shell, shell, err)
-	}
+	testbed.RequireTools(t, shell)
 	pkg, err := filepath.Abs("../../packaging")
 	if err != nil {
 		t.Fatal(err)
