@@ -565,7 +565,7 @@ pass "kernel uevents: a change of $B's disk reaches $A at once"
 	mexec "$A" systemctl start "user@$uid.service" || die "$A: cannot start alice's user manager"
 	as_alice() {
 		mexec "$A" setpriv --reuid=alice --regid=alice --init-groups \
-			env HOME=/home/alice XDG_RUNTIME_DIR=/run/user/$uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus "$@"
+			env HOME=/home/alice XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" "$@"
 	}
 	bus_pid=$(as_alice dbus-daemon --session --address="unix:path=/run/user/$uid/bus" --fork --print-pid) ||
 		die "$A: cannot start alice's session bus"
@@ -672,6 +672,7 @@ for m in "$A" "$B"; do
 	# group, as with every Debian package that makes a system user.
 	mexec "$m" test -f /etc/diskd/key || die "$m: purge removed the admin's /etc/diskd/key"
 	mexec "$m" getent passwd diskd >/dev/null || die "$m: purge removed user diskd"
+	# shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
 	[ "$(mexec "$m" dpkg-query -W -f '${db:Status-Status}' diskd 2>/dev/null || true)" != installed ] ||
 		die "$m: diskd still installed after purge"
 done
