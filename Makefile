@@ -58,8 +58,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBlkid$$' -fuzztime $(FUZZTIME) ./service/scan
 
 # Three simulated hosts on this machine; opens the client on the first.
-demo: build
+demo:
 	$(MAKE) --no-print-directory deps DEB_PKGS='$(DEMO_PKGS)'
+	$(MAKE) --no-print-directory build
 	$(BIN)/diskd-demo --diskd $(BIN)/diskd
 
 clean:
