@@ -14,10 +14,11 @@ BIN         := bin
 DEMO_PKGS   := iproute2 util-linux e2fsprogs dosfstools
 # Debian packages the tests need on top (.ci/run installs the same):
 # socket tests: socat, tmux; D-Bus: a real dbus-daemon; notifications: dunst
-# on Xvfb; e2e: nspawn; packaging: lintian; completion: the three shells.
+# on Xvfb; e2e: nspawn; routed tests: smcroute (multicast routing) and
+# nftables in router namespaces; packaging: lintian; completion: the shells.
 TEST_PKGS   := $(DEMO_PKGS) fdisk socat tmux systemd \
                dbus dbus-session-bus-common dbus-x11 xvfb xauth dunst libnotify-bin \
-               systemd-container debootstrap zstd \
+               systemd-container debootstrap zstd smcroute nftables \
                lintian bash-completion zsh fish man-db
 DEB_PKGS    := $(TEST_PKGS)
 
@@ -58,10 +59,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBlkid$$' -fuzztime $(FUZZTIME) ./service/scan
 
 # Three simulated hosts on this machine; opens the client on the first.
+# DEMOFLAGS=--ipv6: the hosts share an IPv6-only link.
+DEMOFLAGS   ?=
 demo:
 	$(MAKE) --no-print-directory deps DEB_PKGS='$(DEMO_PKGS)'
 	$(MAKE) --no-print-directory build
-	$(BIN)/diskd-demo --diskd $(BIN)/diskd
+	$(BIN)/diskd-demo --diskd $(BIN)/diskd $(DEMOFLAGS)
 
 clean:
 	rm -rf $(BIN)

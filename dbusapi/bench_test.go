@@ -1,9 +1,9 @@
 package dbusapi
 
-// Benchmark of issue 7's scale case on D-Bus: List of 16,001 disks (1,000
+// Benchmark of the scale case on D-Bus: List of 16,001 disks (1,000
 // peers of 16 disks and one local disk) through a private dbus-daemon, call
 // to decoded reply, with the server and a godbus client in this process
-// (so that a CPU profile shows both sides). Target of issue 7: ≤ 100 ms.
+// (so that a CPU profile shows both sides). Target: ≤ 100 ms.
 
 import (
 	"context"

@@ -9,12 +9,12 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // DefaultCallTimeout bounds a query (List, Find, Peers, properties) of a
 // Client. Refresh, Announce and Ping wait longer: the daemon's own deadline
-// (DefaultActionTimeout) plus a margin, so that its answer comes first.
+// (diskstate.DefaultActionTimeout) plus a margin, so that its answer comes first.
 const DefaultCallTimeout = 30 * time.Second
 
 // Client talks to org.diskd on one bus. It is what diskctl uses. Its methods
@@ -154,12 +154,12 @@ func (c *Client) classify(ctx context.Context, method string, err error) error {
 	return &CallError{Method: method, Name: de.Name, Message: msg}
 }
 
-func (c *Client) disks(ctx context.Context, method string, args ...any) ([]inventory.Disk, error) {
+func (c *Client) disks(ctx context.Context, method string, args ...any) ([]diskstate.Disk, error) {
 	var dicts []map[string]dbus.Variant
 	if err := c.call(ctx, c.timeout(), Interface+"."+method, args...).Store(&dicts); err != nil {
 		return nil, c.storeErr(method, err)
 	}
-	out := make([]inventory.Disk, 0, len(dicts))
+	out := make([]diskstate.Disk, 0, len(dicts))
 	for _, m := range dicts {
 		d, err := DiskFromDict(m)
 		if err != nil {
@@ -186,23 +186,23 @@ func (c *Client) storeErr(method string, err error) error {
 }
 
 // List returns every known disk.
-func (c *Client) List(ctx context.Context) ([]inventory.Disk, error) {
+func (c *Client) List(ctx context.Context) ([]diskstate.Disk, error) {
 	return c.disks(ctx, "List")
 }
 
 // Find returns the disks whose uuid, partuuid or label is term (else starts
 // with it, else contains it); none is an empty slice, not an error.
-func (c *Client) Find(ctx context.Context, term string) ([]inventory.Disk, error) {
+func (c *Client) Find(ctx context.Context, term string) ([]diskstate.Disk, error) {
 	return c.disks(ctx, "Find", term)
 }
 
 // Peers returns the other hosts heard on the network.
-func (c *Client) Peers(ctx context.Context) ([]inventory.Peer, error) {
+func (c *Client) Peers(ctx context.Context) ([]diskstate.Peer, error) {
 	var dicts []map[string]dbus.Variant
 	if err := c.call(ctx, c.timeout(), Interface+".Peers").Store(&dicts); err != nil {
 		return nil, c.storeErr("Peers", err)
 	}
-	out := make([]inventory.Peer, 0, len(dicts))
+	out := make([]diskstate.Peer, 0, len(dicts))
 	for _, m := range dicts {
 		p, err := PeerFromDict(m)
 		if err != nil {
@@ -214,11 +214,11 @@ func (c *Client) Peers(ctx context.Context) ([]inventory.Peer, error) {
 }
 
 // Status reads the properties.
-func (c *Client) Status(ctx context.Context) (Status, error) {
+func (c *Client) Status(ctx context.Context) (diskstate.Status, error) {
 	var m map[string]dbus.Variant
 	err := c.call(ctx, c.timeout(), "org.freedesktop.DBus.Properties.GetAll", Interface).Store(&m)
 	if err != nil {
-		return Status{}, c.storeErr("GetAll", err)
+		return diskstate.Status{}, c.storeErr("GetAll", err)
 	}
 	st, err := StatusFromProps(m)
 	if err != nil {
@@ -228,21 +228,21 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 func (c *Client) action(ctx context.Context, method string) error {
-	call := c.call(ctx, DefaultActionTimeout+10*time.Second, Interface+"."+method)
+	call := c.call(ctx, diskstate.DefaultActionTimeout+10*time.Second, Interface+"."+method)
 	if call.Err != nil {
 		return c.storeErr(method, call.Err)
 	}
 	return nil
 }
 
-// Refresh asks the daemon to rescan its local disks and waits until it has.
-func (c *Client) Refresh(ctx context.Context) error { return c.action(ctx, "Refresh") }
-
-// Announce asks the daemon to multicast its local disk list now.
-func (c *Client) Announce(ctx context.Context) error { return c.action(ctx, "Announce") }
-
-// Ping asks the daemon to ask every peer to re-announce.
-func (c *Client) Ping(ctx context.Context) error { return c.action(ctx, "Ping") }
+// Run asks the daemon to run an action (Refresh, Announce or Ping) and
+// waits until it has.
+func (c *Client) Run(ctx context.Context, a diskstate.Action) error {
+	if a == "" {
+		return errors.New("no action named")
+	}
+	return c.action(ctx, strings.ToUpper(string(a[:1]))+string(a[1:]))
+}
 
 // Event is one decoded signal of a Watch.
 type Event struct {
@@ -250,7 +250,7 @@ type Event struct {
 	// "NameOwnerChanged" when diskd left the bus or arrived on it.
 	Signal string
 	// Disk is set for the three disk signals.
-	Disk inventory.Disk
+	Disk diskstate.Disk
 	// HostID and Hostname are set for PeerJoined and PeerLost, Reason for
 	// PeerLost.
 	HostID, Hostname, Reason string

@@ -9,7 +9,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // timeFormat is how times travel in the dictionaries: RFC 3339 with the
@@ -37,60 +37,66 @@ func wireString(s string) string {
 	return b.String()
 }
 
-// DiskDict returns a disk as the a{sv} of the API: the keys of
-// inventory.Disk's JSON tags. Strings pass through wireString.
-func DiskDict(d inventory.Disk) map[string]dbus.Variant {
-	mounts := make([]string, len(d.Mountpoints))
-	for i, m := range d.Mountpoints {
-		mounts[i] = wireString(m)
+// DiskDict returns a disk as the a{sv} of the API: one entry per field of
+// diskstate's table, under its Key. Strings pass through wireString; times
+// travel as strings in timeFormat.
+func DiskDict(d diskstate.Disk) map[string]dbus.Variant {
+	m := make(map[string]dbus.Variant, diskstate.NumFields())
+	for i := range diskstate.NumFields() {
+		f := diskstate.FieldAt(i)
+		switch f.Kind {
+		case diskstate.String:
+			m[f.Key] = dbus.MakeVariant(wireString(*f.Str(&d)))
+		case diskstate.Strings:
+			v := *f.Strs(&d)
+			out := make([]string, len(v))
+			for j, s := range v {
+				out[j] = wireString(s)
+			}
+			m[f.Key] = dbus.MakeVariant(out)
+		case diskstate.Bool:
+			m[f.Key] = dbus.MakeVariant(*f.Bool(&d))
+		case diskstate.Time:
+			m[f.Key] = dbus.MakeVariant(f.Time(&d).Format(timeFormat))
+		}
 	}
-	return map[string]dbus.Variant{
-		"host_id":     dbus.MakeVariant(wireString(d.HostID)),
-		"hostname":    dbus.MakeVariant(wireString(d.Hostname)),
-		"device":      dbus.MakeVariant(wireString(d.Device)),
-		"uuid":        dbus.MakeVariant(wireString(d.UUID)),
-		"partuuid":    dbus.MakeVariant(wireString(d.PartUUID)),
-		"label":       dbus.MakeVariant(wireString(d.Label)),
-		"type":        dbus.MakeVariant(wireString(d.Type)),
-		"mountpoints": dbus.MakeVariant(mounts),
-		"local":       dbus.MakeVariant(d.Local),
-		"last_seen":   dbus.MakeVariant(d.LastSeen.Format(timeFormat)),
-	}
+	return m
 }
 
 // DiskFromDict decodes a disk a{sv}. Keys it does not know are ignored (a
-// newer daemon may send more); missing keys leave the field zero; a key of
-// the wrong type is an error.
-func DiskFromDict(m map[string]dbus.Variant) (inventory.Disk, error) {
-	var d inventory.Disk
-	var seen string
-	err := firstErr(
-		field(m, "host_id", &d.HostID),
-		field(m, "hostname", &d.Hostname),
-		field(m, "device", &d.Device),
-		field(m, "uuid", &d.UUID),
-		field(m, "partuuid", &d.PartUUID),
-		field(m, "label", &d.Label),
-		field(m, "type", &d.Type),
-		field(m, "mountpoints", &d.Mountpoints),
-		field(m, "local", &d.Local),
-		field(m, "last_seen", &seen),
-	)
-	if err != nil {
-		return d, fmt.Errorf("disk: %w", err)
-	}
-	if d.Mountpoints == nil {
-		d.Mountpoints = []string{}
-	}
-	if d.LastSeen, err = parseTime("last_seen", seen); err != nil {
-		return d, fmt.Errorf("disk: %w", err)
+// newer daemon may send more); missing keys leave the field zero (a list
+// empty, not nil); a key of the wrong type is an error.
+func DiskFromDict(m map[string]dbus.Variant) (diskstate.Disk, error) {
+	var d diskstate.Disk
+	for i := range diskstate.NumFields() {
+		f := diskstate.FieldAt(i)
+		var err error
+		switch f.Kind {
+		case diskstate.String:
+			err = field(m, f.Key, f.Str(&d))
+		case diskstate.Strings:
+			err = field(m, f.Key, f.Strs(&d))
+			if p := f.Strs(&d); *p == nil {
+				*p = []string{}
+			}
+		case diskstate.Bool:
+			err = field(m, f.Key, f.Bool(&d))
+		case diskstate.Time:
+			var s string
+			if err = field(m, f.Key, &s); err == nil {
+				*f.Time(&d), err = parseTime(f.Key, s)
+			}
+		}
+		if err != nil {
+			return d, fmt.Errorf("disk: %w", err)
+		}
 	}
 	return d, nil
 }
 
 // PeerDict returns a peer as the a{sv} of the API: the keys of the control
 // socket's `peers --json`.
-func PeerDict(p inventory.Peer) map[string]dbus.Variant {
+func PeerDict(p diskstate.Peer) map[string]dbus.Variant {
 	return map[string]dbus.Variant{
 		"host_id":          dbus.MakeVariant(wireString(p.HostID)),
 		"hostname":         dbus.MakeVariant(wireString(p.Hostname)),
@@ -105,8 +111,8 @@ func PeerDict(p inventory.Peer) map[string]dbus.Variant {
 }
 
 // PeerFromDict decodes a peer a{sv}, with the rules of DiskFromDict.
-func PeerFromDict(m map[string]dbus.Variant) (inventory.Peer, error) {
-	var p inventory.Peer
+func PeerFromDict(m map[string]dbus.Variant) (diskstate.Peer, error) {
+	var p diskstate.Peer
 	var disks uint32
 	var heard string
 	var interval, timeout float64
@@ -132,20 +138,11 @@ func PeerFromDict(m map[string]dbus.Variant) (inventory.Peer, error) {
 	return p, nil
 }
 
-// Status is what the properties say about the daemon.
-type Status struct {
-	HostID    string
-	Hostname  string
-	Version   string
-	PeerCount int
-	DiskCount int
-	LastScan  time.Time // zero: no scan yet
-	ScanError string    // empty: the last scan succeeded
-}
-
-// StatusFromProps decodes the result of Properties.GetAll on Interface.
-func StatusFromProps(m map[string]dbus.Variant) (Status, error) {
-	var st Status
+// StatusFromProps decodes the result of Properties.GetAll on Interface:
+// the summary of a status (version, host, host id, counts, last scan and
+// scan error).
+func StatusFromProps(m map[string]dbus.Variant) (diskstate.Status, error) {
+	var st diskstate.Status
 	var peers, disks uint32
 	var last int64
 	err := firstErr(
@@ -160,7 +157,7 @@ func StatusFromProps(m map[string]dbus.Variant) (Status, error) {
 	if err != nil {
 		return st, fmt.Errorf("properties: %w", err)
 	}
-	st.PeerCount, st.DiskCount = int(peers), int(disks)
+	st.Peers, st.Disks = int(peers), int(disks)
 	if last > 0 {
 		st.LastScan = time.Unix(last, 0)
 	}

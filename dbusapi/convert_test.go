@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 )
 
@@ -38,21 +40,21 @@ func TestDiskDictRoundTrip(t *testing.T) {
 	seen := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.FixedZone("x", 3600))
 	tests := []struct {
 		name string
-		in   inventory.Disk
+		in   diskstate.Disk
 		// wantJSON is the JSON of the decoded disk when it differs from
 		// the JSON of in (strings D-Bus cannot carry).
 		wantJSON string
 	}{
-		{name: "full", in: inventory.Disk{HostID: "h1", Hostname: "alpha", Device: "/dev/sdb1",
+		{name: "full", in: diskstate.Disk{HostID: "h1", Hostname: "alpha", Device: "/dev/sdb1",
 			UUID: "1234-ABCD", PartUUID: "p-1", Label: "BACKUP-2019", Type: "ext4",
 			Mountpoints: []string{"/mnt/a", "/srv/b"}, Local: true, LastSeen: seen}},
-		{name: "empty", in: inventory.Disk{Mountpoints: []string{}}},
-		{name: "nil mounts become []", in: inventory.Disk{Device: "/dev/x", LastSeen: seen},
+		{name: "empty", in: diskstate.Disk{Mountpoints: []string{}}},
+		{name: "nil mounts become []", in: diskstate.Disk{Device: "/dev/x", LastSeen: seen},
 			wantJSON: `{"host_id":"","hostname":"","device":"/dev/x","uuid":"","partuuid":"","label":"","type":"",` +
 				`"mountpoints":[],"local":false,"last_seen":"2024-05-06T07:08:09.123456789+01:00"}`},
-		{name: "unicode and escapes", in: inventory.Disk{Label: "Straße \x1b[31m 日本 \u202e", Mountpoints: []string{"/mnt/with space"}}},
-		{name: "invalid UTF-8 as JSON does it", in: inventory.Disk{Label: "a\xff\xfeb", Mountpoints: []string{}}},
-		{name: "NUL", in: inventory.Disk{Label: "a\x00b", Mountpoints: []string{}},
+		{name: "unicode and escapes", in: diskstate.Disk{Label: "Straße \x1b[31m 日本 \u202e", Mountpoints: []string{"/mnt/with space"}}},
+		{name: "invalid UTF-8 as JSON does it", in: diskstate.Disk{Label: "a\xff\xfeb", Mountpoints: []string{}}},
+		{name: "NUL", in: diskstate.Disk{Label: "a\x00b", Mountpoints: []string{}},
 			wantJSON: `{"host_id":"","hostname":"","device":"","uuid":"","partuuid":"","label":"a\ufffdb","type":"",` +
 				`"mountpoints":[],"local":false,"last_seen":"0001-01-01T00:00:00Z"}`},
 	}
@@ -113,7 +115,7 @@ func TestFromDictErrors(t *testing.T) {
 
 func TestPeerDictRoundTrip(t *testing.T) {
 	heard := time.Date(2024, 5, 6, 7, 8, 9, 5000, time.UTC)
-	tests := []inventory.Peer{
+	tests := []diskstate.Peer{
 		{HostID: "h2", Hostname: "beta", Address: "10.0.0.2", BootID: "b00t", Disks: 3, LastHeard: heard,
 			Interval: 10 * time.Second, Timeout: 30 * time.Second, Authenticated: true},
 		{HostID: "h3", Interval: 1500 * time.Millisecond, Timeout: 4500*time.Millisecond + 1},
@@ -143,9 +145,9 @@ func TestStatusFromProps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Status{HostID: "h", Hostname: "n", Version: "1.2", PeerCount: 2, DiskCount: 7,
+	want := diskstate.Status{HostID: "h", Hostname: "n", Version: "1.2", Peers: 2, Disks: 7,
 		LastScan: time.Unix(1700000000, 0), ScanError: "blkid: boom"}
-	if st != want {
+	if !reflect.DeepEqual(st, want) {
 		t.Errorf("got %+v, want %+v", st, want)
 	}
 	m[PropLastScan] = dbus.MakeVariant(int64(0))

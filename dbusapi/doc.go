@@ -20,7 +20,7 @@
 // package) and every change of PeerCount, DiskCount, LastScan or ScanError is
 // sent as one PropertiesChanged signal carrying the new values.
 //
-// # Decisions beyond DESIGN.md
+// # Decisions
 //
 //   - The bus is chosen like the daemon's --bus flag: "system" (honouring
 //     DBUS_SYSTEM_BUS_ADDRESS), "session" (DBUS_SESSION_BUS_ADDRESS or

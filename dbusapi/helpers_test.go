@@ -13,6 +13,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 )
 
@@ -54,6 +55,7 @@ type fakeActions struct {
 func (a *fakeActions) Refresh(context.Context) error  { a.refresh.Add(1); return a.err }
 func (a *fakeActions) Announce(context.Context) error { a.announce.Add(1); return a.err }
 func (a *fakeActions) Ping(context.Context) error     { a.ping.Add(1); return a.err }
+func (a *fakeActions) Status() diskstate.Status       { return diskstate.Status{} }
 
 func newInv(id, name string) *inventory.Inventory {
 	return inventory.New(inventory.Options{HostID: id, Hostname: name})

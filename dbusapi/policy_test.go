@@ -12,6 +12,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/diskd/diskd/dbusapi/dbustest"
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -142,7 +143,7 @@ func TestDaemonChecksCaller(t *testing.T) {
 	if n := acts.refresh.Load() + acts.announce.Load() + acts.ping.Load(); n != 0 {
 		t.Errorf("%d actions ran for nobody", n)
 	}
-	if err := c.Refresh(context.Background()); err != nil {
+	if err := c.Run(context.Background(), diskstate.ActionRefresh); err != nil {
 		t.Errorf("Refresh as root: %v", err)
 	}
 }

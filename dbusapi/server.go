@@ -13,26 +13,15 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 	"github.com/godbus/dbus/v5/prop"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 )
 
-// Actions are what the daemon lets D-Bus callers do (Refresh, Announce,
-// Ping). The daemon's own type satisfies it, as for the control socket.
-type Actions interface {
-	// Refresh rescans the local disks now and returns when the scan is done.
-	Refresh(ctx context.Context) error
-	// Announce multicasts the local disk list now.
-	Announce(ctx context.Context) error
-	// Ping asks every peer to re-announce.
-	Ping(ctx context.Context) error
-}
-
 // Defaults for Options.
 const (
-	DefaultActionTimeout = 2 * time.Minute
-	defaultRetryMin      = time.Second
-	defaultRetryMax      = 30 * time.Second
-	defaultPoll          = time.Second
+	defaultRetryMin = time.Second
+	defaultRetryMax = 30 * time.Second
+	defaultPoll     = time.Second
 )
 
 // Options configure Serve. Inv is required unless Bus is "none" or "".
@@ -44,7 +33,7 @@ type Options struct {
 	Inv *inventory.Inventory
 	// Actions runs Refresh, Announce and Ping; when nil they answer
 	// org.diskd.Error.NotSupported.
-	Actions Actions
+	Actions diskstate.Actions
 	// Version is the Version property.
 	Version string
 	// Log receives the state changes and failures (default: discarded).
@@ -74,7 +63,7 @@ func Serve(ctx context.Context, o Options) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	o.ActionTimeout = orDefault(o.ActionTimeout, DefaultActionTimeout)
+	o.ActionTimeout = orDefault(o.ActionTimeout, diskstate.DefaultActionTimeout)
 	o.retryMin = orDefault(o.retryMin, defaultRetryMin)
 	o.retryMax = max(orDefault(o.retryMax, defaultRetryMax), o.retryMin)
 	o.poll = orDefault(o.poll, defaultPoll)
@@ -380,7 +369,7 @@ func errClosing() *dbus.Error {
 	return dbus.NewError(ErrorFailed, []any{"diskd is shutting down"})
 }
 
-func disksReply(disks []inventory.Disk) []map[string]dbus.Variant {
+func disksReply(disks []diskstate.Disk) []map[string]dbus.Variant {
 	out := make([]map[string]dbus.Variant, len(disks))
 	for i, d := range disks {
 		out[i] = DiskDict(d)
@@ -424,37 +413,35 @@ func (f *finder) Peers() ([]map[string]dbus.Variant, *dbus.Error) {
 }
 
 // Refresh rescans the local disks.
-func (f *finder) Refresh(sender dbus.Sender) *dbus.Error { return f.action(sender, "refresh") }
+func (f *finder) Refresh(sender dbus.Sender) *dbus.Error {
+	return f.action(sender, diskstate.ActionRefresh)
+}
 
 // Announce multicasts the local disk list.
-func (f *finder) Announce(sender dbus.Sender) *dbus.Error { return f.action(sender, "announce") }
+func (f *finder) Announce(sender dbus.Sender) *dbus.Error {
+	return f.action(sender, diskstate.ActionAnnounce)
+}
 
 // Ping asks every peer to re-announce.
-func (f *finder) Ping(sender dbus.Sender) *dbus.Error { return f.action(sender, "ping") }
+func (f *finder) Ping(sender dbus.Sender) *dbus.Error { return f.action(sender, diskstate.ActionPing) }
 
-func (f *finder) action(sender dbus.Sender, name string) *dbus.Error {
+func (f *finder) action(sender dbus.Sender, name diskstate.Action) *dbus.Error {
 	if !f.enter() {
 		return errClosing()
 	}
 	defer f.leave()
 	ctx, cancel := context.WithTimeout(f.ctx, f.s.o.ActionTimeout)
 	defer cancel()
-	if derr := f.authorize(ctx, sender, name); derr != nil {
+	if derr := f.authorize(ctx, sender, string(name)); derr != nil {
 		return derr
 	}
 	a := f.s.o.Actions
 	if a == nil {
-		return dbus.NewError(ErrorNotSupported, []any{name + " is not available in this daemon"})
+		return dbus.NewError(ErrorNotSupported, []any{string(name) + " is not available in this daemon"})
 	}
-	var err error
-	switch name {
-	case "refresh":
-		err = a.Refresh(ctx)
+	err := name.Run(ctx, a, f.s.o.ActionTimeout)
+	if name == diskstate.ActionRefresh {
 		f.syncProps()
-	case "announce":
-		err = a.Announce(ctx)
-	case "ping":
-		err = a.Ping(ctx)
 	}
 	if err != nil {
 		f.s.o.Log.Warn("D-Bus: action failed", "action", name, "sender", string(sender), "err", err)

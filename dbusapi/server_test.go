@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 
 	"github.com/diskd/diskd/dbusapi/dbustest"
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 )
 
@@ -33,7 +35,7 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Status{HostID: "host-a", Hostname: "alpha", Version: "9.9-test"}); st != want {
+	if want := (diskstate.Status{HostID: "host-a", Hostname: "alpha", Version: "9.9-test"}); !reflect.DeepEqual(st, want) {
 		t.Errorf("status before any scan: %+v, want %+v", st, want)
 	}
 
@@ -71,7 +73,7 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 	}
 
 	// A local disk appears.
-	inv.SetLocal([]inventory.Disk{{Device: "/dev/loop7", UUID: "u-1", Label: "LOCAL", Type: "ext4"}}, nil)
+	inv.SetLocal([]diskstate.Disk{{Device: "/dev/loop7", UUID: "u-1", Label: "LOCAL", Type: "ext4"}}, nil)
 	expect(SignalDiskAppeared, func(e Event) {
 		if e.Disk.Label != "LOCAL" || !e.Disk.Local || e.Disk.HostID != "host-a" || e.Disk.Hostname != "alpha" {
 			t.Errorf("DiskAppeared %+v", e.Disk)
@@ -81,7 +83,7 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 
 	// A peer announces two disks.
 	ann := inventory.Announcement{HostID: "host-b", Hostname: "beta", BootID: "boot", Seq: 1,
-		Interval: 10 * time.Second, Address: "10.0.0.2", Disks: []inventory.Disk{
+		Interval: 10 * time.Second, Address: "10.0.0.2", Disks: []diskstate.Disk{
 			{Device: "/dev/sdb1", UUID: "u-2", Label: "BACKUP-2019", Type: "ext4", Mountpoints: []string{"/mnt/b"}},
 			{Device: "/dev/sdc1", UUID: "u-3", Label: "<b>&x", Type: "vfat"},
 		}}
@@ -100,7 +102,7 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 	})
 	expect(SignalDiskAppeared, nil)
 	sigs.waitProp(PropDiskCount, uint32(3), waitSignal)
-	if st, err := c.Status(ctx); err != nil || st.PeerCount != 1 || st.DiskCount != 3 || st.LastScan.IsZero() {
+	if st, err := c.Status(ctx); err != nil || st.Peers != 1 || st.Disks != 3 || st.LastScan.IsZero() {
 		t.Errorf("status after the announcement: %+v, %v", st, err)
 	}
 
@@ -165,9 +167,9 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 	sigs.waitProp(PropScanError, "blkid: exit status 2", waitSignal)
 
 	// The actions: our own uid may call them.
-	for name, call := range map[string]func(context.Context) error{"refresh": c.Refresh, "announce": c.Announce, "ping": c.Ping} {
-		if err := call(ctx); err != nil {
-			t.Errorf("%s: %v", name, err)
+	for _, a := range diskstate.ActionList() {
+		if err := c.Run(ctx, a); err != nil {
+			t.Errorf("%s: %v", a, err)
 		}
 	}
 	if acts.refresh.Load() != 1 || acts.announce.Load() != 1 || acts.ping.Load() != 1 {
@@ -197,7 +199,7 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 func TestActionErrors(t *testing.T) {
 	tests := []struct {
 		name     string
-		actions  Actions
+		actions  diskstate.Actions
 		wantName string
 		wantMsg  string
 	}{
@@ -210,7 +212,7 @@ func TestActionErrors(t *testing.T) {
 			serve(t, Options{Bus: bus.Address, Inv: newInv("h", "n"), Actions: tc.actions})
 			c := dial(t, bus.Address)
 			waitServing(t, c, "h")
-			err := c.Refresh(context.Background())
+			err := c.Run(context.Background(), diskstate.ActionRefresh)
 			var ce *CallError
 			if !errors.As(err, &ce) || ce.Name != tc.wantName || !strings.Contains(ce.Message, tc.wantMsg) {
 				t.Errorf("Refresh = %#v, want %s with %q", err, tc.wantName, tc.wantMsg)
@@ -338,12 +340,12 @@ func TestWatchIgnoresForgedSignals(t *testing.T) {
 		dbus.FieldPath: dbus.MakeVariant(ObjectPath), dbus.FieldInterface: dbus.MakeVariant(Interface),
 		dbus.FieldMember:      dbus.MakeVariant(SignalDiskAppeared),
 		dbus.FieldDestination: dbus.MakeVariant(c.Conn().Names()[0]),
-		dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(DiskDict(inventory.Disk{}))),
-	}, Body: []any{DiskDict(inventory.Disk{Label: "FORGED"})}}
+		dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(DiskDict(diskstate.Disk{}))),
+	}, Body: []any{DiskDict(diskstate.Disk{Label: "FORGED"})}}
 	if call := forger.Conn().Send(msg, nil); call.Err != nil {
 		t.Fatal(call.Err)
 	}
-	inv.SetLocal([]inventory.Disk{{Device: "/dev/x", UUID: "u", Label: "REAL"}}, nil)
+	inv.SetLocal([]diskstate.Disk{{Device: "/dev/x", UUID: "u", Label: "REAL"}}, nil)
 	e, _ := sigs.next(waitSignal)
 	if e.Disk.Label != "REAL" {
 		t.Errorf("first event %+v, want the REAL disk (the forged one must be dropped)", e)

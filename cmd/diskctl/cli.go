@@ -8,7 +8,8 @@ import (
 	"strings"
 
 	"github.com/diskd/diskd/dbusapi"
-	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/present"
 )
 
 // Exit statuses.
@@ -53,9 +54,9 @@ func commands() []command {
 			help:    "Exits with status 1 when no disk matches. Several words are joined with one space."},
 		{name: "peers", run: runPeers, summary: "the other hosts heard on the network"},
 		{name: "status", run: runStatus, summary: "version, host, counts and the last local scan"},
-		{name: "refresh", run: runAction("refresh"), summary: "rescan the local disks now (root)"},
-		{name: "announce", run: runAction("announce"), summary: "multicast the local disk list now (root)"},
-		{name: "ping", run: runAction("ping"), summary: "ask every peer to re-announce (root)"},
+		{name: "refresh", run: runAction(diskstate.ActionRefresh), summary: "rescan the local disks now (root)"},
+		{name: "announce", run: runAction(diskstate.ActionAnnounce), summary: "multicast the local disk list now (root)"},
+		{name: "ping", run: runAction(diskstate.ActionPing), summary: "ask every peer to re-announce (root)"},
 		{name: "monitor", notify: true, run: runMonitor,
 			summary: "print changes as they happen, until interrupted",
 			help: "Prints DiskAppeared, DiskDisappeared, DiskChanged, PeerJoined and PeerLost, one a line\n" +
@@ -180,7 +181,7 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := lookup(o.command)
 	if !ok {
-		return usage(stderr, usageError(fmt.Sprintf("unknown command %q", control.Escape(o.command))))
+		return usage(stderr, usageError(fmt.Sprintf("unknown command %q", present.Escape(o.command))))
 	}
 	if o.help {
 		writeCommandHelp(stdout, cmd)
@@ -188,7 +189,7 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case cmd.arg == argNone && len(o.args) > 0:
-		return usage(stderr, usageError(fmt.Sprintf("%s takes no arguments (got %q)", cmd.name, control.Escape(o.args[0]))))
+		return usage(stderr, usageError(fmt.Sprintf("%s takes no arguments (got %q)", cmd.name, present.Escape(o.args[0]))))
 	case cmd.arg == argRequired && strings.TrimSpace(strings.Join(o.args, " ")) == "":
 		return usage(stderr, usageError(fmt.Sprintf("%s needs %s", cmd.name, cmd.args)))
 	case o.notify && !cmd.notify:
@@ -229,7 +230,7 @@ func (e *env) fail(err error) int {
 			dbusapi.DescribeBus(e.bus), dbusapi.BusName, statusHint(e.bus))
 		return exitUnreachable
 	case errors.As(err, &be):
-		fmt.Fprintf(e.stderr, "diskctl: %s%s\n", control.Escape(be.Error()), busHint(e.bus))
+		fmt.Fprintf(e.stderr, "diskctl: %s%s\n", present.Escape(be.Error()), busHint(e.bus))
 		return exitUnreachable
 	case errors.As(err, &ce) && ce.Name == dbusapi.ErrorAccessDenied:
 		fmt.Fprintf(e.stderr, "diskctl: %s: access denied: only root may %s (try: sudo diskctl %s)\n",
@@ -240,10 +241,10 @@ func (e *env) fail(err error) int {
 		if msg == "" {
 			msg = ce.Name
 		}
-		fmt.Fprintf(e.stderr, "diskctl: %s: %s\n", e.cmd.name, control.Escape(msg))
+		fmt.Fprintf(e.stderr, "diskctl: %s: %s\n", e.cmd.name, present.Escape(msg))
 		return exitFailed
 	}
-	fmt.Fprintf(e.stderr, "diskctl: %s: %s\n", e.cmd.name, control.Escape(err.Error()))
+	fmt.Fprintf(e.stderr, "diskctl: %s: %s\n", e.cmd.name, present.Escape(err.Error()))
 	return exitFailed
 }
 

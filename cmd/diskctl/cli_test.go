@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/diskd/diskd/dbusapi"
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -102,19 +102,19 @@ func TestRunWithoutBus(t *testing.T) {
 func TestNotificationText(t *testing.T) {
 	tests := []struct {
 		name        string
-		disk        inventory.Disk
+		disk        diskstate.Disk
 		summary     string
 		bodyHas     []string
 		bodyHasNone []string
 		unsealed    bool
 	}{
-		{name: "label", disk: inventory.Disk{Hostname: "beta", Device: "/dev/sdb1", Type: "ext4", Label: "BACKUP-2019", UUID: "u"},
+		{name: "label", disk: diskstate.Disk{Hostname: "beta", Device: "/dev/sdb1", Type: "ext4", Label: "BACKUP-2019", UUID: "u"},
 			summary: "BACKUP-2019", bodyHas: []string{"beta", "/dev/sdb1", "ext4"}, bodyHasNone: []string{"unauthenticated"}},
-		{name: "unauthenticated peer", disk: inventory.Disk{Hostname: "beta", Device: "/dev/sdb1", Type: "ext4", Label: "X"},
+		{name: "unauthenticated peer", disk: diskstate.Disk{Hostname: "beta", Device: "/dev/sdb1", Type: "ext4", Label: "X"},
 			unsealed: true, summary: "X", bodyHas: []string{"beta", "unauthenticated: no key"}},
-		{name: "uuid when no label", disk: inventory.Disk{Hostname: "beta", Device: "/dev/sdb1", UUID: "1234-ABCD"},
+		{name: "uuid when no label", disk: diskstate.Disk{Hostname: "beta", Device: "/dev/sdb1", UUID: "1234-ABCD"},
 			summary: "1234-ABCD", bodyHas: []string{"(-)"}},
-		{name: "hostile strings", disk: inventory.Disk{Hostname: "<i>h</i>&", Device: "/dev/\x1b[31mx", Type: "a\nb",
+		{name: "hostile strings", disk: diskstate.Disk{Hostname: "<i>h</i>&", Device: "/dev/\x1b[31mx", Type: "a\nb",
 			Label: "<b>L&amp;\u202e"},
 			summary:     `<b>L&amp;\u202e`,
 			bodyHas:     []string{"&lt;i&gt;h&lt;/i&gt;&amp;", `/dev/\x1b[31mx`, `a\nb`},
@@ -142,7 +142,7 @@ func TestNotificationText(t *testing.T) {
 
 func TestFormatEvent(t *testing.T) {
 	now := time.Date(2024, 1, 2, 15, 4, 5, 0, time.Local)
-	disk := inventory.Disk{HostID: "h2", Hostname: "beta", Device: "/dev/sdb1", UUID: "1234", Label: "BACK UP\x1b",
+	disk := diskstate.Disk{HostID: "h2", Hostname: "beta", Device: "/dev/sdb1", UUID: "1234", Label: "BACK UP\x1b",
 		Type: "ext4", Mountpoints: []string{"/mnt/a", "/mnt/b"}}
 	tests := []struct {
 		name string
@@ -175,7 +175,7 @@ func TestFormatEvent(t *testing.T) {
 	}
 	var got struct {
 		Signal string
-		Disk   inventory.Disk
+		Disk   diskstate.Disk
 	}
 	if err := json.Unmarshal(b, &got); err != nil || got.Signal != "DiskChanged" || got.Disk.Label != disk.Label {
 		t.Errorf("JSON %s: %+v, %v", b, got, err)

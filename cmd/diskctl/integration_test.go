@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/diskd/diskd/dbusapi/dbustest"
-	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/present"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -23,10 +24,10 @@ import (
 func network(t *testing.T) *inventory.Inventory {
 	t.Helper()
 	inv := inventory.New(inventory.Options{HostID: "host-a", Hostname: "alpha"})
-	inv.SetLocal([]inventory.Disk{{Device: "/dev/sda1", UUID: "aaaa-1111", Label: "SYSTEM", Type: "ext4",
+	inv.SetLocal([]diskstate.Disk{{Device: "/dev/sda1", UUID: "aaaa-1111", Label: "SYSTEM", Type: "ext4",
 		Mountpoints: []string{"/"}}}, nil)
 	err := inv.Apply(inventory.Announcement{HostID: "host-b", Hostname: "beta", BootID: "b1", Seq: 1,
-		Interval: 10 * time.Second, Address: "10.77.0.2", Disks: []inventory.Disk{
+		Interval: 10 * time.Second, Address: "10.77.0.2", Disks: []diskstate.Disk{
 			{Device: "/dev/sdb1", UUID: "bbbb-2222", Label: "BACKUP-2019", Type: "ext4", Mountpoints: []string{"/mnt/backup"}},
 			{Device: "/dev/sdc1", UUID: "cccc-3333", Label: "My Passport", Type: "exfat"},
 			{Device: "/dev/sdd1", UUID: "dddd-4444", Label: "evil\x1b[2J\u202e<b>", Type: "vfat"},
@@ -182,11 +183,11 @@ func TestDaemonNotRunning(t *testing.T) {
 		}
 		inv := inventory.New(inventory.Options{HostID: "h", Hostname: "late"})
 		startDaemon(t, bus.Address, inv)
-		inv.SetLocal([]inventory.Disk{{Device: "/dev/x", UUID: "u", Label: "LATE"}}, nil)
+		inv.SetLocal([]diskstate.Disk{{Device: "/dev/x", UUID: "u", Label: "LATE"}}, nil)
 		line := m.waitLine(t, 10*time.Second, "LATE")
 		var ev struct {
 			Signal string
-			Disk   inventory.Disk
+			Disk   diskstate.Disk
 		}
 		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.Signal != "DiskAppeared" || !ev.Disk.Local {
 			t.Errorf("monitor printed %s (%v)", line, err)
@@ -205,7 +206,7 @@ func TestDaemonNotRunning(t *testing.T) {
 func syncMonitor(t *testing.T, address string, inv *inventory.Inventory, m *proc) {
 	t.Helper()
 	waitSubscribed(t, address, m.cmd.Process.Pid)
-	disk := inventory.Disk{Device: "/dev/sync", UUID: "sync-uuid", Label: "LOCAL-SYNC", Type: "ext4"}
+	disk := diskstate.Disk{Device: "/dev/sync", UUID: "sync-uuid", Label: "LOCAL-SYNC", Type: "ext4"}
 	inv.SetLocal(append(inv.LocalDisks(), disk), nil)
 	m.waitLine(t, 10*time.Second, "LOCAL-SYNC")
 }
@@ -223,7 +224,7 @@ func TestMonitorNotify(t *testing.T) {
 
 	hostile := "<b>Fotos & Co</b>\x1b[31m"
 	err := inv.Apply(inventory.Announcement{HostID: "host-b", Hostname: "beta<i>", BootID: "b", Seq: 1,
-		Interval: 10 * time.Second, Authenticated: true, Disks: []inventory.Disk{
+		Interval: 10 * time.Second, Authenticated: true, Disks: []diskstate.Disk{
 			{Device: "/dev/sdb1", UUID: "bbbb-2222", Label: "BACKUP-2019", Type: "ext4"},
 			{Device: "/dev/sdc1", UUID: "cccc-3333", Label: hostile, Type: "vfat"},
 			{Device: "/dev/sdd1", UUID: "dddd-4444", Type: "xfs"},
@@ -242,7 +243,7 @@ func TestMonitorNotify(t *testing.T) {
 	}
 	want := map[string]string{ // summary → body
 		"BACKUP-2019":           "on beta&lt;i&gt;: /dev/sdb1 (ext4)",
-		control.Escape(hostile): "on beta&lt;i&gt;: /dev/sdc1 (vfat)",
+		present.Escape(hostile): "on beta&lt;i&gt;: /dev/sdc1 (vfat)",
 		"dddd-4444":             "on beta&lt;i&gt;: /dev/sdd1 (xfs)",
 	}
 	for _, n := range got {
@@ -278,14 +279,14 @@ func TestNotifyQuietAfterDiskdStarts(t *testing.T) {
 	inv := inventory.New(inventory.Options{HostID: "host-a", Hostname: "alpha"})
 	startDaemon(t, bus.Address, inv)
 	err := inv.Apply(inventory.Announcement{HostID: "host-b", Hostname: "beta", BootID: "b", Seq: 1,
-		Interval: 10 * time.Second, Disks: []inventory.Disk{{Device: "/dev/sdb1", UUID: "u-b", Label: "OLD-NEWS", Type: "ext4"}}})
+		Interval: 10 * time.Second, Disks: []diskstate.Disk{{Device: "/dev/sdb1", UUID: "u-b", Label: "OLD-NEWS", Type: "ext4"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.waitLine(t, 10*time.Second, "OLD-NEWS")
 	// monitor handles one signal at a time: once it printed the next one,
 	// it is done with OLD-NEWS, notification or not.
-	inv.SetLocal([]inventory.Disk{{Device: "/dev/x", UUID: "u-x", Label: "NEXT"}}, nil)
+	inv.SetLocal([]diskstate.Disk{{Device: "/dev/x", UUID: "u-x", Label: "NEXT"}}, nil)
 	m.waitLine(t, 10*time.Second, "NEXT")
 	if got := desk.history(t); len(got) != 0 {
 		t.Errorf("notifications right after diskd started: %+v", got)

@@ -9,8 +9,8 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/diskd/diskd/dbusapi"
-	"github.com/diskd/diskd/service/control"
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/present"
 )
 
 // settle is how long monitor --notify keeps quiet after diskd (re)appears
@@ -27,7 +27,7 @@ func runMonitor(ctx context.Context, e *env) int {
 		conn, err := dbusapi.Connect(ctx, "session")
 		if err != nil {
 			fmt.Fprintf(e.stderr, "diskctl: monitor --notify: cannot reach the session bus for notifications: %s "+
-				"(run it inside your desktop session, e.g. as the user unit diskd-notify.service)\n", control.Escape(err.Error()))
+				"(run it inside your desktop session, e.g. as the user unit diskd-notify.service)\n", present.Escape(err.Error()))
 			return exitFailed
 		}
 		defer conn.Close()
@@ -58,7 +58,7 @@ func runMonitor(ctx context.Context, e *env) int {
 			}
 			ev, ok, err := w.Parse(sig)
 			if err != nil {
-				fmt.Fprintf(e.stderr, "diskctl: ignoring a malformed signal: %s\n", control.Escape(err.Error()))
+				fmt.Fprintf(e.stderr, "diskctl: ignoring a malformed signal: %s\n", present.Escape(err.Error()))
 				continue
 			}
 			if !ok {
@@ -82,7 +82,7 @@ func runMonitor(ctx context.Context, e *env) int {
 			}
 			if n != nil && ev.Signal == dbusapi.SignalDiskAppeared && !ev.Disk.Local && time.Now().After(quietUntil) {
 				if err := n.notify(ctx, ev.Disk, authenticated(ctx, e.client, ev.Disk.HostID)); err != nil && ctx.Err() == nil {
-					fmt.Fprintf(e.stderr, "diskctl: notification not shown: %s\n", control.Escape(err.Error()))
+					fmt.Fprintf(e.stderr, "diskctl: notification not shown: %s\n", present.Escape(err.Error()))
 				}
 			}
 		}
@@ -97,7 +97,7 @@ type notifier struct {
 // notify shows that a disk appeared on another host. The summary is plain
 // text by the specification (servers escape it themselves); the body may be
 // read as markup, so it is escaped for that too.
-func (n *notifier) notify(ctx context.Context, d inventory.Disk, authenticated bool) error {
+func (n *notifier) notify(ctx context.Context, d diskstate.Disk, authenticated bool) error {
 	summary, body := notification(d, authenticated)
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
@@ -130,7 +130,7 @@ func authenticated(ctx context.Context, c *dbusapi.Client, hostID string) bool {
 // device) and the body (host, device, type) of a disk's notification. A
 // disk from a host whose datagrams were not sealed with a key says so: on
 // such a network anyone could have announced it.
-func notification(d inventory.Disk, authenticated bool) (summary, body string) {
+func notification(d diskstate.Disk, authenticated bool) (summary, body string) {
 	summary = d.Label
 	if summary == "" {
 		summary = d.UUID
@@ -142,11 +142,11 @@ func notification(d inventory.Disk, authenticated bool) (summary, body string) {
 	if host == "" {
 		host = d.HostID
 	}
-	body = fmt.Sprintf("on %s: %s (%s)", markup(cell(host)), markup(cell(d.Device)), markup(cell(d.Type)))
+	body = fmt.Sprintf("on %s: %s (%s)", markup(present.Text(host)), markup(present.Text(d.Device)), markup(present.Text(d.Type)))
 	if !authenticated {
 		body += " — unauthenticated: no key, anyone on the network could have sent this"
 	}
-	return control.Escape(summary), body
+	return present.Escape(summary), body
 }
 
 // markup escapes what notification servers may read as markup.

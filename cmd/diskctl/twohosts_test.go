@@ -18,7 +18,7 @@ import (
 
 	"github.com/diskd/diskd/dbusapi"
 	"github.com/diskd/diskd/dbusapi/dbustest"
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -105,7 +105,7 @@ func TestTwoHosts(t *testing.T) {
 	h := setupTwoHosts(t)
 
 	t.Run("busctl List on alpha's bus has beta's disk", func(t *testing.T) {
-		var disks []inventory.Disk
+		var disks []diskstate.Disk
 		if err := json.Unmarshal([]byte(controlDo(t, h.alpha.Socket, "find --json BETA-DISK")), &disks); err != nil || len(disks) != 1 {
 			t.Fatalf("control find: %v %v", disks, err)
 		}

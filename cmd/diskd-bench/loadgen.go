@@ -115,7 +115,7 @@ func generate(ctx context.Context, c loadgenConfig) (st loadgenStats, err error)
 	if err != nil {
 		return st, err
 	}
-	conn, err := multicast.Open(multicast.ConnOptions{Group: c.group, Interfaces: []string{c.iface}, TTL: 1})
+	conn, err := multicast.Open(multicast.ConnOptions{Groups: []netip.AddrPort{c.group}, Interfaces: []string{c.iface}, TTL: 1})
 	if err != nil {
 		return st, err
 	}

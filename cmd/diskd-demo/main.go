@@ -7,6 +7,9 @@
 //
 //	go build -o /tmp/diskd ./cmd/diskd && go run ./cmd/diskd-demo --diskd /tmp/diskd
 //
+// With --ipv6 the three hosts share an IPv6-only link instead (no IPv4
+// address at all) and the daemons use the IPv6 group [ff15::d15c]:4277.
+//
 // It builds nothing itself. Without --diskd it uses the diskd next to its own
 // executable, else the one in PATH. When the client exits (^D or quit), or
 // on SIGINT or SIGTERM, it removes everything it made and exits with the
@@ -66,8 +69,9 @@ func main() {
 func run() int {
 	diskdFlag := flag.String("diskd", "", "the diskd binary (default: diskd next to this program, else in PATH)")
 	waitFlag := flag.Duration("wait", 30*time.Second, "how long to wait for alpha to see every disk")
+	ipv6Flag := flag.Bool("ipv6", false, "put the hosts on an IPv6-only link (group "+ipv6Group+")")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: diskd-demo [--diskd PATH] [--wait D]   (as root)")
+		fmt.Fprintln(os.Stderr, "usage: diskd-demo [--diskd PATH] [--wait D] [--ipv6]   (as root)")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -100,7 +104,7 @@ func run() int {
 		}
 	}()
 
-	alpha, err := setUp(ctx, lab, bin, *waitFlag)
+	alpha, err := setUp(ctx, lab, bin, *waitFlag, *ipv6Flag)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "diskd-demo:", err)
 		return 1
@@ -130,17 +134,31 @@ func findDiskd(flagValue string) (string, error) {
 		"  go build -o /tmp/diskd ./cmd/diskd && go run ./cmd/diskd-demo --diskd /tmp/diskd")
 }
 
+// ipv6Group is the IPv6 group of the --ipv6 demo, diskd's documented one.
+const ipv6Group = "[ff15::d15c]:4277"
+
 // setUp creates the hosts, disks and daemons and waits until alpha sees
-// every disk. It returns alpha's host.
-func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration) (*testbed.Host, error) {
+// every disk. It returns alpha's host. With ipv6 the hosts are on an
+// IPv6-only segment of the lab.
+func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration, ipv6 bool) (*testbed.Host, error) {
 	fmt.Printf("diskd-demo: lab %s in %s\n", lab.ID, lab.Dir)
+	seg := lab.DefaultSegment()
+	daemonFlags := []string{"--announce-interval", "2s"}
+	if ipv6 {
+		var err error
+		if seg, err = lab.AddSegment("v6", testbed.IPv6); err != nil {
+			return nil, err
+		}
+		daemonFlags = append(daemonFlags, "--group", ipv6Group)
+		fmt.Printf("diskd-demo: an IPv6-only link (%s), group %s\n", seg.Prefix6(), ipv6Group)
+	}
 	var made []*testbed.Host
 	total := 0
 	for _, hs := range demoHosts() {
 		if ctx.Err() != nil {
 			return nil, errors.New("interrupted")
 		}
-		h, err := lab.AddHost(hs.name)
+		h, err := seg.AddHost(hs.name)
 		if err != nil {
 			return nil, err
 		}
@@ -160,10 +178,14 @@ func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration
 			}
 			desc = append(desc, s)
 		}
-		if _, err := h.Start(bin, "--announce-interval", "2s"); err != nil {
+		if _, err := h.Start(bin, daemonFlags...); err != nil {
 			return nil, err
 		}
-		fmt.Printf("  %-6s %-10s %s\n", h.Name, h.Addr, strings.Join(desc, ", "))
+		addr := h.Addr
+		if ipv6 {
+			addr = h.Addr6
+		}
+		fmt.Printf("  %-6s %-10s %s\n", h.Name, addr, strings.Join(desc, ", "))
 		made = append(made, h)
 	}
 	alpha := made[0]

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/logging"
 	"github.com/diskd/diskd/service/testbed"
 )
@@ -63,7 +64,8 @@ func TestCompletionFollowsFlags(t *testing.T) {
 	var long, short []string
 	o := defaults()
 	var a, b listFlag
-	var g, l string
+	var g groupFlag
+	var l string
 	newFlagSet(&o, &a, &b, &g, &l).VisitAll(func(f *flag.Flag) {
 		if len(f.Name) == 1 {
 			short = append(short, "-"+f.Name)
@@ -89,7 +91,7 @@ func TestCompletionFollowsFlags(t *testing.T) {
 			{"diskd -d --log-level w", []string{"warning"}},
 			{"diskd --bus ", []string{"none", "session", "system", "unix:path="}},
 			{"diskd --interface l", []string{"lo"}},
-			{"diskd --group ", []string{"239.255.77.77:4277"}},
+			{"diskd --group ", []string{daemon.DefaultGroup.String(), daemon.DefaultGroup6.String()}},
 			{"diskd --no-ue", []string{"--no-uevents"}},
 		} {
 			if got := completeDiskd(t, shell, c.line, zdump); !slices.Equal(got, c.want) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/logging"
+	"github.com/diskd/diskd/service/multicast"
 )
 
 // options is what the command line asks for.
@@ -89,7 +90,6 @@ const defaultLogLevel = "info"
 // defaults are the options before any flag: what --help shows as defaults.
 func defaults() options {
 	return options{cfg: daemon.Config{
-		Group:            daemon.DefaultGroup,
 		TTL:              1,
 		AnnounceInterval: daemon.DefaultAnnounceInterval,
 		ScanInterval:     daemon.DefaultScanInterval,
@@ -99,8 +99,52 @@ func defaults() options {
 	}}
 }
 
+// groupFlag collects --group values; String shows the default when none
+// was given.
+type groupFlag struct{ vals []string }
+
+func (g *groupFlag) String() string {
+	if g == nil || len(g.vals) == 0 {
+		return daemon.DefaultGroup.String()
+	}
+	return strings.Join(g.vals, ",")
+}
+func (g *groupFlag) Set(v string) error { g.vals = append(g.vals, v); return nil }
+
+// parseGroups turns the --group values into at most one group per address
+// family (none given: the IPv4 default).
+func parseGroups(vals []string) ([]netip.AddrPort, error) {
+	if len(vals) == 0 {
+		return []netip.AddrPort{daemon.DefaultGroup}, nil
+	}
+	var out []netip.AddrPort
+	for _, v := range vals {
+		if len(v) > 64 {
+			return nil, usagef("flag --group: %.64q... is too long for ADDR:PORT", v)
+		}
+		ap, err := netip.ParseAddrPort(v)
+		if err != nil {
+			return nil, usagef("flag --group: %q is not ADDR:PORT (e.g. %s or %s)", v, daemon.DefaultGroup, daemon.DefaultGroup6)
+		}
+		if ap, err = multicast.ValidateGroup(ap); err != nil {
+			return nil, usagef("flag --group: %v", err)
+		}
+		for _, o := range out {
+			if o.Addr().Is4() == ap.Addr().Is4() {
+				fam := "IPv6"
+				if ap.Addr().Is4() {
+					fam = "IPv4"
+				}
+				return nil, usagef("flag --group: two %s groups (%s and %s); give at most one per address family", fam, o, ap)
+			}
+		}
+		out = append(out, ap)
+	}
+	return out, nil
+}
+
 // newFlagSet defines the flags on o, whose values are the defaults.
-func newFlagSet(o *options, ifaces, devices *listFlag, group, logLevel *string) *flag.FlagSet {
+func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag, logLevel *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("diskd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &o.cfg
@@ -109,7 +153,7 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group, logLevel *string) 
 	fs.BoolVar(&o.version, "V", o.version, "same as --version")
 	fs.BoolVar(&o.version, "version", o.version, "print the version and exit")
 	fs.StringVar(&o.socket, "socket", "", "control socket path")
-	fs.StringVar(group, "group", c.Group.String(), "multicast group and UDP port")
+	fs.Var(group, "group", "multicast group and UDP port, IPv4 ADDR:PORT or IPv6 [ADDR]:PORT such as "+daemon.DefaultGroup6.String()+"; once per address family")
 	fs.Var(ifaces, "interface", "interface to use (repeatable)")
 	fs.IntVar(&c.TTL, "ttl", c.TTL, "multicast TTL (hops + 1 to cross routers)")
 	fs.Var(durationFlag{&c.AnnounceInterval}, "announce-interval", "full announcement period")
@@ -134,7 +178,8 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group, logLevel *string) 
 func parseArgs(args []string, env func(string) string, uid int, exists func(string) bool) (options, error) {
 	o := defaults()
 	var ifaces, devices listFlag
-	var group, logLevel string
+	var group groupFlag
+	var logLevel string
 	fs := newFlagSet(&o, &ifaces, &devices, &group, &logLevel)
 	err := fs.Parse(args)
 	if err != nil {
@@ -166,16 +211,11 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		return o, usagef("flag --log-level: %v", err)
 	}
 
-	ap, err := netip.ParseAddrPort(group)
-	switch {
-	case err != nil:
-		return o, usagef("flag --group: %q is not ADDR:PORT (e.g. 239.255.77.77:4277)", group)
-	case !ap.Addr().Is4() || !ap.Addr().IsMulticast():
-		return o, usagef("flag --group: %s is not an IPv4 multicast address (224.0.0.0/4)", ap.Addr())
-	case ap.Port() == 0:
-		return o, usagef("flag --group: port 0 is not usable")
+	groups, err := parseGroups(group.vals)
+	if err != nil {
+		return o, err
 	}
-	c.Group = ap
+	c.Groups = groups
 	if c.TTL < 1 || c.TTL > 255 {
 		return o, usagef("flag --ttl: %d is out of range 1..255", c.TTL)
 	}
@@ -325,7 +365,8 @@ type usageLine struct {
 func usageLines() []usageLine {
 	o := defaults()
 	var a, b listFlag
-	var g, l string
+	var g groupFlag
+	var l string
 	fs := newFlagSet(&o, &a, &b, &g, &l)
 	short := map[string]string{}
 	for s, long := range shortFlags {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"maps"
 	"os"
@@ -33,7 +34,11 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-d", "--group", "10.0.0.1:4277"}, "flag --group: 10.0.0.1 is not an IPv4 multicast"},
 		{[]string{"-d", "--group", "239.1.1.1"}, "flag --group"},
 		{[]string{"-d", "--group", "239.1.1.1:0"}, "flag --group: port 0"},
-		{[]string{"-d", "--group", "[ff02::1]:4277"}, "flag --group"},
+		{[]string{"-d", "--group", "[ff01::1]:4277"}, "flag --group: ff01::1 has interface-local"},
+		{[]string{"-d", "--group", "[fd00::1]:4277"}, "flag --group: fd00::1 is not an IPv6 multicast"},
+		{[]string{"-d", "--group", "[ff15::1%e0]:4277"}, `flag --group: "ff15::1%e0": a group takes no zone`},
+		{[]string{"-d", "--group", "239.1.1.1:1", "--group", "239.1.1.2:1"}, "flag --group: two IPv4 groups"},
+		{[]string{"-d", "--group", "[ff15::1]:1", "--group", "[ff15::2]:1"}, "flag --group: two IPv6 groups"},
 		{[]string{"-d", "--announce-interval", "10ms"}, "flag --announce-interval: 10ms is out of range"},
 		{[]string{"-d", "--announce-interval", "soon"}, `invalid value "soon" for flag --announce-interval`},
 		{[]string{"-d", "--scan-interval", "-1s"}, "flag --scan-interval"},
@@ -80,7 +85,7 @@ func TestParseArgsValues(t *testing.T) {
 	}
 	c := o.cfg
 	switch {
-	case !o.daemon, c.Group.String() != "239.1.2.3:999", strings.Join(c.Interfaces, ",") != "e0,e1",
+	case !o.daemon, fmt.Sprint(c.Groups) != "[239.1.2.3:999]", strings.Join(c.Interfaces, ",") != "e0,e1",
 		strings.Join(c.Devices, ",") != "/dev/loop*,/dev/sdb1", c.TTL != 3,
 		c.AnnounceInterval != 2500*time.Millisecond, c.ScanInterval != time.Minute, c.PeerTimeout != 7*time.Second,
 		c.Blkid != "/sbin/blkid", c.BlkidTimeout != 500*time.Millisecond, c.HostID != "abc123",
@@ -91,7 +96,7 @@ func TestParseArgsValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.cfg.Group.String() != "239.255.77.77:4277" || d.cfg.TTL != 1 || d.cfg.AnnounceInterval != 10*time.Second ||
+	if fmt.Sprint(d.cfg.Groups) != "[239.255.77.77:4277]" || d.cfg.TTL != 1 || d.cfg.AnnounceInterval != 10*time.Second ||
 		d.cfg.ScanInterval != time.Minute || d.cfg.PeerTimeout != 0 || d.cfg.BlkidTimeout != 10*time.Second ||
 		d.cfg.Blkid != "blkid" || d.cfg.Bus != "system" {
 		t.Fatalf("defaults %+v", d.cfg)
@@ -294,7 +299,8 @@ func TestHelpSpellsEveryFlag(t *testing.T) {
 	}
 	o := defaults()
 	var a, b listFlag
-	var g, l string
+	var g groupFlag
+	var l string
 	newFlagSet(&o, &a, &b, &g, &l).VisitAll(func(f *flag.Flag) {
 		want := "--" + f.Name
 		if len(f.Name) == 1 {
@@ -323,7 +329,8 @@ func TestManPageCoversFlags(t *testing.T) {
 	roff := func(s string) string { return strings.ReplaceAll(s, "-", `\-`) }
 	o := defaults()
 	var a, d listFlag
-	var g, l string
+	var g groupFlag
+	var l string
 	newFlagSet(&o, &a, &d, &g, &l).VisitAll(func(f *flag.Flag) {
 		want := roff("--" + f.Name)
 		if len(f.Name) == 1 {

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/logging"
 )
@@ -38,7 +37,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if !o.daemon {
-		return control.RunClient(ctx, o.socket, os.Stdin, os.Stdout, os.Stderr)
+		return RunClient(ctx, o.socket, os.Stdin, os.Stdout, os.Stderr)
 	}
 	o.cfg.Version = version
 	// Under systemd every line carries its syslog priority (see

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/testbed"
 	"github.com/diskd/diskd/service/wire"
 )
@@ -305,15 +306,15 @@ func TestForgedDatagramsChangeNothing(t *testing.T) {
 
 	wrong := ringOf(t, newKey(t))
 	const huge = uint64(1) << 62
-	asBeta := func(kind wire.Kind, boot string, seq uint64, disks ...wire.Disk) wire.Message {
+	asBeta := func(kind wire.Kind, boot string, seq uint64, disks ...diskstate.Disk) wire.Message {
 		return wire.Message{Kind: kind, HostID: b.HostID, Hostname: "beta", BootID: boot, Seq: seq,
 			Interval: time.Second, Disks: disks}
 	}
 	forgeries := []wire.Message{
 		// change beta's disk and add one
 		asBeta(wire.KindAnnounce, bp.BootID, huge,
-			wire.Disk{Device: b.disk.Path, UUID: bDisk.UUID, Label: "FORGED", Type: "ext4"},
-			wire.Disk{Device: "/dev/forged", UUID: "f0f0", Label: "FORGED-NEW", Type: "ext4"}),
+			diskstate.Disk{Device: b.disk.Path, UUID: bDisk.UUID, Label: "FORGED", Type: "ext4"},
+			diskstate.Disk{Device: "/dev/forged", UUID: "f0f0", Label: "FORGED-NEW", Type: "ext4"}),
 		// remove beta's disks
 		asBeta(wire.KindAnnounce, bp.BootID, huge+1),
 		asBeta(wire.KindAnnounce, "forged-boot", ^uint64(0)),
@@ -324,7 +325,7 @@ func TestForgedDatagramsChangeNothing(t *testing.T) {
 		asBeta(wire.KindPing, bp.BootID, huge+3),
 		// add a host
 		{Kind: wire.KindAnnounce, HostID: "forged-host", Hostname: "forged", BootID: "forged-boot", Seq: 1,
-			Interval: time.Hour, Disks: []wire.Disk{{Device: "/dev/sdz1", UUID: "feed", Label: "FORGED-HOST"}}},
+			Interval: time.Hour, Disks: []diskstate.Disk{{Device: "/dev/sdz1", UUID: "feed", Label: "FORGED-HOST"}}},
 	}
 	var unsealed, badKey [][]byte
 	for _, f := range forgeries {
@@ -423,7 +424,7 @@ func TestReplayedAnnouncementsChangeNothing(t *testing.T) {
 	withDisk := func() int {
 		n := 0
 		for _, msg := range decodeAll(t, capt.from(t, b.Addr), ring) {
-			if msg.Kind == wire.KindAnnounce && slices.ContainsFunc(msg.Disks, func(d wire.Disk) bool { return d.Device == b.disk.Path }) {
+			if msg.Kind == wire.KindAnnounce && slices.ContainsFunc(msg.Disks, func(d diskstate.Disk) bool { return d.Device == b.disk.Path }) {
 				n++
 			}
 		}
@@ -618,14 +619,14 @@ func TestKeyFileReadableByOthersRefused(t *testing.T) {
 func floodDatagrams(t *testing.T, rng *mrand.Rand, n int, victim *node, wrong *wire.Keyring) [][]byte {
 	t.Helper()
 	grams := garbage(rng, n/2)
-	disk := wire.Disk{Device: "/dev/sdq1", UUID: "0badc0de", Label: "FLOOD", Type: "ext4"}
+	disk := diskstate.Disk{Device: "/dev/sdq1", UUID: "0badc0de", Label: "FLOOD", Type: "ext4"}
 	for i := len(grams); i < n; i++ {
 		host := victim.HostID
 		if i%3 == 0 {
 			host = fmt.Sprintf("flood-%06d", i)
 		}
 		msg := wire.Message{Kind: wire.KindAnnounce, HostID: host, Hostname: "flood", BootID: "flood-boot",
-			Seq: rng.Uint64(), Interval: time.Second, Disks: []wire.Disk{disk}}
+			Seq: rng.Uint64(), Interval: time.Second, Disks: []diskstate.Disk{disk}}
 		switch i % 5 {
 		case 1:
 			msg.Kind, msg.Disks = wire.KindBye, nil
@@ -780,7 +781,7 @@ func TestEscapedLabels(t *testing.T) {
 	launch(t, a, fastFlags()...)
 
 	evil := wire.Message{Kind: wire.KindAnnounce, HostID: "evil-host", Hostname: "evil\x1b]0;owned\x07\x1b[2J",
-		BootID: "evil-boot", Seq: 1, Interval: time.Hour, Disks: []wire.Disk{{
+		BootID: "evil-boot", Seq: 1, Interval: time.Hour, Disks: []diskstate.Disk{{
 			Device: "/dev/\x1b[31mred", UUID: "u\nOK", Label: "\u009b2J\u202eevil\r", Type: "ext4\x7f",
 			Mountpoints: []string{"/mnt/\x1b[1mbold\tx"},
 		}}}
@@ -878,7 +879,7 @@ func TestPeerCap(t *testing.T) {
 	for i := range fakes {
 		id := fmt.Sprintf("fake-%05d", i)
 		grams = append(grams, forge(t, wire.Message{Kind: wire.KindAnnounce, HostID: id, Hostname: id, BootID: "fake-boot",
-			Seq: 1, Interval: wire.MaxInterval, Disks: []wire.Disk{{Device: "/dev/sdf1", UUID: id, Label: "FAKE", Type: "ext4"}}},
+			Seq: 1, Interval: wire.MaxInterval, Disks: []diskstate.Disk{{Device: "/dev/sdf1", UUID: id, Label: "FAKE", Type: "ext4"}}},
 			0, nil)...)
 	}
 	pid := a.d.PID()
@@ -1002,7 +1003,7 @@ func TestSixHundredDisks(t *testing.T) {
 	}
 	parts := sets[complete]
 	slices.SortFunc(parts, func(x, y wire.Message) int { return x.Part - y.Part })
-	var disks []wire.Disk
+	var disks []diskstate.Disk
 	for _, p := range parts {
 		disks = append(disks, p.Disks...)
 	}
@@ -1020,7 +1021,7 @@ func TestSixHundredDisks(t *testing.T) {
 	for i := range forged {
 		forged[i].Label = "FORGED-" + strconv.Itoa(i)
 	}
-	inject := func(host string, boot string, disks []wire.Disk, skip int) [][]byte {
+	inject := func(host string, boot string, disks []diskstate.Disk, skip int) [][]byte {
 		grams := forge(t, wire.Message{Kind: wire.KindAnnounce, HostID: host, Hostname: "beta", BootID: boot,
 			Seq: complete + 1<<40, Interval: time.Second, Disks: disks}, budget, nil)
 		if skip >= 0 {

@@ -6,7 +6,7 @@ complete -c diskd -s h -l help -d 'print the options with their defaults and exi
 complete -c diskd -s V -l version -d 'print the version and exit'
 complete -c diskd -s d -l daemon -d 'run the network daemon (without it: the interactive client)'
 complete -c diskd -l socket -r -F -d 'control socket'
-complete -c diskd -l group -x -a '239.255.77.77:4277' -d 'multicast group and UDP port'
+complete -c diskd -l group -x -a '239.255.77.77:4277 [ff15::d15c]:4277' -d 'multicast group and UDP port, once per address family'
 complete -c diskd -l interface -x -a '(__fish_print_interfaces)' -d 'interface to use (repeatable)'
 complete -c diskd -l ttl -x -d 'multicast TTL (hops + 1 to cross routers)'
 complete -c diskd -l announce-interval -x -d 'full announcement period (duration)'

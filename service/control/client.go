@@ -105,19 +105,20 @@ func readResponseLine(br *bufio.Reader) (string, error) {
 	return string(buf), nil
 }
 
-// lost is closed when the connection has ended.
-func (c *Client) lost() <-chan struct{} { return c.done }
+// Lost is closed when the connection has ended.
+func (c *Client) Lost() <-chan struct{} { return c.done }
 
-// lostErr explains why the connection ended; call it after lost is closed.
-func (c *Client) lostErr() error {
+// LostErr explains why the connection ended; call it after Lost is closed.
+func (c *Client) LostErr() error {
 	if errors.Is(c.readErr, io.EOF) {
 		return fmt.Errorf("the daemon closed the connection: %w", c.readErr)
 	}
 	return fmt.Errorf("connection to the daemon lost: %w", c.readErr)
 }
 
-// checkRequestLine refuses what the server would not take as one request.
-func checkRequestLine(line string) error {
+// CheckRequestLine refuses what the server would not take as one request:
+// a line break, or more than MaxLineBytes.
+func CheckRequestLine(line string) error {
 	if strings.ContainsAny(line, "\r\n") {
 		return errors.New("a request must be a single line")
 	}
@@ -132,7 +133,7 @@ func checkRequestLine(line string) error {
 // connection is unusable (closed, lost, or out of step after ctx was done in
 // the middle of a request). A blank line is not sent: Do returns nil, nil.
 func (c *Client) Do(ctx context.Context, line string) ([]string, error) {
-	if err := checkRequestLine(line); err != nil {
+	if err := CheckRequestLine(line); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(line) == "" {
@@ -148,7 +149,7 @@ func (c *Client) Do(ctx context.Context, line string) ([]string, error) {
 	}
 	select {
 	case <-c.done:
-		return nil, c.lostErr()
+		return nil, c.LostErr()
 	default:
 	}
 
@@ -188,7 +189,7 @@ func (c *Client) Do(ctx context.Context, line string) ([]string, error) {
 			}
 			out = append(out, l)
 		case <-c.done:
-			return nil, c.lostErr()
+			return nil, c.LostErr()
 		case <-ctx.Done():
 			return nil, c.abandon(ctx)
 		}

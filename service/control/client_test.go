@@ -1,4 +1,4 @@
-package control
+package control_test
 
 import (
 	"context"
@@ -6,11 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/control/controltest"
 )
 
 func TestClient(t *testing.T) {
-	ts := startServer(t, &Server{})
-	c := dialClient(t, ts.path)
+	ts := controltest.Start(t, &control.Server{})
+	c := dialClient(t, ts.Path)
 	ctx := context.Background()
 
 	for _, tc := range []struct {
@@ -20,12 +23,12 @@ func TestClient(t *testing.T) {
 	}{
 		{"blank line is not sent", "   ", "", false},
 		{"line break refused", "list\nstatus", "a request must be a single line", false},
-		{"too long refused", strings.Repeat("a", MaxLineBytes+1), "request line too long (more than 4096 bytes)", false},
+		{"too long refused", strings.Repeat("a", control.MaxLineBytes+1), "request line too long (more than 4096 bytes)", false},
 		{"remote error", "bogus", `unknown command "bogus"`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lines, err := c.Do(ctx, tc.line)
-			var re *RemoteError
+			var re *control.RemoteError
 			switch {
 			case tc.wantErr == "" && (err != nil || lines != nil):
 				t.Errorf("Do = %q, %v; want nothing", lines, err)
@@ -53,7 +56,7 @@ func TestClient(t *testing.T) {
 	if lines, err := c.Do(ctx, "quit"); err != nil || lines != nil {
 		t.Fatalf("quit = %q, %v", lines, err)
 	}
-	var re *RemoteError
+	var re *control.RemoteError
 	if _, err := c.Do(ctx, "status"); err == nil || errors.As(err, &re) {
 		t.Errorf("Do after quit = %v, want a connection error", err)
 	}
@@ -70,9 +73,9 @@ func TestClient(t *testing.T) {
 // next request's.
 func TestClientCancelMidRequest(t *testing.T) {
 	release := make(chan struct{})
-	ts := startServer(t, &Server{Actions: &blockingActions{fakeActions: fakeActions{status: testStatus()}, release: release}})
+	ts := controltest.Start(t, &control.Server{Actions: &blockingActions{Actions: controltest.NewActions(), release: release}})
 	defer close(release)
-	c := dialClient(t, ts.path)
+	c := dialClient(t, ts.Path)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := c.Do(ctx, "refresh"); !errors.Is(err, context.DeadlineExceeded) {
@@ -85,7 +88,7 @@ func TestClientCancelMidRequest(t *testing.T) {
 
 // blockingActions blocks Refresh until release is closed or ctx ends.
 type blockingActions struct {
-	fakeActions
+	*controltest.Actions
 	release chan struct{}
 }
 
@@ -101,13 +104,13 @@ func (a *blockingActions) Refresh(ctx context.Context) error {
 // TestServeStopsDuringAction: stopping the server cancels an action in
 // progress instead of waiting for it.
 func TestServeStopsDuringAction(t *testing.T) {
-	ts := startServer(t, &Server{Actions: &blockingActions{fakeActions: fakeActions{status: testStatus()},
+	ts := controltest.Start(t, &control.Server{Actions: &blockingActions{Actions: controltest.NewActions(),
 		release: make(chan struct{})}})
-	r := dialRaw(t, ts.path)
+	r := dialRaw(t, ts.Path)
 	r.send("refresh\n")
 	time.Sleep(50 * time.Millisecond) // let the server start the refresh
 	start := time.Now()
-	ts.stop(t)
+	ts.Stop(t)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Serve took %v to stop during an action", d)
 	}

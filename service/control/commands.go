@@ -3,17 +3,12 @@ package control
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
-	"strconv"
 	"strings"
-	"time"
 	"unicode"
-	"unicode/utf8"
 
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/present"
 )
 
 // argKind says whether a command takes an argument (the rest of the line).
@@ -25,38 +20,102 @@ const (
 	argRequired
 )
 
-type cmdSpec struct {
+// command is one entry of the command table: its name, how it is used,
+// what help says of it, what the interactive client completes after it, and
+// the handler that answers it.
+type command struct {
 	name  string
 	usage string
 	help  string
 	json  bool // accepts --json
 	arg   argKind
+	// complete says what Tab offers for the argument: "" nothing, "disk"
+	// labels, uuids and hosts.
+	complete string
+	// run answers a parsed request with the answer's lines (each ending in
+	// "\n"), or an error whose text becomes the ERR message.
+	run func(s *Server, ctx context.Context, req request) ([]byte, error)
 }
 
-// commandSpecs lists the commands in the order help shows them.
-func commandSpecs() []cmdSpec {
-	return []cmdSpec{
-		{name: "help", usage: "help", help: "show the commands"},
-		{name: "list", usage: "list [--json] [PATTERN]", json: true, arg: argOptional,
-			help: "every known disk; PATTERN (substring, or glob with * ? [) matches uuid, partuuid, label, device or host"},
-		{name: "find", usage: "find [--json] TERM", json: true, arg: argRequired,
-			help: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)"},
-		{name: "peers", usage: "peers [--json]", json: true, help: "the hosts heard on the network"},
-		{name: "status", usage: "status [--json]", json: true, help: "version, host, counts, last scan, packet counters"},
-		{name: "refresh", usage: "refresh", help: "rescan local disks now"},
-		{name: "announce", usage: "announce", help: "multicast the local disk list now"},
-		{name: "ping", usage: "ping", help: "ask every peer to re-announce"},
-		{name: "quit", usage: "quit", help: "close the connection"},
+// commands is the command table, in the order help shows it.
+func commands() []command {
+	cmds := []command{
+		{name: "help", usage: "help", help: "show the commands",
+			run: func(*Server, context.Context, request) ([]byte, error) { return helpText(), nil }},
+		{name: "list", usage: "list [--json] [PATTERN]", json: true, arg: argOptional, complete: "disk",
+			help: "every known disk; PATTERN (substring, or glob with * ? [) matches uuid, partuuid, label, device or host",
+			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
+				return disks(req, s.Inv.Match(req.arg))
+			}},
+		{name: "find", usage: "find [--json] TERM", json: true, arg: argRequired, complete: "disk",
+			help: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)",
+			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
+				return disks(req, s.Inv.Find(req.arg))
+			}},
+		{name: "peers", usage: "peers [--json]", json: true, help: "the hosts heard on the network",
+			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
+				if req.json {
+					return present.PeersJSON(s.Inv.Peers())
+				}
+				return present.PeersTable(s.Inv.Peers(), s.now()), nil
+			}},
+		{name: "status", usage: "status [--json]", json: true, help: "version, host, counts, last scan, packet counters",
+			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
+				if req.json {
+					return present.StatusJSON(s.status(), present.StatusFull)
+				}
+				return present.Status(s.status(), s.now(), present.StatusFull), nil
+			}},
 	}
+	for _, a := range diskstate.ActionList() {
+		cmds = append(cmds, command{name: string(a), usage: string(a), help: actionHelp(a),
+			run: func(s *Server, ctx context.Context, _ request) ([]byte, error) { return nil, s.action(ctx, a) }})
+	}
+	return append(cmds, command{name: "quit", usage: "quit", help: "close the connection",
+		run: func(*Server, context.Context, request) ([]byte, error) { return nil, nil }})
 }
 
-func lookupCommand(name string) (cmdSpec, bool) {
-	for _, c := range commandSpecs() {
+// actionHelp is the help line of an action.
+func actionHelp(a diskstate.Action) string {
+	switch a {
+	case diskstate.ActionRefresh:
+		return "rescan local disks now"
+	case diskstate.ActionAnnounce:
+		return "multicast the local disk list now"
+	case diskstate.ActionPing:
+		return "ask every peer to re-announce"
+	}
+	return string(a)
+}
+
+// CommandInfo describes a command to clients: for completion and help.
+type CommandInfo struct {
+	Name  string
+	Usage string
+	Help  string
+	JSON  bool // accepts --json
+	// Complete says what may follow the command: "" nothing, "disk" disk
+	// labels, uuids and hosts.
+	Complete string
+}
+
+// Commands returns the control protocol's commands in the order help shows
+// them.
+func Commands() []CommandInfo {
+	var out []CommandInfo
+	for _, c := range commands() {
+		out = append(out, CommandInfo{Name: c.name, Usage: c.usage, Help: c.help, JSON: c.json, Complete: c.complete})
+	}
+	return out
+}
+
+func lookupCommand(name string) (command, bool) {
+	for _, c := range commands() {
 		if c.name == name {
 			return c, true
 		}
 	}
-	return cmdSpec{}, false
+	return command{}, false
 }
 
 // request is a parsed request line.
@@ -115,295 +174,50 @@ func cutWord(s string) (word, rest string) {
 	return s[:i], strings.TrimLeftFunc(s[i:], unicode.IsSpace)
 }
 
-// run executes a parsed request and returns the answer's lines (each ending
-// in "\n"), or an error whose text becomes the ERR message.
-func (s *Server) run(ctx context.Context, req request) ([]byte, error) {
-	var b bytes.Buffer
-	switch req.cmd {
-	case "help":
-		writeHelp(&b)
-	case "list":
-		return s.disks(req, s.Inv.Match(req.arg))
-	case "find":
-		return s.disks(req, s.Inv.Find(req.arg))
-	case "peers":
-		if req.json {
-			return PeersJSON(s.Inv.Peers())
-		}
-		return PeersTable(s.Inv.Peers(), s.now()), nil
-	case "status":
-		st := s.status()
-		if req.json {
-			return jsonLine(statusToJSON(st))
-		}
-		s.writeStatus(&b, st)
-	case "refresh", "announce", "ping":
-		return nil, s.action(ctx, req.cmd)
-	case "quit":
-	default:
-		return nil, fmt.Errorf(`unknown command "%s"`, req.cmd)
-	}
-	return b.Bytes(), nil
-}
-
-func (s *Server) action(ctx context.Context, name string) error {
+func (s *Server) action(ctx context.Context, name diskstate.Action) error {
 	if s.Actions == nil {
 		return fmt.Errorf("%s is not available in this daemon", name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, orDefault(s.ActionTimeout, DefaultActionTimeout))
-	defer cancel()
-	var err error
-	switch name {
-	case "refresh":
-		err = s.Actions.Refresh(ctx)
-	case "announce":
-		err = s.Actions.Announce(ctx)
-	case "ping":
-		err = s.Actions.Ping(ctx)
-	}
-	if err != nil {
+	if err := name.Run(ctx, s.Actions, s.ActionTimeout); err != nil {
 		s.log().Warn("control socket: action failed", "action", name, "err", err)
 		return fmt.Errorf("%s failed: %w", name, err)
 	}
 	return nil
 }
 
-func writeHelp(b *bytes.Buffer) {
-	specs := commandSpecs()
+// helpText is the answer of help: each command's usage and help, aligned.
+func helpText() []byte {
+	var b bytes.Buffer
+	cmds := commands()
 	width := 0
-	for _, c := range specs {
+	for _, c := range cmds {
 		width = max(width, len(c.usage))
 	}
-	for _, c := range specs {
-		fmt.Fprintf(b, "%-*s  %s\n", width, c.usage, c.help)
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "%-*s  %s\n", width, c.usage, c.help)
 	}
+	return b.Bytes()
 }
 
-// jsonLine encodes v as one line of JSON. encoding/json escapes control
-// characters (and U+2028, U+2029) inside strings, so the line cannot break.
-func jsonLine(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("encode JSON: %w", err)
-	}
-	return b.Bytes(), nil
-}
-
-func (s *Server) disks(req request, disks []inventory.Disk) ([]byte, error) {
+func disks(req request, disks []diskstate.Disk) ([]byte, error) {
 	if req.json {
-		return DisksJSON(disks)
+		return present.DisksJSON(disks)
 	}
-	return DisksTable(disks), nil
-}
-
-// DisksTable is the human form of a disk list: a header line
-// HOST DEVICE TYPE LABEL UUID MOUNTED and one aligned line per disk, every
-// field escaped, "-" for an empty field; nothing when there are no disks.
-func DisksTable(disks []inventory.Disk) []byte {
-	rows := make([][]string, 0, len(disks))
-	for _, d := range disks {
-		host := d.Hostname
-		if host == "" {
-			host = d.HostID
-		}
-		rows = append(rows, []string{cell(host), cell(d.Device), cell(d.Type), cell(d.Label),
-			cell(d.UUID), cell(strings.Join(d.Mountpoints, ","))})
-	}
-	var b bytes.Buffer
-	writeTable(&b, []string{"HOST", "DEVICE", "TYPE", "LABEL", "UUID", "MOUNTED"}, rows)
-	return b.Bytes()
-}
-
-// PeersTable is the human form of a peer list: a header line
-// HOSTNAME HOST-ID ADDRESS DISKS LAST-HEARD AUTH and one aligned line per
-// peer, last heard counted back from now; nothing when there are no peers.
-func PeersTable(peers []inventory.Peer, now time.Time) []byte {
-	rows := make([][]string, 0, len(peers))
-	for _, p := range peers {
-		auth := "no"
-		if p.Authenticated {
-			auth = "yes"
-		}
-		rows = append(rows, []string{cell(p.Hostname), cell(p.HostID), cell(p.Address),
-			strconv.Itoa(p.Disks), Ago(now.Sub(p.LastHeard)), p.Timeout.String(), auth})
-	}
-	var b bytes.Buffer
-	writeTable(&b, []string{"HOSTNAME", "HOST-ID", "ADDRESS", "DISKS", "LAST-HEARD", "TIMEOUT", "AUTH"}, rows)
-	return b.Bytes()
-}
-
-// cell escapes one table field; an empty field shows as "-".
-func cell(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return Escape(s)
-}
-
-// writeTable writes an aligned table: a header line and one line per row,
-// columns separated by two spaces, widths counted in runes of the (already
-// escaped) text. It writes nothing when there are no rows. A first cell that
-// would make its line look like the end of the answer ("OK", "ERR ...") gets
-// its first letter escaped here, before the widths are measured.
-func writeTable(b *bytes.Buffer, header []string, rows [][]string) {
-	if len(rows) == 0 {
-		return
-	}
-	for _, r := range rows {
-		if c := r[0]; c == "OK" || c == "ERR" || strings.HasPrefix(c, "ERR ") {
-			r[0] = fmt.Sprintf(`\x%02x`, c[0]) + c[1:]
-		}
-	}
-	widths := make([]int, len(header))
-	for _, r := range append([][]string{header}, rows...) {
-		for i, c := range r {
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
-		}
-	}
-	for _, r := range append([][]string{header}, rows...) {
-		for i, c := range r {
-			b.WriteString(c)
-			if i == len(r)-1 {
-				break
-			}
-			b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
-		}
-		b.WriteByte('\n')
-	}
-}
-
-// Ago formats how long ago something happened, for people: "2.1s ago",
-// "42s ago", "3m05s ago", "2h07m ago", "3d04h ago". A negative duration
-// (clock skew) counts as zero.
-func Ago(d time.Duration) string {
-	d = max(d, 0)
-	switch {
-	case d < 10*time.Second:
-		return fmt.Sprintf("%.1fs ago", d.Seconds())
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds ago", int(d/time.Minute), int(d%time.Minute/time.Second))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%02dm ago", int(d/time.Hour), int(d%time.Hour/time.Minute))
-	}
-	return fmt.Sprintf("%dd%02dh ago", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+	return present.DisksTable(disks), nil
 }
 
 // status returns the daemon's status, or what the inventory knows when the
 // daemon gave no Actions.
-func (s *Server) status() Status {
+func (s *Server) status() diskstate.Status {
 	if s.Actions != nil {
 		return s.Actions.Status()
 	}
 	peers, disks := s.Inv.Counts()
 	scan := s.Inv.Scan()
-	st := Status{HostID: s.Inv.HostID(), Hostname: s.Inv.Hostname(), Peers: peers, Disks: disks,
+	st := diskstate.Status{HostID: s.Inv.HostID(), Hostname: s.Inv.Hostname(), Peers: peers, Disks: disks,
 		LastScan: scan.At}
 	if scan.Err != nil {
 		st.ScanError = scan.Err.Error()
 	}
 	return st
-}
-
-func (s *Server) writeStatus(b *bytes.Buffer, st Status) {
-	now := s.now()
-	kv := func(k, v string) { fmt.Fprintf(b, "%s: %s\n", k, v) }
-	kv("version", cell(st.Version))
-	kv("host", cell(st.Hostname))
-	kv("host id", cell(st.HostID))
-	if !st.Started.IsZero() {
-		kv("started", fmt.Sprintf("%s (%s)", st.Started.Format(time.RFC3339), Ago(now.Sub(st.Started))))
-	}
-	kv("peers", strconv.Itoa(st.Peers))
-	kv("disks", strconv.Itoa(st.Disks))
-	if st.LastScan.IsZero() {
-		kv("last scan", "never")
-	} else {
-		kv("last scan", fmt.Sprintf("%s (%s)", st.LastScan.Format(time.RFC3339), Ago(now.Sub(st.LastScan))))
-	}
-	if st.ScanError == "" {
-		kv("scan error", "none")
-	} else {
-		kv("scan error", Escape(st.ScanError))
-	}
-	kv("packets in", strconv.FormatUint(st.PacketsIn, 10))
-	kv("packets out", strconv.FormatUint(st.PacketsOut, 10))
-	kv("packets dropped", strconv.FormatUint(st.PacketsDropped, 10))
-	if len(st.Drops) == 0 {
-		kv("drops by reason", "none")
-	} else {
-		parts := make([]string, 0, len(st.Drops))
-		for _, r := range slices.Sorted(maps.Keys(st.Drops)) {
-			parts = append(parts, fmt.Sprintf("%s=%d", Escape(r), st.Drops[r]))
-		}
-		kv("drops by reason", strings.Join(parts, " "))
-	}
-	for _, e := range st.Extra {
-		kv(cell(e.Key), Escape(e.Value))
-	}
-}
-
-// peerJSON is one peer in peers --json.
-type peerJSON struct {
-	HostID          string    `json:"host_id"`
-	Hostname        string    `json:"hostname"`
-	Address         string    `json:"address"`
-	BootID          string    `json:"boot_id"`
-	Disks           int       `json:"disks"`
-	LastHeard       time.Time `json:"last_heard"`
-	IntervalSeconds float64   `json:"interval_seconds"`
-	TimeoutSeconds  float64   `json:"timeout_seconds"`
-	Authenticated   bool      `json:"authenticated"`
-}
-
-// PeersJSON is the --json form of a peer list: one line holding an array
-// (never null) of objects with host_id, hostname, address, boot_id, disks,
-// last_heard (RFC 3339), interval_seconds, timeout_seconds, authenticated.
-func PeersJSON(peers []inventory.Peer) ([]byte, error) {
-	out := make([]peerJSON, len(peers))
-	for i, p := range peers {
-		out[i] = peerJSON{HostID: p.HostID, Hostname: p.Hostname, Address: p.Address,
-			BootID: p.BootID, Disks: p.Disks, LastHeard: p.LastHeard,
-			IntervalSeconds: p.Interval.Seconds(), TimeoutSeconds: p.Timeout.Seconds(),
-			Authenticated: p.Authenticated}
-	}
-	return jsonLine(out)
-}
-
-// statusJSON is status --json. Times are RFC 3339, null when unknown.
-type statusJSON struct {
-	Version        string            `json:"version"`
-	Hostname       string            `json:"hostname"`
-	HostID         string            `json:"host_id"`
-	Started        *time.Time        `json:"started"`
-	Peers          int               `json:"peers"`
-	Disks          int               `json:"disks"`
-	LastScan       *time.Time        `json:"last_scan"`
-	ScanError      string            `json:"scan_error"`
-	PacketsIn      uint64            `json:"packets_in"`
-	PacketsOut     uint64            `json:"packets_out"`
-	PacketsDropped uint64            `json:"packets_dropped"`
-	Drops          map[string]uint64 `json:"drops"`
-	Extra          map[string]string `json:"extra"`
-}
-
-func statusToJSON(st Status) statusJSON {
-	opt := func(t time.Time) *time.Time {
-		if t.IsZero() {
-			return nil
-		}
-		return &t
-	}
-	out := statusJSON{Version: st.Version, Hostname: st.Hostname, HostID: st.HostID,
-		Started: opt(st.Started), Peers: st.Peers, Disks: st.Disks, LastScan: opt(st.LastScan),
-		ScanError: st.ScanError, PacketsIn: st.PacketsIn, PacketsOut: st.PacketsOut,
-		PacketsDropped: st.PacketsDropped, Drops: map[string]uint64{}, Extra: map[string]string{}}
-	maps.Copy(out.Drops, st.Drops)
-	for _, e := range st.Extra {
-		out.Extra[e.Key] = e.Value
-	}
-	return out
 }

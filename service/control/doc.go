@@ -1,18 +1,20 @@
 // Package control is diskd's Unix control socket: the server side (a line
 // protocol over a listener that comes from systemd socket activation when
-// present), the client side (a connection that sends one line and reads the
-// response), the interactive readline client that `diskd` without -d runs,
-// and the escaping of untrusted strings for human output.
+// present, answered from one table of commands and their handlers) and the
+// client side (a connection that sends one line and reads the response).
 //
 // It is not the owner of any state: it reads the inventory and calls the
-// actions (refresh, announce, ping, status) that the daemon gives it.
+// actions (refresh, announce, ping, status) that the daemon gives it. It
+// does not format: tables, JSON and escaping come from service/present,
+// which diskctl shares. The interactive readline client that `diskd`
+// without -d runs lives with cmd/diskd.
 //
 // # Protocol
 //
 // Line based, UTF-8, usable with `socat - UNIX-CONNECT:PATH`. A client sends
 // one request line; the server answers with zero or more lines and then a
 // final line that is either `OK` or `ERR <message>`. Requests may be
-// pipelined; answers come in order. Decisions beyond DESIGN.md:
+// pipelined; answers come in order. The details:
 //
 //   - A line ends with "\n"; one trailing "\r" is stripped (telnet, socat
 //     crlf). A final line without "\n" before the client half-closes is
@@ -59,8 +61,6 @@
 //     peers, disks, last scan as RFC 3339 and how long ago or "never", scan
 //     error or "none", packets in/out/dropped, drops by reason as
 //     "reason=N ..." or "none", then the daemon's extra lines).
-//   - RunClient handles `quit` itself (it closes the connection without
-//     sending it) and does not send blank lines.
 //   - refresh, announce and ping run with a deadline (Server.ActionTimeout,
 //     2 minutes by default) and are cancelled when the server stops.
 package control

@@ -1,8 +1,7 @@
-package control
+package control_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,71 +10,58 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/control/controltest"
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/testbed"
 )
 
 // TestHelperProcess is not a test: the tests that need another process
-// (socket activation, a terminal) run the test binary again with
+// (socket activation) run the test binary again with
 // DISKD_CONTROL_HELPER set, and this is what it then does.
 func TestHelperProcess(t *testing.T) {
 	switch os.Getenv("DISKD_CONTROL_HELPER") {
 	case "serve":
 		os.Exit(helperServe())
-	case "client":
-		os.Exit(helperClient())
 	}
 }
 
-// helperServe is a tiny daemon: Listen (with DISKD_TEST_FALLBACK as the path
+// helperServe is a tiny daemon: control.Listen (with DISKD_TEST_FALLBACK as the path
 // to use without socket activation), report "activated=BOOL", serve one
 // disk until stdin is closed.
 func helperServe() int {
-	ln, activated, err := Listen(os.Getenv("DISKD_TEST_FALLBACK"), slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ln, activated, err := control.Listen(os.Getenv("DISKD_TEST_FALLBACK"), slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
 	fmt.Printf("activated=%v\n", activated)
 	inv := inventory.New(inventory.Options{HostID: "helper-id", Hostname: "helper"})
-	inv.SetLocal([]inventory.Disk{{Device: "/dev/helper1", UUID: "h-uuid", Label: "HELPER", Type: "ext4"}}, nil)
+	inv.SetLocal([]diskstate.Disk{{Device: "/dev/helper1", UUID: "h-uuid", Label: "HELPER", Type: "ext4"}}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { // ends with the process
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	if err := (&Server{Inv: inv}).Serve(ctx, ln); err != nil {
+	if err := (&control.Server{Inv: inv}).Serve(ctx, ln); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		return 1
 	}
 	return 0
 }
 
-// helperClient runs RunClient on the process's own terminal and writes its
-// exit status to DISKD_TEST_EXITFILE.
-func helperClient() int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	code := RunClient(ctx, os.Getenv("DISKD_TEST_SOCKET"), os.Stdin, os.Stdout, os.Stderr)
-	_ = os.WriteFile(os.Getenv("DISKD_TEST_EXITFILE"), []byte(strconv.Itoa(code)), 0o644)
-	return code
-}
-
 func TestListenCreatesSocket(t *testing.T) {
 	base := t.TempDir()
 	dir := filepath.Join(base, "run", "diskd")
 	path := filepath.Join(dir, "diskd.sock")
-	ln, activated, err := Listen(path, nil)
+	ln, activated, err := control.Listen(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,15 +91,15 @@ func TestListenCreatesSocket(t *testing.T) {
 
 func TestListenRefusesWhenServed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "diskd.sock")
-	ln, _, err := Listen(path, nil)
+	ln, _, err := control.Listen(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ln2, _, err := Listen(path, nil)
+	ln2, _, err := control.Listen(path, nil)
 	if err == nil {
 		ln2.Close()
-		t.Fatal("second Listen succeeded")
+		t.Fatal("second control.Listen succeeded")
 	}
 	if want := "another diskd is already listening on " + path; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
@@ -136,7 +122,7 @@ func TestListenRemovesStaleSocket(t *testing.T) {
 	if m := fileMode(t, path); m.Type() != os.ModeSocket {
 		t.Fatalf("no stale socket: %v", m)
 	}
-	ln, _, err := Listen(path, nil)
+	ln, _, err := control.Listen(path, nil)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -151,7 +137,7 @@ func TestListenRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		setup   func(t *testing.T, dir string) // dir is the socket's directory
-		wantErr string                         // empty: Listen must succeed
+		wantErr string                         // empty: control.Listen must succeed
 	}{
 		{"private directory", func(t *testing.T, dir string) { chmod(t, dir, 0o700) }, ""},
 		{"world-readable directory", func(t *testing.T, dir string) { chmod(t, dir, 0o755) }, ""},
@@ -185,7 +171,7 @@ func TestListenRefuses(t *testing.T) {
 			}
 			tc.setup(t, dir)
 			path := filepath.Join(dir, "diskd.sock")
-			ln, _, err := Listen(path, nil)
+			ln, _, err := control.Listen(path, nil)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -206,7 +192,7 @@ func TestListenRefuses(t *testing.T) {
 		})
 	}
 	t.Run("path too long", func(t *testing.T) {
-		if _, _, err := Listen(long, nil); err == nil || !strings.Contains(err.Error(), "too long") {
+		if _, _, err := control.Listen(long, nil); err == nil || !strings.Contains(err.Error(), "too long") {
 			t.Errorf("Listen(long path) = %v", err)
 		}
 	})
@@ -261,31 +247,13 @@ func TestListenSystemdSocketActivate(t *testing.T) {
 	runActivatedHelper(t, cmd, path, fallback, nil)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a child's stderr and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runActivatedHelper starts cmd (which runs helperServe with a socket
 // passed by systemd's protocol), talks to it through path, and checks that
 // it reported activated=true, did not create its fallback socket, and ends
 // cleanly when its stdin is closed.
 func runActivatedHelper(t *testing.T, cmd *exec.Cmd, path, fallback string, passed *os.File) {
 	t.Helper()
-	stderr := &lockedBuffer{}
+	stderr := &controltest.LockedBuffer{}
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -326,9 +294,9 @@ func runActivatedHelper(t *testing.T, cmd *exec.Cmd, path, fallback string, pass
 		}
 	})
 
-	var c *Client
-	waitFor(t, "the activated socket", func() bool {
-		c, err = Dial(context.Background(), path)
+	var c *control.Client
+	controltest.WaitFor(t, "the activated socket", func() bool {
+		c, err = control.Dial(context.Background(), path)
 		return err == nil
 	})
 	defer c.Close()

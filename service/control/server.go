@@ -14,7 +14,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/present"
 )
 
 // MaxLineBytes is the longest request line the server reads, not counting
@@ -23,45 +25,9 @@ const MaxLineBytes = 4096
 
 // Defaults for the Server's zero-valued fields.
 const (
-	DefaultMaxConns      = 64
-	DefaultWriteTimeout  = 10 * time.Second
-	DefaultActionTimeout = 2 * time.Minute
+	DefaultMaxConns     = 64
+	DefaultWriteTimeout = 10 * time.Second
 )
-
-// KV is one more line of status output: "Key: Value" for people, and
-// "Key": "Value" in the "extra" object of status --json.
-type KV struct {
-	Key, Value string
-}
-
-// Status is what the status command shows. The daemon fills it in.
-type Status struct {
-	Version        string
-	HostID         string
-	Hostname       string
-	Started        time.Time
-	Peers          int
-	Disks          int
-	LastScan       time.Time // zero: no scan yet
-	ScanError      string    // empty: the last scan succeeded
-	PacketsIn      uint64
-	PacketsOut     uint64
-	PacketsDropped uint64
-	Drops          map[string]uint64 // dropped datagrams by reason
-	Extra          []KV              // more lines, optional
-}
-
-// Actions are what the daemon lets the control socket do.
-type Actions interface {
-	// Refresh rescans the local disks now and returns when the scan is done.
-	Refresh(ctx context.Context) error
-	// Announce multicasts the local disk list now.
-	Announce(ctx context.Context) error
-	// Ping asks every peer to re-announce.
-	Ping(ctx context.Context) error
-	// Status reports the daemon's state for the status command.
-	Status() Status
-}
 
 // Server serves the control protocol (see the package documentation) on a
 // listener. Inv is required; the other fields are optional. A Server must not
@@ -71,7 +37,7 @@ type Server struct {
 	Inv *inventory.Inventory
 	// Actions runs refresh, announce, ping and status. When nil, those
 	// commands answer ERR, and status shows what the inventory knows.
-	Actions Actions
+	Actions diskstate.Actions
 	// Log receives connection and error logs (default: discarded).
 	Log *slog.Logger
 	// MaxConns caps the connections served at once (default 64).
@@ -273,7 +239,8 @@ func (s *Server) handle(ctx context.Context, line string) (body []byte, errMsg s
 		return nil, "", false, false
 	}
 	s.log().Debug("control socket: request", "command", req.cmd)
-	body, err = s.run(ctx, req)
+	cmd, _ := lookupCommand(req.cmd) // parseRequest knows it
+	body, err = cmd.run(s, ctx, req)
 	if err != nil {
 		return nil, err.Error(), false, true
 	}
@@ -293,7 +260,7 @@ const writeChunk = 64 << 10
 func (w *deadlineWriter) respond(body []byte, errMsg string) error {
 	var tail string
 	if errMsg != "" {
-		body, tail = nil, "ERR "+Escape(errMsg)+"\n"
+		body, tail = nil, "ERR "+present.Escape(errMsg)+"\n"
 	} else {
 		body, tail = guardLines(body), "OK\n"
 	}

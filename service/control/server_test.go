@@ -1,4 +1,4 @@
-package control
+package control_test
 
 import (
 	"context"
@@ -15,12 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/control/controltest"
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 )
 
 func TestHumanOutput(t *testing.T) {
-	ts := startServer(t, &Server{})
-	c := dialClient(t, ts.path)
+	ts := controltest.Start(t, &control.Server{})
+	c := dialClient(t, ts.Path)
 	listAll := []string{
 		"HOST   DEVICE     TYPE  LABEL            UUID       MOUNTED",
 		"alpha  /dev/sda1  ext4  BACKUP-2019      1111-aaaa  /mnt/backup",
@@ -79,19 +82,19 @@ func TestHumanOutput(t *testing.T) {
 			}
 		})
 	}
-	if got, want := ts.actions.Calls(), []string{"refresh", "announce", "ping"}; !slices.Equal(got, want) {
+	if got, want := ts.Actions.Calls(), []string{"refresh", "announce", "ping"}; !slices.Equal(got, want) {
 		t.Errorf("actions called: %v, want %v", got, want)
 	}
 }
 
 func TestHelp(t *testing.T) {
-	ts := startServer(t, &Server{})
-	got, err := dialClient(t, ts.path).Do(context.Background(), "help")
+	ts := controltest.Start(t, &control.Server{})
+	got, err := dialClient(t, ts.Path).Do(context.Background(), "help")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(commandSpecs()) {
-		t.Fatalf("help has %d lines, want %d:\n%s", len(got), len(commandSpecs()), strings.Join(got, "\n"))
+	if len(got) != len(control.Commands()) {
+		t.Fatalf("help has %d lines, want %d:\n%s", len(got), len(control.Commands()), strings.Join(got, "\n"))
 	}
 	for i, name := range []string{"help", "list [--json] [PATTERN]", "find [--json] TERM", "peers [--json]",
 		"status [--json]", "refresh", "announce", "ping", "quit"} {
@@ -102,7 +105,7 @@ func TestHelp(t *testing.T) {
 }
 
 // jsonDisks runs a --json disk query and returns the parsed answer.
-func jsonDisks(t *testing.T, c *Client, line string) []inventory.Disk {
+func jsonDisks(t *testing.T, c *control.Client, line string) []diskstate.Disk {
 	t.Helper()
 	got, err := c.Do(context.Background(), line)
 	if err != nil {
@@ -111,7 +114,7 @@ func jsonDisks(t *testing.T, c *Client, line string) []inventory.Disk {
 	if len(got) != 1 {
 		t.Fatalf("Do(%q): %d lines, want one JSON line", line, len(got))
 	}
-	var disks []inventory.Disk
+	var disks []diskstate.Disk
 	if err := json.Unmarshal([]byte(got[0]), &disks); err != nil {
 		t.Fatalf("Do(%q): %v in %s", line, err, got[0])
 	}
@@ -121,7 +124,7 @@ func jsonDisks(t *testing.T, c *Client, line string) []inventory.Disk {
 	return disks
 }
 
-func devices(disks []inventory.Disk) []string {
+func devices(disks []diskstate.Disk) []string {
 	var out []string
 	for _, d := range disks {
 		out = append(out, d.Device)
@@ -130,12 +133,12 @@ func devices(disks []inventory.Disk) []string {
 }
 
 func TestListAndFindJSON(t *testing.T) {
-	ts := startServer(t, &Server{})
-	c := dialClient(t, ts.path)
+	ts := controltest.Start(t, &control.Server{})
+	c := dialClient(t, ts.Path)
 
 	// The whole list, parsed back, is exactly the inventory.
 	all := jsonDisks(t, c, "list --json")
-	want := ts.inv.Disks()
+	want := ts.Inv.Disks()
 	if len(all) != len(want) {
 		t.Fatalf("list --json: %d disks, want %d", len(all), len(want))
 	}
@@ -195,8 +198,8 @@ func TestListAndFindJSON(t *testing.T) {
 }
 
 func TestPeersAndStatusJSON(t *testing.T) {
-	ts := startServer(t, &Server{})
-	c := dialClient(t, ts.path)
+	ts := controltest.Start(t, &control.Server{})
+	c := dialClient(t, ts.Path)
 	for _, tc := range []struct {
 		line string
 		want any
@@ -234,13 +237,13 @@ func TestPeersAndStatusJSON(t *testing.T) {
 }
 
 func TestNoActions(t *testing.T) {
-	inv := testInventory(t)
+	inv := controltest.Inventory(t)
 	inv.SetLocal(nil, errors.New("blkid: exit status 2"))
-	ts := startServerWith(t, &Server{Inv: inv}, false)
-	c := dialClient(t, ts.path)
+	ts := controltest.StartWith(t, &control.Server{Inv: inv}, false)
+	c := dialClient(t, ts.Path)
 	for _, cmd := range []string{"refresh", "announce", "ping"} {
 		_, err := c.Do(context.Background(), cmd)
-		var re *RemoteError
+		var re *control.RemoteError
 		if !errors.As(err, &re) || re.Msg != cmd+" is not available in this daemon" {
 			t.Errorf("%s: %v, want a RemoteError", cmd, err)
 		}
@@ -258,14 +261,14 @@ func TestNoActions(t *testing.T) {
 }
 
 func TestActionError(t *testing.T) {
-	ts := startServer(t, &Server{})
-	ts.actions.err = errors.New("blkid: boom\nsecond line \x1b[31m")
-	c := dialClient(t, ts.path)
+	ts := controltest.Start(t, &control.Server{})
+	ts.Actions.Err = errors.New("blkid: boom\nsecond line \x1b[31m")
+	c := dialClient(t, ts.Path)
 	for _, cmd := range []string{"refresh", "announce", "ping"} {
 		_, err := c.Do(context.Background(), cmd)
-		var re *RemoteError
+		var re *control.RemoteError
 		if want := cmd + ` failed: blkid: boom\nsecond line \x1b[31m`; !errors.As(err, &re) || re.Msg != want {
-			t.Errorf("%s: %v, want RemoteError %q", cmd, err, want)
+			t.Errorf("%s: %v, want control.RemoteError %q", cmd, err, want)
 		}
 	}
 }
@@ -273,8 +276,8 @@ func TestActionError(t *testing.T) {
 // TestProtocol checks the exact bytes of the line protocol, and that the
 // connection stays usable after each error unless it must be closed.
 func TestProtocol(t *testing.T) {
-	ts := startServer(t, &Server{})
-	long := "find " + strings.Repeat("x", MaxLineBytes-len("find "))
+	ts := controltest.Start(t, &control.Server{})
+	long := "find " + strings.Repeat("x", control.MaxLineBytes-len("find "))
 	for _, tc := range []struct {
 		name   string
 		send   string
@@ -292,21 +295,25 @@ func TestProtocol(t *testing.T) {
 		{"option not taken", "refresh --json\n", 0, `ERR usage: refresh (unknown option "--json")`, false},
 		{"unknown option", "list --yaml\n", 0, `ERR usage: list [--json] [PATTERN] (unknown option "--yaml")`, false},
 		{"double dash", "list -- --json\n", 0, "OK", false},
-		{"help", "help\n", len(commandSpecs()), "OK", false},
+		{"help", "help\n", len(control.Commands()), "OK", false},
 		{"CRLF", "status\r\n", 13, "OK", false},
 		{"CRLF after error", "bogus\r\n", 0, `ERR unknown command "bogus"`, false},
 		{"invalid UTF-8", "list \xff\xfe\n", 0, "ERR request is not valid UTF-8", false},
 		{"NUL in request", "li\x00st\n", 0, `ERR unknown command "li\x00st"`, false},
 		{"longest line", long + "\n", 0, "OK", false},
 		{"longest line with CRLF", long + "\r\n", 0, "OK", false},
-		{"line too long", long + "x\n", 0, fmt.Sprintf("ERR request line too long (more than %d bytes)", MaxLineBytes), true},
-		{"line far too long", strings.Repeat("y", 100000) + "\n", 0, fmt.Sprintf("ERR request line too long (more than %d bytes)", MaxLineBytes), true},
+		{"line too long", long + "x\n", 0, fmt.Sprintf("ERR request line too long (more than %d bytes)", control.MaxLineBytes), true},
+		{"line far too long", strings.Repeat("y", 100000) + "\n", 0, fmt.Sprintf("ERR request line too long (more than %d bytes)", control.MaxLineBytes), true},
 		{"quit", "quit\n", 0, "OK", true},
 		{"QUIT with CRLF", "QUIT\r\n", 0, "OK", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := dialRaw(t, ts.path)
-			r.send(tc.send)
+			r := dialRaw(t, ts.Path)
+			if tc.closed {
+				r.sendRefused(tc.send)
+			} else {
+				r.send(tc.send)
+			}
 			lines, final := r.answer()
 			if len(lines) != tc.lines || final != tc.final {
 				t.Fatalf("answer %q then %q, want %d lines then %q", lines, final, tc.lines, tc.final)
@@ -324,11 +331,11 @@ func TestProtocol(t *testing.T) {
 }
 
 func TestBlankLinesAndPipelining(t *testing.T) {
-	ts := startServer(t, &Server{})
-	r := dialRaw(t, ts.path)
+	ts := controltest.Start(t, &control.Server{})
+	r := dialRaw(t, ts.Path)
 	// Blank lines get no answer; pipelined requests are answered in order.
 	r.send("\n   \n\t\r\nhelp\nbogus\n\nstatus\n")
-	if lines, final := r.answer(); final != "OK" || len(lines) != len(commandSpecs()) || !strings.HasPrefix(lines[0], "help ") {
+	if lines, final := r.answer(); final != "OK" || len(lines) != len(control.Commands()) || !strings.HasPrefix(lines[0], "help ") {
 		t.Fatalf("first answer %q then %q, want help", lines, final)
 	}
 	if lines, final := r.answer(); final != `ERR unknown command "bogus"` || len(lines) != 0 {
@@ -349,17 +356,17 @@ func TestBlankLinesAndPipelining(t *testing.T) {
 }
 
 func TestHostileStrings(t *testing.T) {
-	inv := inventory.New(inventory.Options{HostID: "hostid-local", Hostname: "alpha", Now: fixedNow})
+	inv := inventory.New(inventory.Options{HostID: "hostid-local", Hostname: "alpha", Now: controltest.T0})
 	evilLabel := "evil\x1b[2J\x1b]52;c;aGVsbG8=\x07\u202e"
 	evilMount := "/mnt/a\nb\\c"
-	inv.SetLocal([]inventory.Disk{{Device: "/dev/sde1", Type: "ext4", Label: evilLabel, UUID: "5555",
+	inv.SetLocal([]diskstate.Disk{{Device: "/dev/sde1", Type: "ext4", Label: evilLabel, UUID: "5555",
 		Mountpoints: []string{evilMount}}}, nil)
 	if err := inv.Apply(inventory.Announcement{HostID: "h\x1b", Hostname: "ERR", BootID: "b", Seq: 1,
-		Interval: time.Second, Address: "192.0.2.9:1\r", Disks: []inventory.Disk{{Device: "/dev/x\xff", UUID: "6"}}}); err != nil {
+		Interval: time.Second, Address: "192.0.2.9:1\r", Disks: []diskstate.Disk{{Device: "/dev/x\xff", UUID: "6"}}}); err != nil {
 		t.Fatal(err)
 	}
-	ts := startServer(t, &Server{Inv: inv})
-	c := dialClient(t, ts.path)
+	ts := controltest.Start(t, &control.Server{Inv: inv})
+	c := dialClient(t, ts.Path)
 
 	lines, err := c.Do(context.Background(), "list")
 	if err != nil {
@@ -402,28 +409,28 @@ func TestHostileStrings(t *testing.T) {
 }
 
 func TestMaxConns(t *testing.T) {
-	ts := startServer(t, &Server{MaxConns: 2})
-	a, b := dialRaw(t, ts.path), dialRaw(t, ts.path)
+	ts := controltest.Start(t, &control.Server{MaxConns: 2})
+	a, b := dialRaw(t, ts.Path), dialRaw(t, ts.Path)
 	for _, r := range []*rawConn{a, b} {
 		r.send("status\n")
 		if _, final := r.answer(); final != "OK" {
 			t.Fatal(final)
 		}
 	}
-	over := dialRaw(t, ts.path)
+	over := dialRaw(t, ts.Path)
 	if l, err := over.readLine(); err != nil || l != "ERR too many connections" {
 		t.Fatalf("third connection got %q, %v", l, err)
 	}
 	over.expectEOF()
 	// The client API reports it as an ERR answer.
-	c := dialClient(t, ts.path)
-	var re *RemoteError
+	c := dialClient(t, ts.Path)
+	var re *control.RemoteError
 	if _, err := c.Do(context.Background(), "status"); !errors.As(err, &re) || re.Msg != "too many connections" {
 		t.Fatalf("Do over the limit: %v", err)
 	}
 	// Once one leaves, a new one is served.
 	a.c.Close()
-	waitFor(t, "a free connection slot", func() bool { return probeStatus(ts.path) })
+	controltest.WaitFor(t, "a free connection slot", func() bool { return probeStatus(ts.Path) })
 	b.send("peers\n")
 	if _, final := b.answer(); final != "OK" {
 		t.Fatal(final)
@@ -431,16 +438,16 @@ func TestMaxConns(t *testing.T) {
 }
 
 func TestConcurrentClients(t *testing.T) {
-	ts := startServer(t, &Server{})
+	ts := controltest.Start(t, &control.Server{})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	// Meanwhile the inventory changes.
 	wg.Go(func() {
 		for seq := uint64(2); ctx.Err() == nil; seq++ {
-			ds := []inventory.Disk{{Device: fmt.Sprintf("/dev/vd%d", seq%7), UUID: "u", Label: "L"}}
-			_ = ts.inv.Apply(inventory.Announcement{HostID: "hostid-gamma", Hostname: "gamma", BootID: "b",
+			ds := []diskstate.Disk{{Device: fmt.Sprintf("/dev/vd%d", seq%7), UUID: "u", Label: "L"}}
+			_ = ts.Inv.Apply(inventory.Announcement{HostID: "hostid-gamma", Hostname: "gamma", BootID: "b",
 				Seq: seq, Interval: time.Second, Disks: ds})
-			ts.inv.SetLocal(ds, nil)
+			ts.Inv.SetLocal(ds, nil)
 			time.Sleep(time.Millisecond)
 		}
 	})
@@ -450,7 +457,7 @@ func TestConcurrentClients(t *testing.T) {
 	var clients sync.WaitGroup
 	for i := range 40 {
 		clients.Go(func() {
-			c, err := Dial(context.Background(), ts.path)
+			c, err := control.Dial(context.Background(), ts.Path)
 			if err != nil {
 				errs <- err
 				return
@@ -460,7 +467,7 @@ func TestConcurrentClients(t *testing.T) {
 			for range 30 {
 				cmd := cmds[rng.IntN(len(cmds))]
 				lines, err := c.Do(context.Background(), cmd)
-				var re *RemoteError
+				var re *control.RemoteError
 				switch {
 				case cmd == "bogus" && errors.As(err, &re):
 				case err != nil:
@@ -484,11 +491,11 @@ func TestConcurrentClients(t *testing.T) {
 
 func TestServeStopsOnCancel(t *testing.T) {
 	path := t.TempDir() + "/diskd.sock"
-	ln, _, err := Listen(path, nil)
+	ln, _, err := control.Listen(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Inv: testInventory(t), Actions: &fakeActions{status: testStatus()}}
+	srv := &control.Server{Inv: controltest.Inventory(t), Actions: &*controltest.NewActions()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -512,7 +519,7 @@ func TestServeStopsOnCancel(t *testing.T) {
 	}
 	idle.expectEOF()
 	partial.expectEOF()
-	var re *RemoteError
+	var re *control.RemoteError
 	if _, err := c.Do(context.Background(), "status"); err == nil || errors.As(err, &re) {
 		t.Fatalf("Do after stop: %v, want a connection error", err)
 	}
@@ -527,7 +534,7 @@ func TestServeListenerClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- (&Server{Inv: testInventory(t)}).Serve(context.Background(), ln) }()
+	go func() { done <- (&control.Server{Inv: controltest.Inventory(t)}).Serve(context.Background(), ln) }()
 	ln.Close()
 	select {
 	case err := <-done:
@@ -543,75 +550,18 @@ func TestServeListenerClosed(t *testing.T) {
 // disconnected, and its slot is freed.
 func TestWriteTimeout(t *testing.T) {
 	inv := inventory.New(inventory.Options{HostID: "h", Hostname: "alpha"})
-	var disks []inventory.Disk
+	var disks []diskstate.Disk
 	for i := range 3000 {
-		disks = append(disks, inventory.Disk{Device: fmt.Sprintf("/dev/disk%d", i), UUID: fmt.Sprint(i),
+		disks = append(disks, diskstate.Disk{Device: fmt.Sprintf("/dev/disk%d", i), UUID: fmt.Sprint(i),
 			Label: strings.Repeat("L", 200)})
 	}
 	inv.SetLocal(disks, nil)
-	ts := startServer(t, &Server{Inv: inv, MaxConns: 1, WriteTimeout: 200 * time.Millisecond})
-	stuck := dialRaw(t, ts.path)
+	ts := controltest.Start(t, &control.Server{Inv: inv, MaxConns: 1, WriteTimeout: 200 * time.Millisecond})
+	stuck := dialRaw(t, ts.Path)
 	stuck.send("list --json\nlist --json\nlist --json\n")
 	start := time.Now()
-	waitFor(t, "the stuck client to be dropped", func() bool { return probeStatus(ts.path) })
+	controltest.WaitFor(t, "the stuck client to be dropped", func() bool { return probeStatus(ts.Path) })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v to drop a client that does not read", d)
-	}
-}
-
-func TestGuardLines(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"", ""},
-		{"a\nb\n", "a\nb\n"},
-		{"OK\n", `\x4fK` + "\n"},
-		{"x\nERR\nERR y\nERRx\nOKAY\n", "x\n" + `\x45RR` + "\n" + `\x45RR y` + "\nERRx\nOKAY\n"},
-	} {
-		if got := string(guardLines([]byte(tc.in))); got != tc.want {
-			t.Errorf("guardLines(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestAgo(t *testing.T) {
-	for _, tc := range []struct {
-		d    time.Duration
-		want string
-	}{
-		{-time.Second, "0.0s ago"},
-		{2100 * time.Millisecond, "2.1s ago"},
-		{42 * time.Second, "42s ago"},
-		{3*time.Minute + 5*time.Second, "3m05s ago"},
-		{2*time.Hour + 7*time.Minute, "2h07m ago"},
-		{76 * time.Hour, "3d04h ago"},
-	} {
-		if got := Ago(tc.d); got != tc.want {
-			t.Errorf("Ago(%v) = %q, want %q", tc.d, got, tc.want)
-		}
-	}
-}
-
-func TestExportedFormatters(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		got  func() ([]byte, error)
-		want string
-	}{
-		{"no disks", func() ([]byte, error) { return DisksJSON(nil) }, "[]\n"},
-		{"no peers", func() ([]byte, error) { return PeersJSON(nil) }, "[]\n"},
-		{"nil mountpoints", func() ([]byte, error) {
-			return DisksJSON([]inventory.Disk{{Device: "/dev/x", LastSeen: t0}})
-		}, `[{"host_id":"","hostname":"","device":"/dev/x","uuid":"","partuuid":"","label":"","type":"","mountpoints":[],"local":false,"last_seen":"2024-05-01T12:00:00Z"}]` + "\n"},
-		{"empty disk table", func() ([]byte, error) { return DisksTable(nil), nil }, ""},
-		{"empty peer table", func() ([]byte, error) { return PeersTable(nil, t0), nil }, ""},
-		{"host id when no hostname", func() ([]byte, error) {
-			return DisksTable([]inventory.Disk{{HostID: "id", Device: "/dev/x"}}), nil
-		}, "HOST  DEVICE  TYPE  LABEL  UUID  MOUNTED\nid    /dev/x  -     -      -     -\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.got()
-			if err != nil || string(got) != tc.want {
-				t.Errorf("got %q, %v; want %q", got, err, tc.want)
-			}
-		})
 	}
 }

@@ -27,8 +27,10 @@ import (
 
 	"github.com/diskd/diskd/dbusapi"
 	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/multicast"
+	"github.com/diskd/diskd/service/present"
 	"github.com/diskd/diskd/service/scan"
 	"github.com/diskd/diskd/service/schedule"
 	"github.com/diskd/diskd/service/wire"
@@ -38,7 +40,7 @@ import (
 type Config struct {
 	Version          string
 	Socket           string
-	Group            netip.AddrPort
+	Groups           []netip.AddrPort // at most one per address family
 	Interfaces       []string
 	TTL              int
 	AnnounceInterval time.Duration
@@ -54,9 +56,12 @@ type Config struct {
 	NoUevents        bool
 }
 
-// Defaults of DESIGN.md.
+// Default groups: DefaultGroup is used when no group is given;
+// DefaultGroup6 is the IPv6 group to give for IPv6 (see README: TTL and
+// IPv6).
 var (
-	DefaultGroup = netip.MustParseAddrPort("239.255.77.77:4277")
+	DefaultGroup  = netip.MustParseAddrPort("239.255.77.77:4277")
+	DefaultGroup6 = netip.MustParseAddrPort("[ff15::d15c]:4277")
 )
 
 // Default intervals and timeouts.
@@ -118,7 +123,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer ln.Close()
 
-	conn, err := multicast.Open(multicast.ConnOptions{Group: cfg.Group, Interfaces: cfg.Interfaces, TTL: cfg.TTL})
+	groups := cfg.Groups
+	if len(groups) == 0 {
+		groups = []netip.AddrPort{DefaultGroup}
+	}
+	conn, err := multicast.Open(multicast.ConnOptions{Groups: groups, Interfaces: cfg.Interfaces, TTL: cfg.TTL, Log: log})
 	if err != nil {
 		return err
 	}
@@ -170,7 +179,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 
 	log.Info("diskd starting", "version", cfg.Version, "host_id", id.HostID, "hostname", id.Hostname,
-		"socket", ln.Addr().String(), "socket_activated", activated, "group", cfg.Group,
+		"socket", ln.Addr().String(), "socket_activated", activated, "groups", conn.Groups(),
 		"interfaces", ifaceNames(conn), "payload_budget", conn.Budget(), "sealed", ring != nil)
 
 	var wg sync.WaitGroup
@@ -256,14 +265,7 @@ func (d *daemon) scan(ctx context.Context, p *scan.Prober) error {
 		d.inv.SetLocal(nil, err)
 		return err
 	}
-	local := make([]inventory.Disk, 0, len(disks))
-	for _, s := range disks {
-		local = append(local, inventory.Disk{
-			Device: s.Device, UUID: s.UUID, PartUUID: s.PartUUID, Label: s.Label,
-			Type: s.Type, Mountpoints: s.Mountpoints,
-		})
-	}
-	d.inv.SetLocal(local, nil)
+	d.inv.SetLocal(disks, nil)
 	return nil
 }
 
@@ -279,14 +281,14 @@ func (d *daemon) follow(ctx context.Context, sub *inventory.Subscription) error 
 			switch e.Kind {
 			case inventory.PeerJoined, inventory.PeerLost:
 				d.log.Info("peer "+e.Kind.String(), "host_id", e.Peer.HostID,
-					"hostname", control.Escape(e.Peer.Hostname), "address", e.Peer.Address, "reason", e.Reason)
+					"hostname", present.Escape(e.Peer.Hostname), "address", e.Peer.Address, "reason", e.Reason)
 				if e.Kind == inventory.PeerJoined {
 					d.expJob.Trigger(ctx, e.Peer.Timeout) // its deadline, if earlier than the next run
 				}
 			default:
-				d.log.Info("disk "+e.Kind.String(), "host", control.Escape(e.Disk.Hostname),
-					"device", control.Escape(e.Disk.Device), "label", control.Escape(e.Disk.Label),
-					"uuid", control.Escape(e.Disk.UUID), "local", e.Disk.Local)
+				d.log.Info("disk "+e.Kind.String(), "host", present.Escape(e.Disk.Hostname),
+					"device", present.Escape(e.Disk.Device), "label", present.Escape(e.Disk.Label),
+					"uuid", present.Escape(e.Disk.UUID), "local", e.Disk.Local)
 				if e.Disk.Local {
 					d.annJob.Trigger(ctx, 0)
 				}
@@ -340,11 +342,11 @@ func (d *daemon) Announce(ctx context.Context) error { return d.annJob.RunNow(ct
 func (d *daemon) Ping(ctx context.Context) error { return d.mc.Ping(ctx) }
 
 // Status gathers the numbers of `status`.
-func (d *daemon) Status() control.Status {
+func (d *daemon) Status() diskstate.Status {
 	peers, disks := d.inv.Counts()
 	sc := d.inv.Scan()
 	ms := d.mc.Stats()
-	st := control.Status{
+	st := diskstate.Status{
 		Version: d.cfg.Version, HostID: d.inv.HostID(), Hostname: d.inv.Hostname(), Started: d.started,
 		Peers: peers, Disks: disks, LastScan: sc.At,
 		PacketsIn: ms.In, PacketsOut: ms.Out, PacketsDropped: ms.Dropped, Drops: ms.Drops,

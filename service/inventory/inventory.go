@@ -26,51 +26,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
-
-// Disk is one filesystem on one host. The JSON keys are the contract of the
-// control socket's --json output and of the D-Bus a{sv} dictionaries.
-type Disk struct {
-	HostID      string    `json:"host_id"`
-	Hostname    string    `json:"hostname"`
-	Device      string    `json:"device"`
-	UUID        string    `json:"uuid"`
-	PartUUID    string    `json:"partuuid"`
-	Label       string    `json:"label"`
-	Type        string    `json:"type"`
-	Mountpoints []string  `json:"mountpoints"`
-	Local       bool      `json:"local"`
-	LastSeen    time.Time `json:"last_seen"`
-}
-
-// Mounted reports whether the disk has at least one mount point.
-func (d Disk) Mounted() bool { return len(d.Mountpoints) > 0 }
 
 // diskKey identifies a disk within one host: its device and filesystem UUID.
 type diskKey struct{ device, uuid string }
 
-func (d Disk) key() diskKey { return diskKey{d.Device, d.UUID} }
-
-// sameContent reports whether two versions of one disk differ in nothing that
-// a user would call a change (LastSeen excluded).
-func (d Disk) sameContent(o Disk) bool {
-	return d.Label == o.Label && d.Type == o.Type && d.PartUUID == o.PartUUID &&
-		d.Hostname == o.Hostname && slices.Equal(d.Mountpoints, o.Mountpoints)
-}
-
-// Peer is another host heard on the network.
-type Peer struct {
-	HostID        string
-	Hostname      string
-	Address       string // source address of its last datagram
-	BootID        string // the peer's daemon instance
-	Seq           uint64
-	Interval      time.Duration // the peer's own announce interval
-	Timeout       time.Duration // lost when not heard from for this long
-	LastHeard     time.Time
-	Authenticated bool // its datagrams were sealed with a key of our keyring
-	Disks         int
-}
+func keyOf(d *diskstate.Disk) diskKey { return diskKey{d.Device, d.UUID} }
 
 // EventKind says what changed.
 type EventKind int
@@ -110,8 +73,8 @@ const (
 // for a remote disk event, the peer that owns the disk).
 type Event struct {
 	Kind   EventKind
-	Disk   Disk
-	Peer   Peer
+	Disk   diskstate.Disk
+	Peer   diskstate.Peer
 	Reason string // PeerLost only
 }
 
@@ -177,22 +140,22 @@ type ScanState struct {
 }
 
 type peerState struct {
-	info Peer
+	info diskstate.Peer
 	// seen is when the disks were last announced, and so the LastSeen of
 	// every one of them (each announcement lists them all). The LastSeen
 	// stored in disks is not kept up to date: read them with sorted, or
 	// set LastSeen to seen.
 	seen  time.Time
-	disks map[diskKey]Disk
+	disks map[diskKey]diskstate.Disk
 	// order is disks sorted by device and uuid (with LastSeen as stored),
 	// made whenever disks are replaced, so that Disks need not sort them
-	// again at every call (issue 7's profile: sorting 16,000 disks was a
-	// third of a `list --json` at scale).
-	order []Disk
+	// again at every call (in a profile of 16,000 disks, sorting was a
+	// third of a `list --json`).
+	order []diskstate.Disk
 }
 
 // sorted returns the peer's disks sorted, with their LastSeen.
-func (ps *peerState) sorted() []Disk {
+func (ps *peerState) sorted() []diskstate.Disk {
 	out := slices.Clone(ps.order)
 	for i := range out {
 		out[i].LastSeen = ps.seen
@@ -205,8 +168,8 @@ type Inventory struct {
 	opts Options
 
 	mu         sync.RWMutex
-	local      map[diskKey]Disk
-	localOrder []Disk // local sorted by device and uuid
+	local      map[diskKey]diskstate.Disk
+	localOrder []diskstate.Disk // local sorted by device and uuid
 	peers      map[string]*peerState
 	tombs      *tombstones // last accepted sequence of departed peers
 	remote     int         // disks held for peers, for MaxDisks
@@ -234,7 +197,7 @@ func New(opts Options) *Inventory {
 	}
 	return &Inventory{
 		opts:  opts,
-		local: map[diskKey]Disk{},
+		local: map[diskKey]diskstate.Disk{},
 		peers: map[string]*peerState{},
 		tombs: newTombstones(opts.MaxTombstones),
 		subs:  map[*Subscription]struct{}{},
@@ -252,7 +215,7 @@ func (inv *Inventory) Hostname() string { return inv.opts.Hostname }
 // read) and the differences are published. On failure the previous list is
 // kept, since nothing is known about what changed, and only the error is
 // recorded. It reports whether the local list changed.
-func (inv *Inventory) SetLocal(disks []Disk, err error) bool {
+func (inv *Inventory) SetLocal(disks []diskstate.Disk, err error) bool {
 	now := inv.opts.Now()
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
@@ -260,13 +223,13 @@ func (inv *Inventory) SetLocal(disks []Disk, err error) bool {
 	if err != nil {
 		return false
 	}
-	next := make(map[diskKey]Disk, len(disks))
+	next := make(map[diskKey]diskstate.Disk, len(disks))
 	for _, d := range disks {
 		d.HostID, d.Hostname, d.Local, d.LastSeen = inv.opts.HostID, inv.opts.Hostname, true, now
 		d.Mountpoints = normalizeMounts(d.Mountpoints)
-		next[d.key()] = d
+		next[keyOf(&d)] = d
 	}
-	changed := inv.diffLocked(inv.local, next, Peer{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname})
+	changed := inv.diffLocked(inv.local, next, diskstate.Peer{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname})
 	inv.local, inv.localOrder = next, sortedDisks(next)
 	return changed
 }
@@ -287,7 +250,7 @@ type Announcement struct {
 	Interval      time.Duration
 	Address       string
 	Authenticated bool
-	Disks         []Disk // only Device, UUID, PartUUID, Label, Type and Mountpoints are read
+	Disks         []diskstate.Disk // only Device, UUID, PartUUID, Label, Type and Mountpoints are read
 }
 
 // Apply records a peer's announcement, replacing that peer's disk list, and
@@ -321,16 +284,16 @@ func (inv *Inventory) Apply(a Announcement) error {
 	}
 	inv.tombs.forget(a.HostID)
 	if !known {
-		ps = &peerState{disks: map[diskKey]Disk{}}
+		ps = &peerState{disks: map[diskKey]diskstate.Disk{}}
 		inv.peers[a.HostID] = ps
 	}
-	ps.info = Peer{
+	ps.info = diskstate.Peer{
 		HostID: a.HostID, Hostname: a.Hostname, Address: a.Address, BootID: a.BootID,
 		Seq: a.Seq, Interval: a.Interval, Timeout: inv.timeoutFor(a.Interval),
 		LastHeard: now, Authenticated: a.Authenticated,
 	}
 	// Nearly every announcement repeats the last one: then there is
-	// nothing to diff, sort or publish (issue 7's profile: sorting both
+	// nothing to diff, sort or publish (in a profile, sorting both
 	// lists on every announcement was half of the receive path).
 	if known && unchanged(ps.order, disks, a.Hostname) {
 		ps.info.Disks = len(ps.disks)
@@ -342,11 +305,11 @@ func (inv *Inventory) Apply(a Announcement) error {
 		ps.disks[k] = d
 	}
 	ps.seen = now
-	next := make(map[diskKey]Disk, len(disks))
+	next := make(map[diskKey]diskstate.Disk, len(disks))
 	for _, d := range disks {
 		d.HostID, d.Hostname, d.Local, d.LastSeen = a.HostID, a.Hostname, false, now
 		d.Mountpoints = normalizeMounts(d.Mountpoints)
-		next[d.key()] = d
+		next[keyOf(&d)] = d
 	}
 	ps.info.Disks = len(next)
 	if !known {
@@ -362,31 +325,14 @@ func (inv *Inventory) Apply(a Announcement) error {
 // peer, held being them in their order (by device and uuid): disks are the
 // same ones in the same order, as diskd sends them, each with the same
 // content under hostname. It compares position by position, without a
-// lookup; when it reports false (a change, or another order), the caller
-// diffs the lists in full.
-func unchanged(held, disks []Disk, hostname string) bool {
+// lookup; when it reports false (a change, or another order, or mount
+// points that are not sorted yet), the caller diffs the lists in full.
+func unchanged(held, disks []diskstate.Disk, hostname string) bool {
 	if len(disks) != len(held) {
 		return false
 	}
 	for i := range disks {
-		d, h := &disks[i], &held[i]
-		if d.Device != h.Device || d.UUID != h.UUID || h.Hostname != hostname || d.Label != h.Label ||
-			d.Type != h.Type || d.PartUUID != h.PartUUID || !sameMounts(h.Mountpoints, d.Mountpoints) {
-			return false
-		}
-	}
-	return true
-}
-
-// sameMounts reports whether mounts, as announced, normalize to held (see
-// normalizeMounts) without having to normalize it: it must be strictly
-// ascending already.
-func sameMounts(held, mounts []string) bool {
-	if len(held) != len(mounts) {
-		return false
-	}
-	for i, m := range mounts {
-		if m != held[i] || i > 0 && mounts[i-1] >= m {
+		if h := &held[i]; h.Hostname != hostname || !h.SameAnnounced(&disks[i]) {
 			return false
 		}
 	}
@@ -485,21 +431,21 @@ func (inv *Inventory) timeoutFor(interval time.Duration) time.Duration {
 
 // diffLocked publishes the events that turn old into next and reports
 // whether there were any.
-func (inv *Inventory) diffLocked(old, next map[diskKey]Disk, owner Peer) bool {
+func (inv *Inventory) diffLocked(old, next map[diskKey]diskstate.Disk, owner diskstate.Peer) bool {
 	changed := false
 	for _, d := range sortedDisks(old) {
-		if _, ok := next[d.key()]; !ok {
+		if _, ok := next[keyOf(&d)]; !ok {
 			changed = true
 			inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: owner})
 		}
 	}
 	for _, d := range sortedDisks(next) {
-		prev, ok := old[d.key()]
+		prev, ok := old[keyOf(&d)]
 		switch {
 		case !ok:
 			changed = true
 			inv.publishLocked(Event{Kind: DiskAppeared, Disk: d, Peer: owner})
-		case !prev.sameContent(d):
+		case !prev.SameContent(&d):
 			changed = true
 			inv.publishLocked(Event{Kind: DiskChanged, Disk: d, Peer: owner})
 		}
@@ -509,14 +455,14 @@ func (inv *Inventory) diffLocked(old, next map[diskKey]Disk, owner Peer) bool {
 
 // Disks returns every known disk, local and remote, sorted by hostname,
 // host id, device and uuid.
-func (inv *Inventory) Disks() []Disk {
+func (inv *Inventory) Disks() []diskstate.Disk {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	// Every disk of a host carries the host's name and id, so sorting the
 	// hosts and taking each one's disks in their own order sorts them all.
 	type host struct {
 		name, id string
-		disks    []Disk
+		disks    []diskstate.Disk
 		ps       *peerState // nil for this host
 	}
 	hosts := make([]host, 0, len(inv.peers)+1)
@@ -529,7 +475,7 @@ func (inv *Inventory) Disks() []Disk {
 	slices.SortFunc(hosts, func(a, b host) int {
 		return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.id, b.id))
 	})
-	out := make([]Disk, 0, n)
+	out := make([]diskstate.Disk, 0, n)
 	for _, h := range hosts {
 		i := len(out)
 		out = append(out, h.disks...)
@@ -550,21 +496,21 @@ func (inv *Inventory) Counts() (peers, disks int) {
 }
 
 // LocalDisks returns this host's disks sorted by device.
-func (inv *Inventory) LocalDisks() []Disk {
+func (inv *Inventory) LocalDisks() []diskstate.Disk {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return append([]Disk{}, inv.localOrder...)
+	return append([]diskstate.Disk{}, inv.localOrder...)
 }
 
 // Peers returns the peers sorted by hostname and host id.
-func (inv *Inventory) Peers() []Peer {
+func (inv *Inventory) Peers() []diskstate.Peer {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	out := make([]Peer, 0, len(inv.peers))
+	out := make([]diskstate.Peer, 0, len(inv.peers))
 	for _, ps := range inv.peers {
 		out = append(out, ps.info)
 	}
-	slices.SortFunc(out, func(a, b Peer) int {
+	slices.SortFunc(out, func(a, b diskstate.Peer) int {
 		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.HostID, b.HostID))
 	})
 	return out
@@ -579,44 +525,44 @@ func (inv *Inventory) Stats() Stats {
 
 // Match returns the disks that pattern selects, for `list PATTERN`; see
 // MatchDisks.
-func (inv *Inventory) Match(pattern string) []Disk { return MatchDisks(inv.Disks(), pattern) }
+func (inv *Inventory) Match(pattern string) []diskstate.Disk { return MatchDisks(inv.Disks(), pattern) }
 
 // Find returns the disks that term finds, for `find TERM`; see FindDisks.
-func (inv *Inventory) Find(term string) []Disk { return FindDisks(inv.Disks(), term) }
+func (inv *Inventory) Find(term string) []diskstate.Disk { return FindDisks(inv.Disks(), term) }
 
 // MatchDisks returns the disks that pattern selects. A pattern with glob
-// characters (* ? [) is matched as a shell glob against the uuid, partuuid,
-// label, device, hostname and host id; any other pattern selects disks where
-// one of those contains it, ignoring case. An empty pattern selects every
-// disk.
-func MatchDisks(disks []Disk, pattern string) []Disk {
+// characters (* ? [) is matched as a shell glob against every field that
+// diskstate marks for patterns (uuid, partuuid, label, device, hostname and
+// host id); any other pattern selects disks where one of those contains it,
+// ignoring case. An empty pattern selects every disk.
+func MatchDisks(disks []diskstate.Disk, pattern string) []diskstate.Disk {
 	if pattern == "" {
 		return disks
 	}
 	glob := strings.ContainsAny(pattern, "*?[")
 	lower := strings.ToLower(pattern)
-	var out []Disk
-	for _, d := range disks {
-		for _, f := range []string{d.UUID, d.PartUUID, d.Label, d.Device, d.Hostname, d.HostID} {
-			var hit bool
-			if glob {
-				hit, _ = path.Match(pattern, f)
-			} else {
-				hit = f != "" && strings.Contains(strings.ToLower(f), lower)
-			}
-			if hit {
-				out = append(out, d)
-				break
-			}
+	match := func(f string) bool {
+		if glob {
+			hit, _ := path.Match(pattern, f)
+			return hit
+		}
+		return f != "" && strings.Contains(strings.ToLower(f), lower)
+	}
+	fields := searched(func(f *diskstate.Field) bool { return f.Pattern })
+	var out []diskstate.Disk
+	for i := range disks {
+		if anyField(&disks[i], fields, match) {
+			out = append(out, disks[i])
 		}
 	}
 	return out
 }
 
-// FindDisks returns the disks whose uuid, partuuid or label equals term
-// (ignoring case); if there are none, those where one of them starts with
-// term (ignoring case); if still none, those where one of them contains it.
-func FindDisks(disks []Disk, term string) []Disk {
+// FindDisks returns the disks where a field that diskstate marks for terms
+// (uuid, partuuid, label) equals term, ignoring case; if there are none,
+// those where one of them starts with term (ignoring case); if still none,
+// those where one of them contains it.
+func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
 	if term == "" {
 		return nil
 	}
@@ -626,11 +572,12 @@ func FindDisks(disks []Disk, term string) []Disk {
 		func(f string) bool { return strings.HasPrefix(strings.ToLower(f), lower) },
 		func(f string) bool { return strings.Contains(strings.ToLower(f), lower) },
 	}
+	fields := searched(func(f *diskstate.Field) bool { return f.Term })
 	for _, match := range tiers {
-		var out []Disk
-		for _, d := range disks {
-			if match(d.UUID) || match(d.PartUUID) || match(d.Label) {
-				out = append(out, d)
+		var out []diskstate.Disk
+		for i := range disks {
+			if anyField(&disks[i], fields, match) {
+				out = append(out, disks[i])
 			}
 		}
 		if len(out) > 0 {
@@ -638,6 +585,27 @@ func FindDisks(disks []Disk, term string) []Disk {
 		}
 	}
 	return nil
+}
+
+// searched returns the string fields that want selects.
+func searched(want func(*diskstate.Field) bool) []diskstate.Field {
+	var out []diskstate.Field
+	for _, f := range diskstate.Fields() {
+		if f.Kind == diskstate.String && want(&f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// anyField reports whether match accepts one of d's fields.
+func anyField(d *diskstate.Disk, fields []diskstate.Field, match func(string) bool) bool {
+	for i := range fields {
+		if match(*fields[i].Str(d)) {
+			return true
+		}
+	}
+	return false
 }
 
 func normalizeMounts(m []string) []string {
@@ -649,18 +617,11 @@ func normalizeMounts(m []string) []string {
 	return slices.Compact(m)
 }
 
-func sortedDisks(m map[diskKey]Disk) []Disk {
-	out := make([]Disk, 0, len(m))
+func sortedDisks(m map[diskKey]diskstate.Disk) []diskstate.Disk {
+	out := make([]diskstate.Disk, 0, len(m))
 	for _, d := range m {
 		out = append(out, d)
 	}
-	sortDisks(out)
+	diskstate.SortDisks(out)
 	return out
-}
-
-func sortDisks(ds []Disk) {
-	slices.SortFunc(ds, func(a, b Disk) int {
-		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.HostID, b.HostID),
-			cmp.Compare(a.Device, b.Device), cmp.Compare(a.UUID, b.UUID))
-	})
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // clock is a settable test clock.
@@ -53,11 +55,11 @@ func drain(sub *Subscription) []string {
 	}
 }
 
-func disk(dev, uuid, label string, mounts ...string) Disk {
-	return Disk{Device: dev, UUID: uuid, Label: label, Type: "ext4", Mountpoints: mounts}
+func disk(dev, uuid, label string, mounts ...string) diskstate.Disk {
+	return diskstate.Disk{Device: dev, UUID: uuid, Label: label, Type: "ext4", Mountpoints: mounts}
 }
 
-func ann(host string, seq uint64, disks ...Disk) Announcement {
+func ann(host string, seq uint64, disks ...diskstate.Disk) Announcement {
 	return Announcement{HostID: host, Hostname: host + "-name", BootID: "b1", Seq: seq,
 		Interval: 10 * time.Second, Address: "10.0.0.2", Disks: disks}
 }
@@ -65,23 +67,23 @@ func ann(host string, seq uint64, disks ...Disk) Announcement {
 func TestSetLocalEvents(t *testing.T) {
 	steps := []struct {
 		name  string
-		disks []Disk
+		disks []diskstate.Disk
 		err   error
 		want  []string
 		local int
 	}{
-		{"first scan", []Disk{disk("/dev/sda1", "u1", "A"), disk("/dev/sdb1", "u2", "B")}, nil,
+		{"first scan", []diskstate.Disk{disk("/dev/sda1", "u1", "A"), disk("/dev/sdb1", "u2", "B")}, nil,
 			[]string{"appeared self /dev/sda1", "appeared self /dev/sdb1"}, 2},
-		{"same again", []Disk{disk("/dev/sdb1", "u2", "B"), disk("/dev/sda1", "u1", "A")}, nil, nil, 2},
-		{"mounted", []Disk{disk("/dev/sda1", "u1", "A", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
+		{"same again", []diskstate.Disk{disk("/dev/sdb1", "u2", "B"), disk("/dev/sda1", "u1", "A")}, nil, nil, 2},
+		{"mounted", []diskstate.Disk{disk("/dev/sda1", "u1", "A", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
 			[]string{"changed self /dev/sda1"}, 2},
-		{"mount order does not matter", []Disk{disk("/dev/sda1", "u1", "A", "/mnt/a", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil, nil, 2},
-		{"relabelled", []Disk{disk("/dev/sda1", "u1", "A2", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
+		{"mount order does not matter", []diskstate.Disk{disk("/dev/sda1", "u1", "A", "/mnt/a", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil, nil, 2},
+		{"relabelled", []diskstate.Disk{disk("/dev/sda1", "u1", "A2", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
 			[]string{"changed self /dev/sda1"}, 2},
-		{"reformatted", []Disk{disk("/dev/sda1", "u9", "A2", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
+		{"reformatted", []diskstate.Disk{disk("/dev/sda1", "u9", "A2", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
 			[]string{"disappeared self /dev/sda1", "appeared self /dev/sda1"}, 2},
 		{"scan failed keeps the list", nil, errors.New("blkid: no answer"), nil, 2},
-		{"detached", []Disk{disk("/dev/sdb1", "u2", "B")}, nil, []string{"disappeared self /dev/sda1"}, 1},
+		{"detached", []diskstate.Disk{disk("/dev/sdb1", "u2", "B")}, nil, []string{"disappeared self /dev/sda1"}, 1},
 	}
 	inv, _, sub := newTest(t, Options{})
 	for _, s := range steps {
@@ -260,7 +262,7 @@ func TestTombstonesBounded(t *testing.T) {
 
 func TestTotalDiskCap(t *testing.T) {
 	inv, _, sub := newTest(t, Options{MaxDisks: 5})
-	three := []Disk{disk("/a", "1", ""), disk("/b", "2", ""), disk("/c", "3", "")}
+	three := []diskstate.Disk{disk("/a", "1", ""), disk("/b", "2", ""), disk("/c", "3", "")}
 	if err := inv.Apply(ann("h1", 1, three...)); err != nil {
 		t.Fatal(err)
 	}
@@ -297,15 +299,15 @@ func TestTotalDiskCap(t *testing.T) {
 
 func TestMatchAndFind(t *testing.T) {
 	inv, _, _ := newTest(t, Options{})
-	inv.SetLocal([]Disk{
+	inv.SetLocal([]diskstate.Disk{
 		{Device: "/dev/sda1", UUID: "1111-aaaa", Label: "BACKUP-2019", Type: "ext4"},
 		{Device: "/dev/sdb1", UUID: "2222-bbbb", Label: "backup-2020", Type: "vfat"},
 		{Device: "/dev/sdc1", UUID: "3333-cccc", PartUUID: "p-3333", Label: "photos", Type: "ext4"},
 	}, nil)
-	if err := inv.Apply(ann("nas", 1, Disk{Device: "/dev/md0", UUID: "4444-dddd", Label: "old-BACKUP"})); err != nil {
+	if err := inv.Apply(ann("nas", 1, diskstate.Disk{Device: "/dev/md0", UUID: "4444-dddd", Label: "old-BACKUP"})); err != nil {
 		t.Fatal(err)
 	}
-	devs := func(ds []Disk) []string {
+	devs := func(ds []diskstate.Disk) []string {
 		var out []string
 		for _, d := range ds {
 			out = append(out, d.Device)
@@ -334,7 +336,7 @@ func TestMatchAndFind(t *testing.T) {
 		{"find", "", nil},
 		{"find", "sda", nil}, // devices are not find terms
 	} {
-		var got []Disk
+		var got []diskstate.Disk
 		if c.op == "match" {
 			got = inv.Match(c.arg)
 		} else {
@@ -354,7 +356,7 @@ func TestSlowSubscriberNeverBlocks(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 10 {
-			inv.SetLocal([]Disk{disk(fmt.Sprintf("/dev/x%d", i), "u", "")}, nil)
+			inv.SetLocal([]diskstate.Disk{disk(fmt.Sprintf("/dev/x%d", i), "u", "")}, nil)
 		}
 	}()
 	select {
@@ -386,7 +388,7 @@ func TestConcurrentUse(t *testing.T) {
 			for i := range 200 {
 				host := fmt.Sprintf("h%d", w)
 				_ = inv.Apply(ann(host, uint64(i+1), disk(fmt.Sprintf("/dev/d%d", i%5), "u", "L")))
-				inv.SetLocal([]Disk{disk("/dev/l", fmt.Sprint(i%3), "")}, nil)
+				inv.SetLocal([]diskstate.Disk{disk("/dev/l", fmt.Sprint(i%3), "")}, nil)
 				inv.Disks()
 				inv.Peers()
 				inv.Find("L")

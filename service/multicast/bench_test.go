@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/testbed"
 	"github.com/diskd/diskd/service/wire"
@@ -36,7 +37,7 @@ type benchAnnouncement struct {
 	seqAt []int
 }
 
-func benchPeerMessage(peer int, disks []wire.Disk) wire.Message {
+func benchPeerMessage(peer int, disks []diskstate.Disk) wire.Message {
 	return wire.Message{
 		Kind:     wire.KindAnnounce,
 		HostID:   fmt.Sprintf("%032x", 0xbe7c4000+peer),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/wire"
 )
 
@@ -12,9 +13,9 @@ import (
 // dropped, so that packets_dropped matches what came in.
 func TestRefusedPartsCountEach(t *testing.T) {
 	s, inv, _, feed := receiver(t, nil)
-	var disks []wire.Disk
+	var disks []diskstate.Disk
 	for i := range 3 * wire.MaxDisksPerPart {
-		disks = append(disks, wire.Disk{Device: fmt.Sprintf("/dev/fake%03d", i), UUID: fmt.Sprint(i)})
+		disks = append(disks, diskstate.Disk{Device: fmt.Sprintf("/dev/fake%03d", i), UUID: fmt.Sprint(i)})
 	}
 	grams, err := wire.Encode(msg(wire.KindAnnounce, "peer", 7, disks...), 0, nil)
 	if err != nil {

@@ -88,12 +88,6 @@ type Service struct {
 
 	in, out atomic.Uint64
 
-	// rxDisks is handle's scratch list of a peer's disks, reused from one
-	// announcement to the next (the inventory copies what it keeps): one
-	// 16-disk list is 2.7 KB, most of the receive path's garbage otherwise.
-	// Only the goroutine in Receive (or a test feeding handle) uses it.
-	rxDisks []inventory.Disk
-
 	mu         sync.Mutex
 	drops      map[string]uint64
 	lastLogged map[string]time.Time
@@ -160,12 +154,7 @@ func encode(m wire.Message, budget int, ring *wire.Keyring, log *slog.Logger) ([
 // Announce multicasts this host's full disk list.
 func (s *Service) Announce(context.Context) error {
 	m := s.header(wire.KindAnnounce)
-	for _, d := range s.inv.LocalDisks() {
-		m.Disks = append(m.Disks, wire.Disk{
-			Device: d.Device, UUID: d.UUID, PartUUID: d.PartUUID, Label: d.Label,
-			Type: d.Type, Mountpoints: d.Mountpoints,
-		})
-	}
+	m.Disks = s.inv.LocalDisks() // the encoder writes the announced fields only
 	return s.send(m)
 }
 
@@ -225,18 +214,11 @@ func (s *Service) handle(b []byte, src netip.Addr, asm *wire.Assembler, now time
 		a := inventory.Announcement{
 			HostID: whole.HostID, Hostname: whole.Hostname, BootID: whole.BootID, Seq: whole.Seq,
 			Interval: whole.Interval, Address: src.String(), Authenticated: s.opts.Keyring != nil,
-			Disks: s.rxDisks[:0],
-		}
-		for _, d := range whole.Disks {
-			a.Disks = append(a.Disks, inventory.Disk{
-				Device: d.Device, UUID: d.UUID, PartUUID: d.PartUUID, Label: d.Label,
-				Type: d.Type, Mountpoints: d.Mountpoints,
-			})
+			Disks: whole.Disks, // the inventory keeps copies and sets the host's fields
 		}
 		// m is the part that completed the announcement, and its Parts is
 		// how many datagrams carried it: a refusal drops every one of them.
 		s.refused(s.inv.Apply(a), src, m.Parts)
-		s.rxDisks = a.Disks[:0] // holds on to one announcement's strings at most
 	case wire.KindBye:
 		s.refused(s.inv.Bye(m.HostID, m.BootID, m.Seq), src, 1)
 	case wire.KindPing:

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/wire"
 )
@@ -44,14 +45,14 @@ func datagram(t *testing.T, m wire.Message, ring *wire.Keyring) []byte {
 	return g[0]
 }
 
-func msg(kind wire.Kind, host string, seq uint64, disks ...wire.Disk) wire.Message {
+func msg(kind wire.Kind, host string, seq uint64, disks ...diskstate.Disk) wire.Message {
 	return wire.Message{Kind: kind, HostID: host, Hostname: host + "-name", BootID: "b1", Seq: seq,
 		Interval: time.Second, Disks: disks}
 }
 
 func TestReceiveAppliesAndCounts(t *testing.T) {
 	s, inv, _, feed := receiver(t, nil)
-	feed(datagram(t, msg(wire.KindAnnounce, "peer", 5, wire.Disk{Device: "/dev/loop1", UUID: "u", Label: "L", Type: "ext4"}), nil))
+	feed(datagram(t, msg(wire.KindAnnounce, "peer", 5, diskstate.Disk{Device: "/dev/loop1", UUID: "u", Label: "L", Type: "ext4"}), nil))
 	if d := inv.Disks(); len(d) != 1 || d[0].Hostname != "peer-name" || d[0].Label != "L" {
 		t.Fatalf("announcement not applied: %+v", d)
 	}
@@ -126,11 +127,11 @@ func TestSealedOnlyWithKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, inv, _, feed := receiver(t, ring)
-	feed(datagram(t, msg(wire.KindAnnounce, "rogue", 1, wire.Disk{Device: "/dev/x", UUID: "u"}), nil))
+	feed(datagram(t, msg(wire.KindAnnounce, "rogue", 1, diskstate.Disk{Device: "/dev/x", UUID: "u"}), nil))
 	if len(inv.Disks()) != 0 || s.Stats().Drops["unsealed"] != 1 {
 		t.Fatalf("unsealed datagram accepted by a keyed host: %v", s.Stats().Drops)
 	}
-	feed(datagram(t, msg(wire.KindAnnounce, "friend", 1, wire.Disk{Device: "/dev/x", UUID: "u"}), ring))
+	feed(datagram(t, msg(wire.KindAnnounce, "friend", 1, diskstate.Disk{Device: "/dev/x", UUID: "u"}), ring))
 	if p := inv.Peers(); len(p) != 1 || !p[0].Authenticated {
 		t.Fatalf("sealed announcement: %+v", p)
 	}
@@ -169,9 +170,9 @@ func TestEncodeLeavesOutDisksThatCannotFit(t *testing.T) {
 		many = append(many, fmt.Sprintf("/srv/a/rather/long/path/to/a/bind/mount/number/%02d", i))
 	}
 	m := msg(wire.KindAnnounce, "me", 1,
-		wire.Disk{Device: "/dev/sda1", UUID: "u1"},
-		wire.Disk{Device: "/dev/sdb1", UUID: "u2", Mountpoints: many}, // ~1.5 kB: fits no datagram
-		wire.Disk{Device: "/dev/sdc1", UUID: "u3"})
+		diskstate.Disk{Device: "/dev/sda1", UUID: "u1"},
+		diskstate.Disk{Device: "/dev/sdb1", UUID: "u2", Mountpoints: many}, // ~1.5 kB: fits no datagram
+		diskstate.Disk{Device: "/dev/sdc1", UUID: "u3"})
 	grams, err := encode(m, 1200, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +198,7 @@ func TestDiskCapCounted(t *testing.T) {
 	s := New(nil, inv, Options{Identity: Identity{HostID: "self", Hostname: "me", BootID: "i1"}, Interval: time.Second})
 	asm := wire.NewAssembler(4, time.Second)
 	src := netip.MustParseAddr("10.77.0.2")
-	two := msg(wire.KindAnnounce, "peer", 1, wire.Disk{Device: "/dev/a", UUID: "1"}, wire.Disk{Device: "/dev/b", UUID: "2"})
+	two := msg(wire.KindAnnounce, "peer", 1, diskstate.Disk{Device: "/dev/a", UUID: "1"}, diskstate.Disk{Device: "/dev/b", UUID: "2"})
 	s.handle(datagram(t, two, nil), src, asm, time.Now())
 	if st := s.Stats(); st.Drops[DropDiskCap] != 1 || len(inv.Peers()) != 0 {
 		t.Fatalf("drops %v, %d peers: want one diskcap drop and no peer", st.Drops, len(inv.Peers()))

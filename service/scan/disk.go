@@ -2,28 +2,16 @@ package scan
 
 import (
 	"unicode/utf8"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
-// Disk is one filesystem found on this host.
-type Disk struct {
-	Device      string   // device path as blkid names it, e.g. /dev/loop3
-	UUID        string   // filesystem UUID (format depends on the type, e.g. "1234-ABCD" for vfat)
-	PartUUID    string   // partition UUID from the partition table, if any
-	Label       string   // filesystem label, may be empty
-	Type        string   // filesystem type as blkid names it: ext4, vfat, swap, crypto_LUKS...
-	Mountpoints []string // sorted, from the mount table; empty when not mounted
-}
-
-// Bounds on what this package returns. Longer strings are cut at a UTF-8
-// character boundary; extra mount points and devices are dropped.
+// Bounds on what this package returns. Strings are cut, at a UTF-8
+// character boundary, to the limits of diskstate's field table (the same
+// ones the wire decoder enforces); extra mount points and devices are
+// dropped.
 const (
-	MaxDeviceLen     = 4096 // bytes of Disk.Device (PATH_MAX)
-	MaxUUIDLen       = 128  // bytes of Disk.UUID and Disk.PartUUID
-	MaxLabelLen      = 255  // bytes of Disk.Label (the longest labels, btrfs', are 255 bytes)
-	MaxTypeLen       = 64   // bytes of Disk.Type
-	MaxMountpointLen = 4096 // bytes of each mount point (PATH_MAX)
-	MaxMountpoints   = 64   // mount points kept per disk
-	MaxDisks         = 4096 // devices accepted from one blkid run
+	MaxDisks = 4096 // devices accepted from one blkid run
 
 	// maxOutput caps how much of blkid's standard output is read.
 	maxOutput = 16 << 20
@@ -63,17 +51,19 @@ func clean(s string, max int) string {
 	return string(b)
 }
 
-// sanitize bounds and repairs every string of d.
-func (d *Disk) sanitize() {
-	d.Device = clean(d.Device, MaxDeviceLen)
-	d.UUID = clean(d.UUID, MaxUUIDLen)
-	d.PartUUID = clean(d.PartUUID, MaxUUIDLen)
-	d.Label = clean(d.Label, MaxLabelLen)
-	d.Type = clean(d.Type, MaxTypeLen)
+// sanitize bounds and repairs every string of d, to the limits of
+// diskstate's field table.
+func sanitize(d *diskstate.Disk) {
+	for _, f := range diskstate.Fields() {
+		if f.Kind == diskstate.String && f.Max > 0 {
+			p := f.Str(d)
+			*p = clean(*p, f.Max)
+		}
+	}
 }
 
 // isDisk reports whether d names a filesystem: devices with neither a type
 // nor a UUID (empty, or a partition table only) are not disks.
-func (d *Disk) isDisk() bool {
+func isDisk(d *diskstate.Disk) bool {
 	return d.Device != "" && (d.Type != "" || d.UUID != "")
 }

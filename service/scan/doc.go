@@ -1,7 +1,7 @@
 // Package scan learns which disks are attached to the local host.
 //
 // What it is: the part of diskd that looks at this host's block devices. It
-// runs blkid and parses its output into [Disk] values (device, filesystem
+// runs blkid and parses its output into [diskstate.Disk] values (device, filesystem
 // type, UUID, partition UUID, label), reads the kernel mount table to attach
 // mount points, and watches the kernel for changes: block-device uevents
 // ([WatchUevents]) and mount table changes ([WatchMounts]).
@@ -40,7 +40,7 @@
 // Devices with neither a filesystem type nor a UUID are not disks: empty
 // devices and devices holding only a partition table (PTUUID/PTTYPE) are
 // skipped. Every string that leaves this package is valid UTF-8 (invalid
-// bytes and NUL become U+FFFD) and bounded (see [MaxLabelLen] and its
+// bytes and NUL become U+FFFD) and bounded (see [diskstate.MaxLabelLen] and its
 // siblings).
 //
 // blkid runs in its own process group with LC_ALL=C; when it outlives

@@ -7,10 +7,12 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // attachMounts fills in the Mountpoints of disks from /proc/self/mountinfo.
-func attachMounts(disks []Disk) error {
+func attachMounts(disks []diskstate.Disk) error {
 	if len(disks) == 0 {
 		return nil
 	}
@@ -35,7 +37,7 @@ func rdevOf(path string) (uint64, bool) {
 // number. Mounts with an anonymous device number (major 0: btrfs, for
 // instance, reports one per subvolume) are matched through the device number
 // of their source path instead. rdev stats a path.
-func mountsOf(disks []Disk, infos []*mountinfo.Info, rdev func(string) (uint64, bool)) {
+func mountsOf(disks []diskstate.Disk, infos []*mountinfo.Info, rdev func(string) (uint64, bool)) {
 	byDev := make(map[uint64][]string)
 	for _, m := range infos {
 		dev := unix.Mkdev(uint32(m.Major), uint32(m.Minor))
@@ -67,7 +69,7 @@ func cleanMountpoints(mps []string) []string {
 	}
 	out := make([]string, 0, len(mps))
 	for _, mp := range mps {
-		out = append(out, clean(mp, MaxMountpointLen))
+		out = append(out, clean(mp, diskstate.MaxMountpointLen))
 	}
 	sort.Strings(out)
 	uniq := out[:0]
@@ -77,8 +79,8 @@ func cleanMountpoints(mps []string) []string {
 		}
 		uniq = append(uniq, mp)
 	}
-	if len(uniq) > MaxMountpoints {
-		uniq = uniq[:MaxMountpoints]
+	if len(uniq) > diskstate.MaxMountpoints {
+		uniq = uniq[:diskstate.MaxMountpoints]
 	}
 	return uniq
 }
@@ -89,7 +91,7 @@ func cleanMountpoints(mps []string) []string {
 // caller that watches the mount table (WatchMounts) compares it across
 // changes and rescans only when it differs: mounting a network namespace
 // (ip netns add), a tmpfs or a container's overlay changes no disk's mount
-// points and needs no blkid run (issue 7's benchmark: each `ip netns add`
+// points and needs no blkid run (measured: each `ip netns add`
 // on the machine made every diskd run blkid).
 func BlockMounts() (string, error) {
 	infos, err := mountinfo.GetMounts(nil)

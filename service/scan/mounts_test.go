@@ -7,6 +7,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 func TestMountsOf(t *testing.T) {
@@ -19,8 +21,8 @@ func TestMountsOf(t *testing.T) {
 		"/dev/nvme0n1p2":     unix.Mkdev(259, 2),
 	}
 	rdev := func(p string) (uint64, bool) { d, ok := nodes[p]; return d, ok }
-	many := make([]*mountinfo.Info, 0, MaxMountpoints+10)
-	for i := range MaxMountpoints + 10 {
+	many := make([]*mountinfo.Info, 0, diskstate.MaxMountpoints+10)
+	for i := range diskstate.MaxMountpoints + 10 {
 		many = append(many, &mountinfo.Info{Major: 259, Minor: 2, Mountpoint: fmt.Sprintf("/bind/%03d", i), Source: "/dev/nvme0n1p2"})
 	}
 	infos := append([]*mountinfo.Info{
@@ -35,7 +37,7 @@ func TestMountsOf(t *testing.T) {
 		{Major: 8, Minor: 2, Mountpoint: "/other", Source: "/dev/sda2"},
 		{Major: 8, Minor: 1, Mountpoint: "/bad\xff", Source: "/dev/sda1"},
 	}, many...)
-	disks := []Disk{
+	disks := []diskstate.Disk{
 		{Device: "/dev/sda1"}, {Device: "/dev/sdb1"}, {Device: "/dev/mapper/vg-lv"},
 		{Device: "/dev/nvme0n1p2"}, {Device: "/dev/unmounted"}, {Device: "/tmp/image-file"},
 	}
@@ -50,8 +52,8 @@ func TestMountsOf(t *testing.T) {
 			t.Errorf("%s: %q, want %q", d.Device, d.Mountpoints, want[d.Device])
 		}
 	}
-	if n := len(disks[3].Mountpoints); n != MaxMountpoints || disks[3].Mountpoints[0] != "/bind/000" {
-		t.Errorf("bind mounts: %d kept (first %q), want %d", n, disks[3].Mountpoints[0], MaxMountpoints)
+	if n := len(disks[3].Mountpoints); n != diskstate.MaxMountpoints || disks[3].Mountpoints[0] != "/bind/000" {
+		t.Errorf("bind mounts: %d kept (first %q), want %d", n, disks[3].Mountpoints[0], diskstate.MaxMountpoints)
 	}
 	for _, d := range disks[4:] {
 		if d.Mountpoints != nil {

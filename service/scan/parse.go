@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // tag indexes the blkid tags this package reads.
@@ -31,7 +33,7 @@ const exportEscaped = " \\\"'$`<>"
 
 // record is one device of blkid -o export output, before filtering.
 type record struct {
-	disk      Disk
+	disk      diskstate.Disk
 	seen      [numTags]bool
 	ambiguous [numTags]bool   // the printed value contains '^' or "M-"
 	printed   [numTags]string // the value as printed, kept when ambiguous
@@ -65,13 +67,13 @@ func (r *record) set(t tag, v string) {
 // characters, M-notation for bytes of 128 and above); a literal '^' or "M-"
 // in a label cannot be told from those notations and is decoded as the
 // notation ([Prober.Probe] resolves such labels exactly). Results are valid
-// UTF-8 and bounded (see [MaxLabelLen] and its siblings).
+// UTF-8 and bounded (see [diskstate.MaxLabelLen] and its siblings).
 //
 // The parser is lenient with lines it does not understand (they are
 // skipped, as are tags before the first DEVNAME, repeated tags and repeated
 // devices) and strict about size: it returns an error when the output is
 // larger than 16 MiB or lists more than [MaxDisks] devices.
-func ParseBlkid(out []byte) ([]Disk, error) {
+func ParseBlkid(out []byte) ([]diskstate.Disk, error) {
 	recs, err := parseExport(out)
 	if err != nil {
 		return nil, err
@@ -100,13 +102,13 @@ func parseExport(out []byte) ([]*record, error) {
 			if count > MaxDisks {
 				return nil, fmt.Errorf("blkid output lists more than %d devices", MaxDisks)
 			}
-			dev := clean(string(val), MaxDeviceLen)
+			dev := clean(string(val), diskstate.MaxDeviceLen)
 			if dev == "" || seen[dev] {
 				cur = nil // nameless or repeated device: ignore its tags
 				continue
 			}
 			seen[dev] = true
-			cur = &record{disk: Disk{Device: dev}}
+			cur = &record{disk: diskstate.Disk{Device: dev}}
 			recs = append(recs, cur)
 			continue
 		}
@@ -132,12 +134,12 @@ func parseExport(out []byte) ([]*record, error) {
 
 // finish sanitizes records, drops those that are not disks, dedupes and
 // sorts them by device.
-func finish(recs []*record) []Disk {
-	disks := make([]Disk, 0, len(recs))
+func finish(recs []*record) []diskstate.Disk {
+	disks := make([]diskstate.Disk, 0, len(recs))
 	for _, r := range recs {
 		d := r.disk
-		d.sanitize()
-		if d.isDisk() {
+		sanitize(&d)
+		if isDisk(&d) {
 			disks = append(disks, d)
 		}
 	}

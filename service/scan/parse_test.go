@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 func TestParseBlkidTable(t *testing.T) {
@@ -12,7 +14,7 @@ func TestParseBlkidTable(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		want    []Disk
+		want    []diskstate.Disk
 		wantErr string
 	}{
 		{name: "empty", in: "", want: nil},
@@ -20,47 +22,47 @@ func TestParseBlkidTable(t *testing.T) {
 		{
 			name: "one disk",
 			in:   "DEVNAME=/dev/sda1\nLABEL=root\nUUID=abc\nBLOCK_SIZE=4096\nTYPE=ext4\nPARTUUID=1234-01\n",
-			want: []Disk{{Device: "/dev/sda1", Label: "root", UUID: "abc", Type: "ext4", PartUUID: "1234-01"}},
+			want: []diskstate.Disk{{Device: "/dev/sda1", Label: "root", UUID: "abc", Type: "ext4", PartUUID: "1234-01"}},
 		},
 		{
 			name: "sorted by device, blank separators, no final newline",
 			in:   "DEVNAME=/dev/sdb\nTYPE=xfs\n\nDEVNAME=/dev/sda\nTYPE=vfat\nUUID=12AB-34CD",
-			want: []Disk{{Device: "/dev/sda", Type: "vfat", UUID: "12AB-34CD"}, {Device: "/dev/sdb", Type: "xfs"}},
+			want: []diskstate.Disk{{Device: "/dev/sda", Type: "vfat", UUID: "12AB-34CD"}, {Device: "/dev/sdb", Type: "xfs"}},
 		},
 		{
 			name: "backslash escapes",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nLABEL=a\\ b\\\"c\\\\d\\$e\\'f\\`g\\<h\\>i\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: "a b\"c\\d$e'f`g<h>i"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: "a b\"c\\d$e'f`g<h>i"}},
 		},
 		{
 			name: "M-notation UTF-8",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nLABEL=StraM-CM-^_e-M-CM-\\<\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: "Straße-ü"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: "Straße-ü"}},
 		},
 		{
 			name: "M-^\\ is 0x9c, with no backslash escape after a caret",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nLABEL=M-fM-^WM-%M-fM-^\\M-,\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: "日本"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: "日本"}},
 		},
 		{
 			name: "caret notation",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nLABEL=nl^Jx=y^Iz^?\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: "nl\nx=y\tz\x7f"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: "nl\nx=y\tz\x7f"}},
 		},
 		{
 			name: "invalid UTF-8 becomes U+FFFD per byte",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nLABEL=xM-^?M-~y\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: "x\uFFFD\uFFFDy"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: "x\uFFFD\uFFFDy"}},
 		},
 		{
 			name: "raw invalid bytes and NUL",
 			in:   "DEVNAME=/dev/\xffx\nTYPE=ext\x004\nLABEL=\xc3\n",
-			want: []Disk{{Device: "/dev/\uFFFDx", Type: "ext\uFFFD4", Label: "\uFFFD"}},
+			want: []diskstate.Disk{{Device: "/dev/\uFFFDx", Type: "ext\uFFFD4", Label: "\uFFFD"}},
 		},
 		{
 			name: "^@ decodes to NUL, which becomes U+FFFD",
 			in:   "DEVNAME=/dev/x\nUUID=u\nLABEL=a^@b\n",
-			want: []Disk{{Device: "/dev/x", UUID: "u", Label: "a\uFFFDb"}},
+			want: []diskstate.Disk{{Device: "/dev/x", UUID: "u", Label: "a\uFFFDb"}},
 		},
 		{
 			name: "no filesystem: partition table only, or nothing",
@@ -70,37 +72,37 @@ func TestParseBlkidTable(t *testing.T) {
 		{
 			name: "type without UUID and UUID without type are disks",
 			in:   "DEVNAME=/dev/a\nTYPE=squashfs\n\nDEVNAME=/dev/b\nUUID=u-1\n",
-			want: []Disk{{Device: "/dev/a", Type: "squashfs"}, {Device: "/dev/b", UUID: "u-1"}},
+			want: []diskstate.Disk{{Device: "/dev/a", Type: "squashfs"}, {Device: "/dev/b", UUID: "u-1"}},
 		},
 		{
 			name: "malformed lines are skipped",
 			in:   "garbage\nTYPE=before-any-devname\n=\n=x\nDEVNAME=\nTYPE=nameless\nDEVNAME=/dev/x\nno equals sign\nlabel=lowercase-key\nTYPE=ext4\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4"}},
 		},
 		{
 			name: "repeated tag keeps the first, repeated device keeps the first",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nTYPE=xfs\nLABEL=one\nLABEL=two\n\nDEVNAME=/dev/x\nTYPE=btrfs\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: "one"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: "one"}},
 		},
 		{
 			name: "dangling escapes at the end of a value",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nLABEL=a\\\nUUID=b^\nPARTUUID=M-\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: "a\\", UUID: "b^", PartUUID: "M-"}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: "a\\", UUID: "b^", PartUUID: "M-"}},
 		},
 		{
 			name: "over-long label cut at a character boundary",
 			in:   "DEVNAME=/dev/x\nTYPE=ext4\nLABEL=" + long + "\n",
-			want: []Disk{{Device: "/dev/x", Type: "ext4", Label: strings.Repeat("é", 127)}},
+			want: []diskstate.Disk{{Device: "/dev/x", Type: "ext4", Label: strings.Repeat("é", 127)}},
 		},
 		{
 			name: "over-long other fields are bounded",
 			in:   "DEVNAME=/dev/" + strings.Repeat("d", 5000) + "\nTYPE=" + strings.Repeat("t", 100) + "\nUUID=" + strings.Repeat("u", 200) + "\n",
-			want: []Disk{{Device: ("/dev/" + strings.Repeat("d", 5000))[:MaxDeviceLen], Type: strings.Repeat("t", MaxTypeLen), UUID: strings.Repeat("u", MaxUUIDLen)}},
+			want: []diskstate.Disk{{Device: ("/dev/" + strings.Repeat("d", 5000))[:diskstate.MaxDeviceLen], Type: strings.Repeat("t", diskstate.MaxTypeLen), UUID: strings.Repeat("u", diskstate.MaxUUIDLen)}},
 		},
 		{
 			name: "CRLF stays part of the value",
 			in:   "DEVNAME=/dev/x\r\nTYPE=ext4\r\n",
-			want: []Disk{{Device: "/dev/x\r", Type: "ext4\r"}},
+			want: []diskstate.Disk{{Device: "/dev/x\r", Type: "ext4\r"}},
 		},
 		{
 			name:    "too many devices",
@@ -121,7 +123,7 @@ func TestParseBlkidTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("got  %+q\nwant %+q", got, tt.want)
+				t.Errorf("got  %#v\nwant %#v", got, tt.want)
 			}
 			checkDisks(t, got)
 		})
@@ -135,7 +137,7 @@ func TestParseBlkidTooLarge(t *testing.T) {
 }
 
 // checkDisks asserts the invariants of every result.
-func checkDisks(t *testing.T, disks []Disk) {
+func checkDisks(t *testing.T, disks []diskstate.Disk) {
 	t.Helper()
 	if len(disks) > MaxDisks {
 		t.Errorf("%d disks", len(disks))
@@ -145,15 +147,15 @@ func checkDisks(t *testing.T, disks []Disk) {
 			name, v string
 			max     int
 		}{
-			{"Device", d.Device, MaxDeviceLen}, {"UUID", d.UUID, MaxUUIDLen}, {"PartUUID", d.PartUUID, MaxUUIDLen},
-			{"Label", d.Label, MaxLabelLen}, {"Type", d.Type, MaxTypeLen},
+			{"Device", d.Device, diskstate.MaxDeviceLen}, {"UUID", d.UUID, diskstate.MaxUUIDLen}, {"PartUUID", d.PartUUID, diskstate.MaxUUIDLen},
+			{"Label", d.Label, diskstate.MaxLabelLen}, {"Type", d.Type, diskstate.MaxTypeLen},
 		} {
 			if !utf8.ValidString(f.v) || len(f.v) > f.max || strings.IndexByte(f.v, 0) >= 0 {
 				t.Errorf("disk %d %s = %q: invalid, NUL or longer than %d", i, f.name, f.v, f.max)
 			}
 		}
 		if d.Device == "" || (d.Type == "" && d.UUID == "") {
-			t.Errorf("disk %d is not a disk: %+q", i, d)
+			t.Errorf("disk %d is not a disk: %#v", i, d)
 		}
 		if i > 0 && disks[i-1].Device >= d.Device {
 			t.Errorf("disks not sorted or not unique at %d: %q, %q", i, disks[i-1].Device, d.Device)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // DefaultTimeout is how long a blkid run may take when Prober.Timeout is 0.
@@ -46,7 +48,7 @@ type Prober struct {
 // "mount table:": a missing program, a timeout, a non-zero exit with the
 // first line blkid wrote to standard error. Exit status 2 with no output
 // means that nothing was found: no disks, no error.
-func (p *Prober) Probe(ctx context.Context) ([]Disk, error) {
+func (p *Prober) Probe(ctx context.Context) ([]diskstate.Disk, error) {
 	devs, err := p.devices()
 	if err != nil {
 		return nil, err
@@ -59,7 +61,7 @@ func (p *Prober) Probe(ctx context.Context) ([]Disk, error) {
 
 // probe runs blkid on devs (all devices when devs is empty), resolves
 // ambiguous values and attaches mount points.
-func (p *Prober) probe(ctx context.Context, devs []string) ([]Disk, error) {
+func (p *Prober) probe(ctx context.Context, devs []string) ([]diskstate.Disk, error) {
 	out, err := p.run(ctx, blkidArgs("export", devs))
 	if err != nil {
 		return nil, err

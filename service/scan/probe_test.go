@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -253,12 +254,12 @@ esac
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Disk{
+	want := []diskstate.Disk{
 		{Device: "/dev/fake1", Type: "vfat", Label: "Straße", UUID: "AB-CD", PartUUID: "pp-01"},
 		{Device: "/dev/fake2", Type: "ext4", Label: "a^Ib M-Cx", UUID: "u2"},
 	}
 	if !reflect.DeepEqual(disks, want) {
-		t.Errorf("got  %+q\nwant %+q", disks, want)
+		t.Errorf("got  %#v\nwant %#v", disks, want)
 	}
 	b, _ := os.ReadFile(argsFile)
 	wantArgs := "-c /dev/null -o export -s TYPE -s UUID -s LABEL -s PARTUUID\n" +
@@ -335,7 +336,7 @@ func TestProbeLoopDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := []Disk{{Device: dev, UUID: uuid, Label: "loop disk ü", Type: "ext4", Mountpoints: []string{mnt1, mnt2}}}
+	want := []diskstate.Disk{{Device: dev, UUID: uuid, Label: "loop disk ü", Type: "ext4", Mountpoints: []string{mnt1, mnt2}}}
 	sort.Strings(want[0].Mountpoints)
 	for _, globs := range [][]string{{dev}, {link}, {dev, link, dev}} {
 		start := time.Now()
@@ -344,7 +345,7 @@ func TestProbeLoopDevice(t *testing.T) {
 			t.Fatalf("globs %q: %v", globs, err)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Errorf("globs %q:\n got %+q\nwant %+q", globs, got, want)
+			t.Errorf("globs %q:\n got %#v\nwant %#v", globs, got, want)
 		}
 		t.Logf("globs %q: probe took %v", globs, time.Since(start).Round(time.Microsecond))
 	}
@@ -357,7 +358,7 @@ func TestProbeLoopDevice(t *testing.T) {
 	}
 	got, err := (&Prober{Globs: []string{dev}}).Probe(context.Background())
 	if err != nil || len(got) != 1 || got[0].Mountpoints != nil {
-		t.Errorf("after unmount: %+q, %v", got, err)
+		t.Errorf("after unmount: %#v, %v", got, err)
 	}
 }
 
@@ -382,5 +383,5 @@ func TestProbeAllDevices(t *testing.T) {
 			return
 		}
 	}
-	t.Errorf("%s (UUID %s) not among %+q", dev, uuid, disks)
+	t.Errorf("%s (UUID %s) not among %#v", dev, uuid, disks)
 }

@@ -9,14 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/testbed"
 )
 
 // imageCase is a filesystem image made for real by a mkfs program.
 type imageCase struct {
 	name string
-	mkfs []string // command; the image path is appended
-	want *Disk    // nil: not a disk (Device is filled in by the test)
+	mkfs []string        // command; the image path is appended
+	want *diskstate.Disk // nil: not a disk (Device is filled in by the test)
 	// exactOnlyWithProbe: ParseBlkid alone cannot decode the label
 	// exactly (it contains a literal '^' or "M-"); Probe can.
 	exactOnlyWithProbe bool
@@ -27,28 +28,28 @@ type imageCase struct {
 func imageCases() []imageCase {
 	return []imageCase{
 		{name: "spaces", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "0c1e3a77-2a3b-4c5d-8e9f-0a1b2c3d4e5f", "-L", "my backup disk"},
-			want: &Disk{Type: "ext4", Label: "my backup disk", UUID: "0c1e3a77-2a3b-4c5d-8e9f-0a1b2c3d4e5f"}},
+			want: &diskstate.Disk{Type: "ext4", Label: "my backup disk", UUID: "0c1e3a77-2a3b-4c5d-8e9f-0a1b2c3d4e5f"}},
 		{name: "shellchars", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "11111111-2222-4333-8444-555555555555", "-L", "a \"\\$'`<>z"},
-			want: &Disk{Type: "ext4", Label: "a \"\\$'`<>z", UUID: "11111111-2222-4333-8444-555555555555"}},
+			want: &diskstate.Disk{Type: "ext4", Label: "a \"\\$'`<>z", UUID: "11111111-2222-4333-8444-555555555555"}},
 		{name: "vfat", mkfs: []string{"mkfs.vfat", "-n", "MY VFAT", "-i", "1234ABCD"},
-			want: &Disk{Type: "vfat", Label: "MY VFAT", UUID: "1234-ABCD"}},
+			want: &diskstate.Disk{Type: "vfat", Label: "MY VFAT", UUID: "1234-ABCD"}},
 		{name: "swap", mkfs: []string{"mkswap", "-L", "sw ap", "-U", "22222222-3333-4444-8555-666666666666"},
-			want: &Disk{Type: "swap", Label: "sw ap", UUID: "22222222-3333-4444-8555-666666666666"}},
+			want: &diskstate.Disk{Type: "swap", Label: "sw ap", UUID: "22222222-3333-4444-8555-666666666666"}},
 		{name: "german", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "33333333-4444-4555-8666-777777777777", "-L", "Straße-ü"},
-			want: &Disk{Type: "ext4", Label: "Straße-ü", UUID: "33333333-4444-4555-8666-777777777777"}},
+			want: &diskstate.Disk{Type: "ext4", Label: "Straße-ü", UUID: "33333333-4444-4555-8666-777777777777"}},
 		{name: "japanese", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "44444444-5555-4666-8777-888888888888", "-L", "日本"},
-			want: &Disk{Type: "ext4", Label: "日本", UUID: "44444444-5555-4666-8777-888888888888"}},
+			want: &diskstate.Disk{Type: "ext4", Label: "日本", UUID: "44444444-5555-4666-8777-888888888888"}},
 		{name: "badutf8", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "55555555-6666-4777-8888-999999999999", "-L", "x\xff\xfey"},
-			want: &Disk{Type: "ext4", Label: "x\uFFFD\uFFFDy", UUID: "55555555-6666-4777-8888-999999999999"}},
+			want: &diskstate.Disk{Type: "ext4", Label: "x\uFFFD\uFFFDy", UUID: "55555555-6666-4777-8888-999999999999"}},
 		{name: "controls", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "66666666-7777-4888-8999-aaaaaaaaaaaa", "-L", "nl\nx=y\tz"},
-			want: &Disk{Type: "ext4", Label: "nl\nx=y\tz", UUID: "66666666-7777-4888-8999-aaaaaaaaaaaa"}},
+			want: &diskstate.Disk{Type: "ext4", Label: "nl\nx=y\tz", UUID: "66666666-7777-4888-8999-aaaaaaaaaaaa"}},
 		{name: "caret-backslash", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "88888888-9999-4aaa-8bbb-cccccccccccc", "-L", "x\x1c \x1c\\\\"},
-			want: &Disk{Type: "ext4", Label: "x\x1c \x1c\\\\", UUID: "88888888-9999-4aaa-8bbb-cccccccccccc"}},
+			want: &diskstate.Disk{Type: "ext4", Label: "x\x1c \x1c\\\\", UUID: "88888888-9999-4aaa-8bbb-cccccccccccc"}},
 		{name: "notation", mkfs: []string{"mkfs.ext4", "-q", "-F", "-U", "77777777-8888-4999-8aaa-bbbbbbbbbbbb", "-L", "a^Ib M-Cx"},
-			want:               &Disk{Type: "ext4", Label: "a^Ib M-Cx", UUID: "77777777-8888-4999-8aaa-bbbbbbbbbbbb"},
+			want:               &diskstate.Disk{Type: "ext4", Label: "a^Ib M-Cx", UUID: "77777777-8888-4999-8aaa-bbbbbbbbbbbb"},
 			exactOnlyWithProbe: true},
 		{name: "nolabel", mkfs: []string{"mkfs.ext4", "-q", "-F"},
-			want: &Disk{Type: "ext4"}, randomUUID: true},
+			want: &diskstate.Disk{Type: "ext4"}, randomUUID: true},
 		{name: "zeros"},
 		{name: "gpt-only", mkfs: []string{"sh", "-c", `echo 'label: gpt' | sfdisk -q "$0"`}},
 	}
@@ -56,7 +57,7 @@ func imageCases() []imageCase {
 
 // makeImages creates every image of cases in a temp dir; it returns their
 // paths and the disks expected from them (sorted by device).
-func makeImages(t *testing.T, cases []imageCase) (paths []string, want []Disk) {
+func makeImages(t *testing.T, cases []imageCase) (paths []string, want []diskstate.Disk) {
 	t.Helper()
 	testbed.RequireTools(t, "blkid", "mkfs.ext4", "mkfs.vfat", "mkswap", "sfdisk")
 	dir := t.TempDir()
@@ -119,7 +120,7 @@ func TestParseBlkidRealImages(t *testing.T) {
 					g.Label = c.Label
 				}
 				if !reflect.DeepEqual(g, c) {
-					t.Errorf("disk %d:\n got %+q\nwant %+q", i, g, c)
+					t.Errorf("disk %d:\n got %#v\nwant %#v", i, g, c)
 				}
 			}
 		})
@@ -138,6 +139,6 @@ func TestProbeRealImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("probe:\n got %+q\nwant %+q", got, want)
+		t.Errorf("probe:\n got %#v\nwant %#v", got, want)
 	}
 }

@@ -24,10 +24,11 @@ const Bridge = "br0"
 // Interface is the name of every host's network interface.
 const Interface = "e0"
 
-// Subnet is the prefix of host addresses: host N has 10.77.0.N/24.
+// Subnet is the prefix of the default segment's host addresses: its host N
+// has 10.77.0.N/24 (segment K: 10.77.K.N/24, see Segment).
 const Subnet = "10.77.0."
 
-// maxHosts keeps host addresses inside the /24.
+// maxHosts keeps host addresses inside the /24 (.254 is a router's).
 const maxHosts = 250
 
 var (
@@ -56,13 +57,16 @@ type Lab struct {
 	// shared by systemd) a daemon would never see a later mount.
 	MountDir string
 
-	mu      sync.Mutex
-	hosts   []*Host
-	disks   []*Disk
-	daemons []*Daemon
-	closed  bool
-	hubMade bool
-	mntMade bool
+	mu        sync.Mutex
+	hosts     []*Host
+	disks     []*Disk
+	daemons   []*Daemon
+	segments  []*Segment // segments[0] is the default one, on Bridge
+	routers   []*Router
+	listeners []*Listener
+	closed    bool
+	hubMade   bool
+	mntMade   bool
 }
 
 // New creates a lab: a temporary directory and the hub namespace with its
@@ -99,6 +103,7 @@ func New(name string) (*Lab, error) {
 		return nil, errors.New("testbed: no free lab id")
 	}
 	l.Hub = l.ID + "-hub"
+	l.segments = []*Segment{{Name: "lan", Index: 0, Bridge: Bridge, Family: IPv4, lab: l}}
 	if err := l.setupHub(); err != nil {
 		return nil, errors.Join(err, l.Close())
 	}
@@ -140,15 +145,24 @@ func (l *Lab) setupHub() error {
 	)
 }
 
-// Host is one simulated machine: a network namespace joined to the lab's
-// bridge, its disks, and at most one running daemon.
+// Host is one simulated machine: a network namespace joined to one
+// segment's bridge, its disks, and at most one running daemon.
 type Host struct {
 	// Name is the host's name (also its --hostname).
 	Name string
 	// NS is the network namespace, for "ip netns exec NS".
 	NS string
-	// Addr is the IPv4 address of e0, such as "10.77.0.2".
+	// Addr is the IPv4 address of e0, such as "10.77.0.2"; empty when the
+	// host speaks only IPv6.
 	Addr string
+	// Addr6 is the IPv6 address of e0, such as "fd77::2"; empty when the
+	// host speaks only IPv4.
+	Addr6 string
+	// Segment is the segment (bridge, subnet) the host is on.
+	Segment *Segment
+	// Family is what the host speaks: IPv4 (IPv6 is off on e0), IPv6 (e0
+	// has no IPv4 address) or DualStack.
+	Family Family
 	// HostID is the --host-id: 32 hex digits like /etc/machine-id.
 	HostID string
 	// Socket is the control socket path its daemon is started with.
@@ -158,16 +172,39 @@ type Host struct {
 	LogPath string
 
 	lab    *Lab
-	n      int
+	n      int // 1, 2, ... in the lab: names its veth end in the hub
 	mu     sync.Mutex
 	disks  []*Disk
 	daemon *Daemon
 }
 
-// AddHost creates a host: its namespace, the veth pair to the bridge, its
-// address and multicast route. Names are lower case letters, digits and
-// dashes, starting with a letter, at most 20 characters, unique in the lab.
-func (l *Lab) AddHost(name string) (*Host, error) {
+// HostOptions say where a host goes and what it speaks.
+type HostOptions struct {
+	// Segment is the segment to join; nil: the default segment.
+	Segment *Segment
+	// Family is what the host speaks; 0: its segment's Family.
+	Family Family
+}
+
+// AddHost creates a host on the default segment: its namespace, the veth
+// pair to the bridge, its address and multicast route. Names are lower case
+// letters, digits and dashes, starting with a letter, at most 20
+// characters, unique in the lab (routers included).
+func (l *Lab) AddHost(name string) (*Host, error) { return l.AddHostWith(name, HostOptions{}) }
+
+// AddHost creates a host on this segment (see Lab.AddHost).
+func (s *Segment) AddHost(name string) (*Host, error) {
+	return s.lab.AddHostWith(name, HostOptions{Segment: s})
+}
+
+// AddHostWith creates a host on the segment and with the family of o.
+// Host number N of segment K gets 10.77.K.N/24 and the route 224.0.0.0/4
+// dev e0 when it speaks IPv4 (otherwise no IPv4 address, IPv6 on e0 only),
+// fd77:0:0:K::N/64 (hexadecimal N) without duplicate address detection and
+// the route ff00::/8 dev e0 when it speaks IPv6 (otherwise IPv6 is turned
+// off on e0). When a router serves the segment, the router's addresses are
+// the host's default routes.
+func (l *Lab) AddHostWith(name string, o HostOptions) (*Host, error) {
 	if !hostNameRE.MatchString(name) {
 		return nil, fmt.Errorf("testbed: bad host name %q (want %s)", name, hostNameRE)
 	}
@@ -180,27 +217,51 @@ func (l *Lab) AddHost(name string) (*Host, error) {
 		l.mu.Unlock()
 		return nil, errors.New("testbed: lab is closed")
 	}
-	for _, h := range l.hosts {
-		if h.Name == name {
-			l.mu.Unlock()
-			return nil, fmt.Errorf("testbed: host %q exists", name)
-		}
+	seg := o.Segment
+	if seg == nil {
+		seg = l.segments[0]
 	}
-	n := len(l.hosts) + 1
-	if n > maxHosts {
+	if seg.lab != l {
 		l.mu.Unlock()
-		return nil, errors.New("testbed: too many hosts")
+		return nil, fmt.Errorf("testbed: segment %q is not of this lab", seg.Name)
 	}
+	fam := o.Family
+	if fam == 0 {
+		fam = seg.Family
+	}
+	if fam&^DualStack != 0 {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("testbed: host %s: bad family %d", name, fam)
+	}
+	if err := l.nameFreeLocked(name); err != nil {
+		l.mu.Unlock()
+		return nil, err
+	}
+	m := seg.hostCount + 1
+	if m > maxHosts {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("testbed: too many hosts on segment %s", seg.Name)
+	}
+	seg.hostCount = m
+	n := len(l.hosts) + 1
 	h := &Host{
 		Name:    name,
 		NS:      l.ID + "-" + name,
-		Addr:    Subnet + strconv.Itoa(n),
+		Segment: seg,
+		Family:  fam,
 		HostID:  hostID,
 		Socket:  filepath.Join(l.Dir, name+".sock"),
 		LogPath: filepath.Join(l.Dir, name+".log"),
 		lab:     l,
 		n:       n,
 	}
+	if fam&IPv4 != 0 {
+		h.Addr = seg.addr4(m).String()
+	}
+	if fam&IPv6 != 0 {
+		h.Addr6 = seg.addr6(m).String()
+	}
+	gw := seg.gateway
 	l.mu.Unlock()
 	if len(h.Socket) >= 108 {
 		return nil, fmt.Errorf("testbed: socket path %s too long for a Unix socket (set TMPDIR shorter)", h.Socket)
@@ -217,16 +278,37 @@ func (l *Lab) AddHost(name string) (*Host, error) {
 	veth := h.hubVeth()
 	err = runAll(
 		[]string{"ip", "-n", l.Hub, "link", "add", veth, "type", "veth", "peer", "name", Interface, "netns", h.NS},
-		[]string{"ip", "-n", l.Hub, "link", "set", veth, "master", Bridge, "up"},
+		[]string{"ip", "-n", l.Hub, "link", "set", veth, "master", seg.Bridge, "up"},
 		[]string{"ip", "-n", h.NS, "link", "set", "lo", "up"},
-		[]string{"ip", "-n", h.NS, "addr", "add", h.Addr + "/24", "dev", Interface},
-		[]string{"ip", "-n", h.NS, "link", "set", Interface, "up"},
-		[]string{"ip", "-n", h.NS, "route", "add", "224.0.0.0/4", "dev", Interface},
 	)
+	if err == nil {
+		err = configureIface(h.NS, Interface, h.Addr, h.Addr6, seg, fam)
+	}
+	if err == nil {
+		err = runAll(multicastRoutes(h.NS, Interface, fam)...)
+	}
+	if err == nil && gw != nil {
+		err = runAll(defaultRoutes(h.NS, gw, seg, fam)...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("testbed: host %s: %w", name, err)
 	}
 	return h, nil
+}
+
+// nameFreeLocked checks that no host or router of the lab has the name.
+func (l *Lab) nameFreeLocked(name string) error {
+	for _, h := range l.hosts {
+		if h.Name == name {
+			return fmt.Errorf("testbed: host %q exists", name)
+		}
+	}
+	for _, r := range l.routers {
+		if r.Name == name {
+			return fmt.Errorf("testbed: router %q exists", name)
+		}
+	}
+	return nil
 }
 
 // hubVeth is the name of the host's veth end in the hub (≤ 15 bytes).
@@ -265,9 +347,10 @@ func (h *Host) Command(name string, args ...string) *exec.Cmd {
 }
 
 // Close tears the lab down: kills (SIGKILL, by PID) every daemon it started
-// and waits for it, unmounts the disks it mounted and MountDir, detaches the loop devices
-// still backed by its images, deletes the host namespaces and the hub (and
-// with them the veth pairs and the bridge) and removes Dir. It returns every
+// and waits for it, stops the routers' smcrouted (by PID), unmounts the
+// disks it mounted and MountDir, detaches the loop devices still backed by
+// its images, deletes the host and router namespaces and the hub (and with
+// them the veth pairs and the bridges) and removes Dir. It returns every
 // error it met but always tries every step. Calling it again does nothing.
 func (l *Lab) Close() error {
 	l.mu.Lock()
@@ -279,12 +362,22 @@ func (l *Lab) Close() error {
 	daemons := append([]*Daemon(nil), l.daemons...)
 	disks := append([]*Disk(nil), l.disks...)
 	hosts := append([]*Host(nil), l.hosts...)
+	routers := append([]*Router(nil), l.routers...)
+	listeners := append([]*Listener(nil), l.listeners...)
 	hubMade, mntMade := l.hubMade, l.mntMade
 	l.mu.Unlock()
 
 	var errs []error
+	for _, ln := range listeners {
+		_ = ln.Close() // closed twice is not an error worth reporting
+	}
 	for _, d := range daemons {
 		if err := d.kill(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, r := range routers {
+		if err := r.Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -315,6 +408,11 @@ func (l *Lab) Close() error {
 	}
 	for i := len(hosts) - 1; i >= 0; i-- {
 		if err := delNetns(hosts[i].NS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := len(routers) - 1; i >= 0; i-- {
+		if err := delNetns(routers[i].NS); err != nil {
 			errs = append(errs, err)
 		}
 	}

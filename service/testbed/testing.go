@@ -69,6 +69,13 @@ func NewT(t testing.TB) *Lab {
 				t.Logf("---- log of %s (%s, host id %s) ----\n%s", h.Name, h.NS, h.HostID, b)
 			}
 		}
+		if t.Failed() {
+			for _, r := range l.Routers() {
+				if b, err := os.ReadFile(r.LogPath); err == nil {
+					t.Logf("---- log of router %s (%s) ----\n%s", r.Name, r.NS, b)
+				}
+			}
+		}
 	})
 	return l
 }

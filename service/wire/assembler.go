@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"sync"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // Assembler defaults and bounds.
@@ -46,8 +48,8 @@ type pendingSet struct {
 	created  time.Time
 	hostname string
 	interval time.Duration
-	parts    [][]Disk // by part index
-	got      []bool   // by part index
+	parts    [][]diskstate.Disk // by part index
+	got      []bool             // by part index
 	received int
 	disks    int
 	elem     *list.Element
@@ -119,7 +121,7 @@ func (a *Assembler) Add(m Message, now time.Time) (complete Message, ok bool) {
 			created:  now,
 			hostname: m.Hostname,
 			interval: m.Interval,
-			parts:    make([][]Disk, m.Parts),
+			parts:    make([][]diskstate.Disk, m.Parts),
 			got:      make([]bool, m.Parts),
 		}
 		s.elem = a.order.PushBack(s)
@@ -149,9 +151,9 @@ func (a *Assembler) Add(m Message, now time.Time) (complete Message, ok bool) {
 	}
 
 	a.remove(s)
-	var disks []Disk
+	var disks []diskstate.Disk
 	if s.disks > 0 {
-		disks = make([]Disk, 0, s.disks)
+		disks = make([]diskstate.Disk, 0, s.disks)
 		for _, p := range s.parts {
 			disks = append(disks, p...)
 		}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // parts returns an announcement of n parts with one disk each.
@@ -17,7 +19,7 @@ func parts(host, boot string, seq uint64, n int) []Message {
 func firstParts(host, boot string, seq uint64, n, k int) []Message {
 	out := make([]Message, k)
 	for i := range out {
-		m := announceMsg([]Disk{{Device: fmt.Sprintf("/dev/d%d", i)}})
+		m := announceMsg([]diskstate.Disk{{Device: fmt.Sprintf("/dev/d%d", i)}})
 		m.HostID, m.BootID, m.Seq = host, boot, seq
 		m.Part, m.Parts = i, n
 		out[i] = m

@@ -3,6 +3,8 @@ package wire
 import (
 	"fmt"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // Decode parses and validates one datagram. With k != nil it accepts only
@@ -202,7 +204,7 @@ func fieldName(key string) string {
 }
 
 // disks parses the disk array of an announcement.
-func (r *reader) disks() ([]Disk, *DropError) {
+func (r *reader) disks() ([]diskstate.Disk, *DropError) {
 	n, err := r.arrayLen()
 	if err != nil {
 		return nil, err
@@ -218,7 +220,7 @@ func (r *reader) disks() ([]Disk, *DropError) {
 	if n == 0 {
 		return nil, nil
 	}
-	disks := make([]Disk, n)
+	disks := make([]diskstate.Disk, n)
 	for i := range disks {
 		if err := r.disk(&disks[i]); err != nil {
 			return nil, within(fmt.Sprintf("disk %d", i), err)
@@ -227,62 +229,48 @@ func (r *reader) disks() ([]Disk, *DropError) {
 	return disks, nil
 }
 
-// Presence bits of disk fields.
-const (
-	hasDevice = 1 << iota
-	hasUUID
-	hasPartUUID
-	hasLabel
-	hasType
-	hasMounts
-)
-
-func (r *reader) disk(d *Disk) *DropError {
+// disk parses one disk map. Its keys are the Wire keys of diskstate's field
+// table; a key it does not know is skipped (a newer sender may announce
+// more), and each field's value is bounded by the table's limits.
+func (r *reader) disk(d *diskstate.Disk) *DropError {
 	n, err := r.mapLen()
 	if err != nil {
 		return err
 	}
-	var seen uint
+	var seen uint64 // bit i: table field i was given
 	for i := 0; i < n; i++ {
 		key, err := r.key()
 		if err != nil {
 			return within("key", err)
 		}
-		var bit uint
-		name := key
-		switch key {
-		case "d":
-			bit, name = hasDevice, "device"
-			d.Device, err = r.str(MaxDeviceLen)
-		case "u":
-			bit, name = hasUUID, "uuid"
-			d.UUID, err = r.str(MaxUUIDLen)
-		case "p":
-			bit, name = hasPartUUID, "partuuid"
-			d.PartUUID, err = r.str(MaxUUIDLen)
-		case "l":
-			bit, name = hasLabel, "label"
-			d.Label, err = r.str(MaxLabelLen)
-		case "t":
-			bit, name = hasType, "type"
-			d.Type, err = r.str(MaxTypeLen)
-		case "m":
-			bit, name = hasMounts, "mountpoints"
-			d.Mountpoints, err = r.mountpoints()
+		idx := diskstate.WireIndex(key)
+		if idx < 0 {
+			if err := r.skip(); err != nil {
+				return within("key "+quote(key), err)
+			}
+			continue
+		}
+		f := diskstate.FieldAt(idx)
+		switch f.Kind {
+		case diskstate.String:
+			*f.Str(d), err = r.str(f.Max)
+		case diskstate.Strings:
+			*f.Strs(d), err = r.strs(f.MaxItems, f.Max)
 		default:
-			name = "key " + quote(key)
-			err = r.skip()
+			err = dropf(ReasonMalformed, "%s cannot be announced", f.Key)
 		}
 		if err != nil {
-			return within(name, err)
+			return within(f.Key, err)
 		}
-		if seen&bit != 0 {
-			return dropf(ReasonMalformed, "%s given twice", name)
+		if seen&(1<<idx) != 0 {
+			return dropf(ReasonMalformed, "%s given twice", f.Key)
 		}
-		seen |= bit
+		seen |= 1 << idx
 	}
-	if seen&hasDevice == 0 {
-		return dropf(ReasonMalformed, "no device")
+	for i := range diskstate.NumFields() {
+		if f := diskstate.FieldAt(i); f.Required && seen&(1<<i) == 0 {
+			return dropf(ReasonMalformed, "no %s", f.Key)
+		}
 	}
 	if err := checkDisk(d); err != nil {
 		return within("device "+quote(d.Device), err)
@@ -290,13 +278,14 @@ func (r *reader) disk(d *Disk) *DropError {
 	return nil
 }
 
-func (r *reader) mountpoints() ([]string, *DropError) {
+// strs parses an array of at most maxItems strings of at most max bytes.
+func (r *reader) strs(maxItems, max int) ([]string, *DropError) {
 	n, err := r.arrayLen()
 	if err != nil {
 		return nil, err
 	}
-	if n > MaxMountpoints {
-		return nil, dropf(ReasonLimit, "%d entries, max %d", n, MaxMountpoints)
+	if n > uint64(maxItems) {
+		return nil, dropf(ReasonLimit, "%d entries, max %d", n, maxItems)
 	}
 	if n > uint64(r.remaining()) {
 		return nil, dropf(ReasonMalformed, "%d entries declared, %d bytes left", n, r.remaining())
@@ -306,7 +295,7 @@ func (r *reader) mountpoints() ([]string, *DropError) {
 	}
 	mps := make([]string, n)
 	for i := range mps {
-		if mps[i], err = r.str(MaxMountpointLen); err != nil {
+		if mps[i], err = r.str(max); err != nil {
 			return nil, within(fmt.Sprintf("entry %d", i), err)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // dropCase is one datagram Decode must reject with reason.
@@ -158,24 +160,24 @@ func TestDecodeRejects(t *testing.T) {
 		{"parts huge", ann("c", uint64(1)<<40), nil, ReasonLimit},
 		{"too many disks", ann("d", manyDisks(MaxDisksPerPart+1)), nil, ReasonLimit},
 		// Limits and string content, disk fields.
-		{"device too long", disk("d", repeat("d", MaxDeviceLen+1)), nil, ReasonLimit},
+		{"device too long", disk("d", repeat("d", diskstate.MaxDeviceLen+1)), nil, ReasonLimit},
 		{"device empty", disk("d", ""), nil, ReasonLimit},
 		{"device invalid UTF-8", disk("d", "/dev/\xc0\xaf"), nil, ReasonInvalid},
 		{"device with NUL", disk("d", "/dev/sda\x00"), nil, ReasonInvalid},
-		{"uuid too long", disk("u", repeat("u", MaxUUIDLen+1)), nil, ReasonLimit},
+		{"uuid too long", disk("u", repeat("u", diskstate.MaxUUIDLen+1)), nil, ReasonLimit},
 		{"uuid with NUL", disk("u", "\x00"), nil, ReasonInvalid},
-		{"partuuid too long", disk("p", repeat("p", MaxUUIDLen+1)), nil, ReasonLimit},
+		{"partuuid too long", disk("p", repeat("p", diskstate.MaxUUIDLen+1)), nil, ReasonLimit},
 		{"partuuid invalid UTF-8", disk("p", "\x80"), nil, ReasonInvalid},
-		{"label too long", disk("l", repeat("l", MaxLabelLen+1)), nil, ReasonLimit},
+		{"label too long", disk("l", repeat("l", diskstate.MaxLabelLen+1)), nil, ReasonLimit},
 		{"label invalid UTF-8", disk("l", "BACKUP\xfe"), nil, ReasonInvalid},
 		{"label with NUL", disk("l", "BACK\x00UP"), nil, ReasonInvalid},
-		{"type too long", disk("t", repeat("t", MaxTypeLen+1)), nil, ReasonLimit},
+		{"type too long", disk("t", repeat("t", diskstate.MaxTypeLen+1)), nil, ReasonLimit},
 		{"type with NUL", disk("t", "ext4\x00"), nil, ReasonInvalid},
-		{"mountpoint too long", disk("m", []any{"/" + repeat("m", MaxMountpointLen)}), nil, ReasonLimit},
+		{"mountpoint too long", disk("m", []any{"/" + repeat("m", diskstate.MaxMountpointLen)}), nil, ReasonLimit},
 		{"mountpoint empty", disk("m", []any{""}), nil, ReasonLimit},
 		{"mountpoint invalid UTF-8", disk("m", []any{"/mnt/\xff"}), nil, ReasonInvalid},
 		{"mountpoint with NUL", disk("m", []any{"/mnt\x00"}), nil, ReasonInvalid},
-		{"too many mountpoints", disk("m", manyStrings(MaxMountpoints+1)), nil, ReasonLimit},
+		{"too many mountpoints", disk("m", manyStrings(diskstate.MaxMountpoints+1)), nil, ReasonLimit},
 		// Declared lengths far beyond the data.
 		{"huge disk array", ann("d", raw{0xdd, 0xff, 0xff, 0xff, 0xff}), nil, ReasonLimit},
 		{"huge disk array16", ann("d", raw{0xdc, 0xff, 0xff}), nil, ReasonLimit},
@@ -266,7 +268,7 @@ func TestDecodeIgnoresUnknownKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Disk{
+	want := []diskstate.Disk{
 		{Device: "/dev/sda1", UUID: "0b7e2a1c-1b2c-4d5e-8f90-123456789abc", Label: "DATA", Type: "ext4", Mountpoints: []string{"/srv/data"}},
 		{Device: "/dev/sdb"},
 	}
@@ -321,7 +323,7 @@ func TestDecodeHostileAllocates(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		perRun := (after.TotalAlloc - before.TotalAlloc) / runs
 		// The body copy, a disk slice of at most MaxDisksPerPart and an error.
-		limit := uint64(2*len(d) + MaxDisksPerPart*int(reflect.TypeFor[Disk]().Size()) + 1024)
+		limit := uint64(2*len(d) + MaxDisksPerPart*int(reflect.TypeFor[diskstate.Disk]().Size()) + 1024)
 		t.Logf("%s: %d-byte datagram, %d bytes allocated per decode", name, len(d), perRun)
 		if perRun > limit {
 			t.Errorf("%s: %d bytes allocated per decode, limit %d", name, perRun, limit)

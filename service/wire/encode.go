@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // Encode validates m and returns the datagrams that carry it, sealed with
@@ -216,34 +218,47 @@ func (e *encoder) announce(m *Message) ([][]byte, error) {
 	return dgrams, nil
 }
 
-// disk writes one disk map, leaving out empty optional fields.
-func (e *encoder) disk(d *Disk) error {
-	n := 1
-	for _, s := range [...]string{d.UUID, d.PartUUID, d.Label, d.Type} {
-		if s != "" {
+// disk writes one disk map: the announced fields of diskstate's table, in
+// table order, leaving out empty optional ones.
+func (e *encoder) disk(d *diskstate.Disk) error {
+	n := 0
+	for i := range diskstate.NumFields() {
+		if f := diskstate.FieldAt(i); f.Wire != "" && (f.Required || !empty(&f, d)) {
 			n++
 		}
 	}
-	if len(d.Mountpoints) > 0 {
-		n++
-	}
 	e.mapLen(n)
-	e.str("d")
-	e.str(d.Device)
-	for _, f := range [...]struct{ key, val string }{{"u", d.UUID}, {"p", d.PartUUID}, {"l", d.Label}, {"t", d.Type}} {
-		if f.val != "" {
-			e.str(f.key)
-			e.str(f.val)
+	for i := range diskstate.NumFields() {
+		f := diskstate.FieldAt(i)
+		if f.Wire == "" || !f.Required && empty(&f, d) {
+			continue
 		}
-	}
-	if len(d.Mountpoints) > 0 {
-		e.str("m")
-		e.arrayLen(len(d.Mountpoints))
-		for _, mp := range d.Mountpoints {
-			e.str(mp)
+		e.str(f.Wire)
+		switch f.Kind {
+		case diskstate.String:
+			e.str(*f.Str(d))
+		case diskstate.Strings:
+			v := *f.Strs(d)
+			e.arrayLen(len(v))
+			for _, s := range v {
+				e.str(s)
+			}
+		default:
+			return fmt.Errorf("field %s cannot be announced", f.Key)
 		}
 	}
 	return e.err
+}
+
+// empty reports whether d has no value for the announced field f.
+func empty(f *diskstate.Field, d *diskstate.Disk) bool {
+	switch f.Kind {
+	case diskstate.String:
+		return *f.Str(d) == ""
+	case diskstate.Strings:
+		return len(*f.Strs(d)) == 0
+	}
+	return true
 }
 
 // datagram returns header || body, sealed if there is a keyring, in a new

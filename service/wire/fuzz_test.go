@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // fuzzKeyring is the keyring sealed seeds in testdata/fuzz/FuzzDecode use.
@@ -68,9 +70,9 @@ func FuzzEncode(f *testing.F) {
 	k := fuzzKeyring(f)
 	f.Fuzz(func(t *testing.T, host, hostname, device, label, mount string, seq uint64, ms int64, budget, n int, sealed bool) {
 		n = min(max(n, 0), 300)
-		disks := make([]Disk, n)
+		disks := make([]diskstate.Disk, n)
 		for i := range disks {
-			disks[i] = Disk{Device: device + strconv.Itoa(i), Label: label, Mountpoints: []string{mount}}
+			disks[i] = diskstate.Disk{Device: device + strconv.Itoa(i), Label: label, Mountpoints: []string{mount}}
 		}
 		m := announceMsg(disks)
 		m.HostID, m.Hostname, m.Seq, m.Interval = host, hostname, seq, time.Duration(ms)*time.Millisecond

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // testKey returns a deterministic 32-byte key.
@@ -29,10 +31,10 @@ func mustKeyring(t testing.TB, keys ...[]byte) *Keyring {
 }
 
 // realisticDisks returns n disks like blkid reports them.
-func realisticDisks(n int) []Disk {
-	disks := make([]Disk, n)
+func realisticDisks(n int) []diskstate.Disk {
+	disks := make([]diskstate.Disk, n)
 	for i := range disks {
-		disks[i] = Disk{
+		disks[i] = diskstate.Disk{
 			Device:      fmt.Sprintf("/dev/sd%c%d", 'a'+i/16%26, i%16+1),
 			UUID:        fmt.Sprintf("%08x-1b2c-4d5e-8f90-%012x", i, i*7919),
 			PartUUID:    fmt.Sprintf("%08x-0a0b-4c0d-9e0f-%012x", i*31, i),
@@ -44,7 +46,7 @@ func realisticDisks(n int) []Disk {
 	return disks
 }
 
-func announceMsg(disks []Disk) Message {
+func announceMsg(disks []diskstate.Disk) Message {
 	return Message{
 		Kind:     KindAnnounce,
 		HostID:   "4c1f7c9a0e6d4b2f8a3e5d7c9b1a2f3e",

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 func dropf(r DropReason, format string, args ...any) *DropError {
@@ -38,7 +40,7 @@ func checkText(name, s string, lo, hi int) *DropError {
 	}
 	// ASCII without NUL, nearly every string, in one pass: for strings
 	// this short, one loop is cheaper than IndexByte and ValidString
-	// (issue 7's profile: they were a tenth of the receive path).
+	// (in a profile they were a tenth of the receive path).
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == 0 || c >= utf8.RuneSelf {
 			return checkTextSlow(name, s)
@@ -114,29 +116,33 @@ func checkParts(part, parts int) *DropError {
 	return nil
 }
 
-// checkDisk checks every field of a disk.
-func checkDisk(d *Disk) *DropError {
-	if err := checkText("device", d.Device, 1, MaxDeviceLen); err != nil {
-		return err
-	}
-	if err := checkText("uuid", d.UUID, 0, MaxUUIDLen); err != nil {
-		return err
-	}
-	if err := checkText("partuuid", d.PartUUID, 0, MaxUUIDLen); err != nil {
-		return err
-	}
-	if err := checkText("label", d.Label, 0, MaxLabelLen); err != nil {
-		return err
-	}
-	if err := checkText("type", d.Type, 0, MaxTypeLen); err != nil {
-		return err
-	}
-	if len(d.Mountpoints) > MaxMountpoints {
-		return dropf(ReasonLimit, "%d mountpoints, max %d", len(d.Mountpoints), MaxMountpoints)
-	}
-	for i, mp := range d.Mountpoints {
-		if err := checkText("mountpoint", mp, 1, MaxMountpointLen); err != nil {
-			return checkText(fmt.Sprintf("mountpoint %d", i), mp, 1, MaxMountpointLen) // name it, on failure only
+// checkDisk checks every announced field of a disk against diskstate's
+// field table.
+func checkDisk(d *diskstate.Disk) *DropError {
+	for i := range diskstate.NumFields() {
+		f := diskstate.FieldAt(i)
+		if f.Wire == "" {
+			continue
+		}
+		switch f.Kind {
+		case diskstate.String:
+			lo := 0
+			if f.Required {
+				lo = 1
+			}
+			if err := checkText(f.Key, *f.Str(d), lo, f.Max); err != nil {
+				return err
+			}
+		case diskstate.Strings:
+			v := *f.Strs(d)
+			if len(v) > f.MaxItems {
+				return dropf(ReasonLimit, "%d %s, max %d", len(v), f.Key, f.MaxItems)
+			}
+			for j, s := range v {
+				if err := checkText(f.Key, s, 1, f.Max); err != nil {
+					return checkText(fmt.Sprintf("%s %d", f.Key, j), s, 1, f.Max) // name it, on failure only
+				}
+			}
 		}
 	}
 	return nil

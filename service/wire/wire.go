@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // Header and sealing constants.
@@ -44,21 +46,9 @@ const (
 // String limits, in bytes.
 const (
 	// MaxIDLen bounds HostID and BootID.
-	MaxIDLen = 64
+	MaxIDLen = diskstate.MaxIDLen
 	// MaxHostnameLen bounds Hostname.
-	MaxHostnameLen = 253
-	// MaxDeviceLen bounds Disk.Device.
-	MaxDeviceLen = 255
-	// MaxUUIDLen bounds Disk.UUID and Disk.PartUUID.
-	MaxUUIDLen = 64
-	// MaxLabelLen bounds Disk.Label.
-	MaxLabelLen = 255
-	// MaxTypeLen bounds Disk.Type.
-	MaxTypeLen = 32
-	// MaxMountpointLen bounds each of Disk.Mountpoints.
-	MaxMountpointLen = 1024
-	// MaxMountpoints is the most mount points one disk may list.
-	MaxMountpoints = 32
+	MaxHostnameLen = diskstate.MaxHostnameLen
 )
 
 // Interval limits.
@@ -95,29 +85,19 @@ func (k Kind) String() string {
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Disk is one block device as announced by its host.
-type Disk struct {
-	Device      string   // device path, e.g. /dev/sda1; required
-	UUID        string   // filesystem UUID
-	PartUUID    string   // partition UUID
-	Label       string   // filesystem label
-	Type        string   // filesystem type, e.g. ext4
-	Mountpoints []string // where it is mounted on its host; nil when not mounted
-}
-
 // Message is one diskd message. The strings of a decoded Message are
 // substrings of one private copy of its datagram's body, so keeping any of
 // them keeps that copy (at most MaxDatagram bytes) alive.
 type Message struct {
 	Kind     Kind
-	HostID   string        // stable host identity, 1..64 bytes of [A-Za-z0-9._:-]
-	Hostname string        // name shown to people, 1..253 bytes
-	BootID   string        // daemon instance id, same rules as HostID
-	Seq      uint64        // per-sender sequence number; all parts of one announcement share it
-	Interval time.Duration // sender's announce interval, MinInterval..MaxInterval, whole ms on the wire
-	Part     int           // announce only: 0-based part index; set by Encode
-	Parts    int           // announce only: number of parts, 1..MaxParts; set by Encode; 0 for bye and ping
-	Disks    []Disk        // announce only; nil when empty
+	HostID   string           // stable host identity, 1..64 bytes of [A-Za-z0-9._:-]
+	Hostname string           // name shown to people, 1..253 bytes
+	BootID   string           // daemon instance id, same rules as HostID
+	Seq      uint64           // per-sender sequence number; all parts of one announcement share it
+	Interval time.Duration    // sender's announce interval, MinInterval..MaxInterval, whole ms on the wire
+	Part     int              // announce only: 0-based part index; set by Encode
+	Parts    int              // announce only: number of parts, 1..MaxParts; set by Encode; 0 for bye and ping
+	Disks    []diskstate.Disk // announce only; nil when empty; only the fields diskstate announces are set
 }
 
 // DropReason says why Decode rejected a datagram. The values are short,

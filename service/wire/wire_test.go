@@ -11,18 +11,20 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 func TestRoundTrip(t *testing.T) {
-	full := Disk{
+	full := diskstate.Disk{
 		Device:      "/dev/nvme0n1p2",
-		UUID:        strings.Repeat("u", MaxUUIDLen),
-		PartUUID:    strings.Repeat("p", MaxUUIDLen),
+		UUID:        strings.Repeat("u", diskstate.MaxUUIDLen),
+		PartUUID:    strings.Repeat("p", diskstate.MaxUUIDLen),
 		Label:       "Étiquette \x1b[31m ☃",
-		Type:        strings.Repeat("t", MaxTypeLen),
+		Type:        strings.Repeat("t", diskstate.MaxTypeLen),
 		Mountpoints: []string{"/", "/mnt/with space", "/mnt/" + strings.Repeat("x", 500)},
 	}
-	longNames := announceMsg([]Disk{{Device: "/dev/sdb"}})
+	longNames := announceMsg([]diskstate.Disk{{Device: "/dev/sdb"}})
 	longNames.HostID = strings.Repeat("a", MaxIDLen)
 	longNames.BootID = strings.Repeat("B.:_-", MaxIDLen/5)
 	longNames.Hostname = "héllo\twörld\x7f" + strings.Repeat("h", 200)
@@ -39,7 +41,7 @@ func TestRoundTrip(t *testing.T) {
 		{"announce empty", announceMsg(nil)},
 		{"announce one", announceMsg(realisticDisks(1))},
 		{"announce 16", announceMsg(realisticDisks(16))},
-		{"announce full disk", announceMsg([]Disk{full, {Device: "/dev/sdz"}})},
+		{"announce full disk", announceMsg([]diskstate.Disk{full, {Device: "/dev/sdz"}})},
 		{"announce long names", longNames},
 		{"bye", otherMsg(KindBye)},
 		{"ping", otherMsg(KindPing)},
@@ -247,10 +249,10 @@ func TestEncodeSplitsExactlyAtBudget(t *testing.T) {
 func TestEncodeManyParts(t *testing.T) {
 	// Big disks, one per part: more than 127 parts makes the parts count
 	// two bytes long; more than 255 parts is an error.
-	big := func(n int) []Disk {
+	big := func(n int) []diskstate.Disk {
 		disks := realisticDisks(n)
 		for i := range disks {
-			disks[i].Label = strings.Repeat("L", MaxLabelLen)
+			disks[i].Label = strings.Repeat("L", diskstate.MaxLabelLen)
 			disks[i].Mountpoints = []string{"/" + strings.Repeat("m", 600)}
 		}
 		return disks
@@ -300,7 +302,7 @@ func TestEncodeDiskTooLarge(t *testing.T) {
 }
 
 func TestEncodeRejects(t *testing.T) {
-	withDisk := func(f func(d *Disk)) Message {
+	withDisk := func(f func(d *diskstate.Disk)) Message {
 		disks := realisticDisks(3)
 		f(&disks[2])
 		return announceMsg(disks)
@@ -320,12 +322,12 @@ func TestEncodeRejects(t *testing.T) {
 		{"long interval", mod(announceMsg(nil), func(m *Message) { m.Interval = time.Hour + time.Millisecond }), -1},
 		{"ping with disks", mod(otherMsg(KindPing), func(m *Message) { m.Disks = realisticDisks(1) }), -1},
 		{"too many disks", announceMsg(realisticDisks(MaxDisksTotal + 1)), -1},
-		{"no device", withDisk(func(d *Disk) { d.Device = "" }), 2},
-		{"bad label", withDisk(func(d *Disk) { d.Label = "\xff" }), 2},
-		{"NUL uuid", withDisk(func(d *Disk) { d.UUID = "a\x00b" }), 2},
-		{"long type", withDisk(func(d *Disk) { d.Type = strings.Repeat("t", 33) }), 2},
-		{"empty mountpoint", withDisk(func(d *Disk) { d.Mountpoints = []string{""} }), 2},
-		{"many mountpoints", withDisk(func(d *Disk) { d.Mountpoints = make([]string, 33) }), 2},
+		{"no device", withDisk(func(d *diskstate.Disk) { d.Device = "" }), 2},
+		{"bad label", withDisk(func(d *diskstate.Disk) { d.Label = "\xff" }), 2},
+		{"NUL uuid", withDisk(func(d *diskstate.Disk) { d.UUID = "a\x00b" }), 2},
+		{"long type", withDisk(func(d *diskstate.Disk) { d.Type = strings.Repeat("t", 33) }), 2},
+		{"empty mountpoint", withDisk(func(d *diskstate.Disk) { d.Mountpoints = []string{""} }), 2},
+		{"many mountpoints", withDisk(func(d *diskstate.Disk) { d.Mountpoints = make([]string, 33) }), 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package control
+package main
 
 import (
 	"bytes"
@@ -7,16 +7,21 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/control/controltest"
 	"github.com/diskd/diskd/service/testbed"
 )
 
 func TestRunClientPipe(t *testing.T) {
-	ts := startServer(t, &Server{})
+	ts := controltest.Start(t, &control.Server{})
 	for _, tc := range []struct {
 		name    string
 		in      string
@@ -35,15 +40,15 @@ func TestRunClientPipe(t *testing.T) {
 			errOut: "error: unknown command \"bogus\"\nerror: usage: find [--json] TERM\n"},
 		{name: "quit stops reading", in: "refresh\nquit\nbogus\nannounce\n", status: 0,
 			actions: []string{"refresh"}},
-		{name: "too long line", in: strings.Repeat("z", MaxLineBytes+1) + "\nping\n", status: 1,
-			errOut:  fmt.Sprintf("error: request line too long (more than %d bytes)\n", MaxLineBytes),
+		{name: "too long line", in: strings.Repeat("z", control.MaxLineBytes+1) + "\nping\n", status: 1,
+			errOut:  fmt.Sprintf("error: request line too long (more than %d bytes)\n", control.MaxLineBytes),
 			actions: []string{"ping"}},
 		{name: "empty input", in: "", status: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(ts.actions.Calls())
+			before := len(ts.Actions.Calls())
 			var out, errOut bytes.Buffer
-			status := RunClient(context.Background(), ts.path, strings.NewReader(tc.in), &out, &errOut)
+			status := RunClient(context.Background(), ts.Path, strings.NewReader(tc.in), &out, &errOut)
 			if status != tc.status {
 				t.Errorf("status %d, want %d; stderr:\n%s", status, tc.status, errOut.String())
 			}
@@ -65,7 +70,7 @@ func TestRunClientPipe(t *testing.T) {
 			if errOut.String() != tc.errOut {
 				t.Errorf("stderr %q, want %q", errOut.String(), tc.errOut)
 			}
-			if got := ts.actions.Calls()[before:]; tc.actions != nil && fmt.Sprint(got) != fmt.Sprint(tc.actions) {
+			if got := ts.Actions.Calls()[before:]; tc.actions != nil && fmt.Sprint(got) != fmt.Sprint(tc.actions) {
 				t.Errorf("actions %v, want %v", got, tc.actions)
 			}
 		})
@@ -87,16 +92,16 @@ func TestRunClientNoDaemon(t *testing.T) {
 
 // TestRunClientDaemonGone: the daemon stops between two lines.
 func TestRunClientDaemonGone(t *testing.T) {
-	ts := startServer(t, &Server{})
+	ts := controltest.Start(t, &control.Server{})
 	pr, pw := io.Pipe()
-	var out, errOut lockedBuffer
+	var out, errOut controltest.LockedBuffer
 	done := make(chan int, 1)
-	go func() { done <- RunClient(context.Background(), ts.path, pr, &out, &errOut) }()
+	go func() { done <- RunClient(context.Background(), ts.Path, pr, &out, &errOut) }()
 	if _, err := io.WriteString(pw, "status\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first answer", func() bool { return strings.Contains(out.String(), "version: 1.2.3") })
-	ts.stop(t)
+	controltest.WaitFor(t, "the first answer", func() bool { return strings.Contains(out.String(), "version: 1.2.3") })
+	ts.Stop(t)
 	if _, err := io.WriteString(pw, "status\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +114,7 @@ func TestRunClientDaemonGone(t *testing.T) {
 		t.Fatal("RunClient did not return")
 	}
 	pw.Close()
-	if want := "diskd: lost the connection to the daemon at " + ts.path + ": "; !strings.HasPrefix(errOut.String(), want) {
+	if want := "diskd: lost the connection to the daemon at " + ts.Path + ": "; !strings.HasPrefix(errOut.String(), want) {
 		t.Errorf("stderr %q, want it to start with %q", errOut.String(), want)
 	}
 }
@@ -199,7 +204,7 @@ func (tm *tmux) waitPrompt(what string, n int) string {
 func readExit(t *testing.T, path string) string {
 	t.Helper()
 	var data []byte
-	waitFor(t, "the client to exit", func() bool {
+	controltest.WaitFor(t, "the client to exit", func() bool {
 		var err error
 		data, err = os.ReadFile(path)
 		return err == nil && len(data) > 0
@@ -210,13 +215,13 @@ func readExit(t *testing.T, path string) string {
 // TestRunClientTerminal drives the interactive client on a real terminal:
 // prompt, a table, Up for history, Tab completion, ^C, errors, ^D.
 func TestRunClientTerminal(t *testing.T) {
-	ts := startServer(t, &Server{})
+	ts := controltest.Start(t, &control.Server{})
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	exitFile := filepath.Join(dir, "exit")
-	tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.path,
+	tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
 		"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + state},
-		os.Args[0], "-test.run=^TestHelperProcess$")
+		os.Args[0], "-test.run=^TestInteractiveHelper$")
 
 	tm.waitPrompt("the prompt", 1)
 	tm.typ("list")
@@ -285,7 +290,7 @@ func TestRunClientTerminal(t *testing.T) {
 	if m := fileMode(t, filepath.Dir(hist)); m.Perm() != 0o700 {
 		t.Errorf("history directory mode %v, want 0700", m)
 	}
-	if got := ts.actions.Calls(); len(got) != 0 {
+	if got := ts.Actions.Calls(); len(got) != 0 {
 		t.Errorf("actions %v, want none", got)
 	}
 }
@@ -295,11 +300,11 @@ func TestRunClientTerminal(t *testing.T) {
 // clear message.
 func TestRunClientTerminalQuitAndDaemonGone(t *testing.T) {
 	t.Run("quit", func(t *testing.T) {
-		ts := startServer(t, &Server{})
+		ts := controltest.Start(t, &control.Server{})
 		exitFile := filepath.Join(t.TempDir(), "exit")
-		tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.path,
+		tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
 			"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + t.TempDir()},
-			os.Args[0], "-test.run=^TestHelperProcess$")
+			os.Args[0], "-test.run=^TestInteractiveHelper$")
 		tm.waitPrompt("the prompt", 1)
 		tm.typ("quit")
 		tm.keys("Enter")
@@ -308,18 +313,42 @@ func TestRunClientTerminalQuitAndDaemonGone(t *testing.T) {
 		}
 	})
 	t.Run("daemon gone", func(t *testing.T) {
-		ts := startServer(t, &Server{})
+		ts := controltest.Start(t, &control.Server{})
 		exitFile := filepath.Join(t.TempDir(), "exit")
-		tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.path,
+		tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
 			"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + t.TempDir()},
-			os.Args[0], "-test.run=^TestHelperProcess$")
+			os.Args[0], "-test.run=^TestInteractiveHelper$")
 		tm.waitPrompt("the prompt", 1)
-		ts.stop(t)
+		ts.Stop(t)
 		if code := readExit(t, exitFile); code != "1" {
 			t.Errorf("exit status %s, want 1", code)
 		}
 		tm.wait("the message", func(s string) bool {
-			return strings.Contains(s, "diskd: lost the connection to the daemon at "+ts.path)
+			return strings.Contains(s, "diskd: lost the connection to the daemon at "+ts.Path)
 		})
 	})
+}
+
+// TestInteractiveHelper is not a test: the terminal tests run the test
+// binary again with DISKD_CONTROL_HELPER=client under tmux, and this is what
+// it then does: RunClient on the process's own terminal, its exit status
+// written to DISKD_TEST_EXITFILE.
+func TestInteractiveHelper(t *testing.T) {
+	if os.Getenv("DISKD_CONTROL_HELPER") != "client" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	code := RunClient(ctx, os.Getenv("DISKD_TEST_SOCKET"), os.Stdin, os.Stdout, os.Stderr)
+	_ = os.WriteFile(os.Getenv("DISKD_TEST_EXITFILE"), []byte(strconv.Itoa(code)), 0o644)
+	os.Exit(code)
+}
+
+func fileMode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
 }

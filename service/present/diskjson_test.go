@@ -1,4 +1,4 @@
-package control
+package present
 
 import (
 	"bytes"
@@ -6,23 +6,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/diskstate"
 )
 
 // referenceDisksJSON is DisksJSON as it was written first, with
 // encoding/json: DisksJSON must give the same bytes.
-func referenceDisksJSON(disks []inventory.Disk) ([]byte, error) {
-	out := make([]inventory.Disk, len(disks))
+func referenceDisksJSON(disks []diskstate.Disk) ([]byte, error) {
+	out := make([]diskstate.Disk, len(disks))
 	for i, d := range disks {
 		if d.Mountpoints == nil {
 			d.Mountpoints = []string{}
 		}
 		out[i] = d
 	}
-	return jsonLine(out)
+	return JSONLine(out)
 }
 
-func checkSameJSON(t *testing.T, disks []inventory.Disk) {
+func checkSameJSON(t *testing.T, disks []diskstate.Disk) {
 	t.Helper()
 	want, werr := referenceDisksJSON(disks)
 	got, gerr := DisksJSON(disks)
@@ -41,15 +41,15 @@ func TestDisksJSONIsEncodingJSON(t *testing.T) {
 		"<html> & 'x'", "ünïcödé ✓", "\u2028\u2029", "bad \xff\xfe utf8", "\xe2\x80", "bidi \u202e evil",
 		"esc \x1b[31m", "emoji 😀",
 	}
-	var disks []inventory.Disk
+	var disks []diskstate.Disk
 	for i, s := range odd {
-		disks = append(disks, inventory.Disk{
+		disks = append(disks, diskstate.Disk{
 			HostID: "h" + s, Hostname: s, Device: "/dev/" + s, UUID: s, PartUUID: s, Label: s, Type: s,
 			Mountpoints: []string{s, "/mnt/" + s}, Local: i%2 == 0, LastSeen: seen.Add(time.Duration(i) * 1234567 * time.Nanosecond),
 		})
 	}
 	checkSameJSON(t, nil)
-	checkSameJSON(t, []inventory.Disk{})
+	checkSameJSON(t, []diskstate.Disk{})
 	checkSameJSON(t, disks)
 	for _, ts := range []time.Time{
 		{}, seen, seen.In(time.FixedZone("x", 5*3600+30*60)), seen.In(time.FixedZone("y", -(3*3600 + 7))),
@@ -57,9 +57,9 @@ func TestDisksJSONIsEncodingJSON(t *testing.T) {
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Now(), time.Now().Round(0),
 	} {
-		checkSameJSON(t, []inventory.Disk{{Device: "/dev/x", LastSeen: ts}})
+		checkSameJSON(t, []diskstate.Disk{{Device: "/dev/x", LastSeen: ts}})
 	}
-	checkSameJSON(t, []inventory.Disk{{Device: "/dev/x", Mountpoints: []string{}}})
+	checkSameJSON(t, []diskstate.Disk{{Device: "/dev/x", Mountpoints: []string{}}})
 }
 
 func TestDisksJSONRandomStrings(t *testing.T) {
@@ -73,11 +73,11 @@ func TestDisksJSONRandomStrings(t *testing.T) {
 		return string(b)
 	}
 	for range 2000 {
-		d := inventory.Disk{HostID: str(), Hostname: str(), Device: str(), UUID: str(), PartUUID: str(),
+		d := diskstate.Disk{HostID: str(), Hostname: str(), Device: str(), UUID: str(), PartUUID: str(),
 			Label: str(), Type: str(), Local: rng.IntN(2) == 0, LastSeen: time.Unix(rng.Int64N(1<<34), rng.Int64N(1e9))}
 		for range rng.IntN(3) {
 			d.Mountpoints = append(d.Mountpoints, str())
 		}
-		checkSameJSON(t, []inventory.Disk{d})
+		checkSameJSON(t, []diskstate.Disk{d})
 	}
 }

@@ -1,4 +1,4 @@
-package control
+package main
 
 import (
 	"bufio"
@@ -16,6 +16,8 @@ import (
 
 	"github.com/ergochat/readline"
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/control"
 )
 
 // historyLimit is how many lines the interactive client's history keeps.
@@ -35,7 +37,7 @@ const historyLimit = 1000
 // Blank lines are skipped in both modes. When the daemon cannot be reached,
 // goes away, or ctx is done, it prints why (not for ctx) and returns 1.
 func RunClient(ctx context.Context, path string, in io.Reader, out, errOut io.Writer) int {
-	c, err := Dial(ctx, path)
+	c, err := control.Dial(ctx, path)
 	if err != nil {
 		fmt.Fprintf(errOut, "diskd: cannot connect to %s: %s (is the daemon running? start it with: diskd -d, or systemctl start diskd)\n",
 			path, dialReason(err))
@@ -69,13 +71,13 @@ const (
 )
 
 // send sends one line and prints its answer.
-func send(ctx context.Context, c *Client, path, line string, out, errOut io.Writer) outcome {
-	if err := checkRequestLine(line); err != nil {
+func send(ctx context.Context, c *control.Client, path, line string, out, errOut io.Writer) outcome {
+	if err := control.CheckRequestLine(line); err != nil {
 		fmt.Fprintf(errOut, "error: %v\n", err)
 		return sentERR
 	}
 	lines, err := c.Do(ctx, line)
-	var remote *RemoteError
+	var remote *control.RemoteError
 	switch {
 	case errors.As(err, &remote):
 		fmt.Fprintf(errOut, "error: %s\n", remote.Msg)
@@ -102,7 +104,7 @@ func isQuit(line string) bool {
 	return len(f) == 1 && strings.EqualFold(f[0], "quit")
 }
 
-func runBatch(ctx context.Context, c *Client, path string, in io.Reader, out, errOut io.Writer) int {
+func runBatch(ctx context.Context, c *control.Client, path string, in io.Reader, out, errOut io.Writer) int {
 	br := bufio.NewReader(in)
 	status := 0
 	for {
@@ -129,14 +131,14 @@ func runBatch(ctx context.Context, c *Client, path string, in io.Reader, out, er
 }
 
 // readInputLine reads one line of input without its line end. A line longer
-// than MaxLineBytes is read to its end and returned cut, so that sending it
+// than control.MaxLineBytes is read to its end and returned cut, so that sending it
 // fails with "too long" rather than eating memory.
 func readInputLine(br *bufio.Reader) (string, error) {
 	var buf []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if len(buf) <= MaxLineBytes {
-			buf = append(buf, chunk[:min(len(chunk), MaxLineBytes+2-len(buf))]...)
+		if len(buf) <= control.MaxLineBytes {
+			buf = append(buf, chunk[:min(len(chunk), control.MaxLineBytes+2-len(buf))]...)
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
@@ -146,7 +148,7 @@ func readInputLine(br *bufio.Reader) (string, error) {
 	}
 }
 
-func runInteractive(ctx context.Context, c *Client, path string, in *os.File, out, errOut io.Writer) int {
+func runInteractive(ctx context.Context, c *control.Client, path string, in *os.File, out, errOut io.Writer) int {
 	t := &tty{in: int(in.Fd()), size: int(in.Fd())}
 	if f, ok := out.(*os.File); ok && isTerminal(int(f.Fd())) {
 		t.size = int(f.Fd())
@@ -199,7 +201,7 @@ func runInteractive(ctx context.Context, c *Client, path string, in *os.File, ou
 		case <-stop:
 		case <-ctx.Done():
 			rl.Close()
-		case <-c.lost():
+		case <-c.Lost():
 			rl.Close()
 		}
 	})
@@ -211,8 +213,8 @@ func runInteractive(ctx context.Context, c *Client, path string, in *os.File, ou
 		}
 		if err != nil {
 			select {
-			case <-c.lost():
-				fmt.Fprintf(errOut, "\ndiskd: lost the connection to the daemon at %s: %v\n", path, c.lostErr())
+			case <-c.Lost():
+				fmt.Fprintf(errOut, "\ndiskd: lost the connection to the daemon at %s: %v\n", path, c.LostErr())
 				return 1
 			default:
 			}
@@ -239,11 +241,11 @@ func runInteractive(ctx context.Context, c *Client, path string, in *os.File, ou
 // status, the --json option.
 func completer() readline.AutoCompleter {
 	var items []*readline.PrefixCompleter
-	for _, c := range commandSpecs() {
-		if c.json {
-			items = append(items, readline.PcItem(c.name, readline.PcItem("--json")))
+	for _, c := range control.Commands() {
+		if c.JSON {
+			items = append(items, readline.PcItem(c.Name, readline.PcItem("--json")))
 		} else {
-			items = append(items, readline.PcItem(c.name))
+			items = append(items, readline.PcItem(c.Name))
 		}
 	}
 	return readline.NewPrefixCompleter(items...)

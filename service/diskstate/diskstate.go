@@ -1,0 +1,171 @@
+// Package diskstate holds the records that every part of diskd shares: a
+// disk as one host sees it (Disk), another host heard on the network (Peer),
+// what the daemon reports about itself (Status), what it lets its front ends
+// do (Actions), and the one ordered table of a disk's fields (Fields).
+//
+// The field table is the single place that says, for each attribute of a
+// disk, its key in JSON and in the D-Bus dictionaries, its key in
+// announcements, its table column, whether searches match it, and the one
+// size limit that the scanner, the wire validator and the displays all use.
+// The JSON writer, the D-Bus conversion (both ways), the tables and the
+// matching walk this table, so a new attribute is a struct field and a table
+// entry here, plus the code that collects it.
+//
+// It is a leaf: it imports only the standard library, and it holds data and
+// small pure functions on it, no state and no I/O. It is not the inventory
+// (service/inventory owns the live view and its events) and not a format
+// (service/wire, service/present and dbusapi render it).
+package diskstate
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+)
+
+// Disk is one filesystem on one host. The JSON tags are the contract of the
+// control socket's --json output and of the D-Bus a{sv} dictionaries; they
+// equal the Key of each entry of Fields, in the same order.
+type Disk struct {
+	HostID      string    `json:"host_id"`
+	Hostname    string    `json:"hostname"`
+	Device      string    `json:"device"`
+	UUID        string    `json:"uuid"`
+	PartUUID    string    `json:"partuuid"`
+	Label       string    `json:"label"`
+	Type        string    `json:"type"`
+	Mountpoints []string  `json:"mountpoints"`
+	Local       bool      `json:"local"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// Mounted reports whether the disk has at least one mount point.
+func (d *Disk) Mounted() bool { return len(d.Mountpoints) > 0 }
+
+// Host is the disk's host as people know it: its hostname, else its host id.
+func (d *Disk) Host() string {
+	if d.Hostname != "" {
+		return d.Hostname
+	}
+	return d.HostID
+}
+
+// SameContent reports whether two versions of one disk differ in nothing
+// that a user would call a change: the hostname and every announced field.
+// The host id, Local and LastSeen are not compared.
+func (d *Disk) SameContent(o *Disk) bool {
+	return d.Hostname == o.Hostname && d.SameAnnounced(o)
+}
+
+// SameAnnounced reports whether two disks agree in every announced field.
+func (d *Disk) SameAnnounced(o *Disk) bool {
+	for i := range fields {
+		f := &fields[i]
+		if f.Wire != "" && !f.Equal(d, o) {
+			return false
+		}
+	}
+	return true
+}
+
+// Peer is another host heard on the network.
+type Peer struct {
+	HostID        string
+	Hostname      string
+	Address       string // source address of its last datagram
+	BootID        string // the peer's daemon instance
+	Seq           uint64
+	Interval      time.Duration // the peer's own announce interval
+	Timeout       time.Duration // lost when not heard from for this long
+	LastHeard     time.Time
+	Authenticated bool // its datagrams were sealed with a key of our keyring
+	Disks         int
+}
+
+// KV is one more line of status output: "Key: Value" for people, and
+// "Key": "Value" in the "extra" object of status --json.
+type KV struct {
+	Key, Value string
+}
+
+// Status is what the daemon reports about itself (the status command, the
+// D-Bus properties).
+type Status struct {
+	Version        string
+	HostID         string
+	Hostname       string
+	Started        time.Time
+	Peers          int
+	Disks          int
+	LastScan       time.Time // zero: no scan yet
+	ScanError      string    // empty: the last scan succeeded
+	PacketsIn      uint64
+	PacketsOut     uint64
+	PacketsDropped uint64
+	Drops          map[string]uint64 // dropped datagrams by reason
+	Extra          []KV              // more lines, optional
+}
+
+// Actions are what the daemon lets its front ends (the control socket and
+// D-Bus) do besides reading the inventory.
+type Actions interface {
+	// Refresh rescans the local disks now and returns when the scan is done.
+	Refresh(ctx context.Context) error
+	// Announce sends the local disk list to the peers now.
+	Announce(ctx context.Context) error
+	// Ping asks every peer to re-announce.
+	Ping(ctx context.Context) error
+	// Status reports the daemon's state.
+	Status() Status
+}
+
+// DefaultActionTimeout bounds one Refresh, Announce or Ping asked for by a
+// front end.
+const DefaultActionTimeout = 2 * time.Minute
+
+// Action names one of the Actions' commands.
+type Action string
+
+// The actions a front end may ask for.
+const (
+	ActionRefresh  Action = "refresh"
+	ActionAnnounce Action = "announce"
+	ActionPing     Action = "ping"
+)
+
+// ActionList returns the actions in the order help shows them.
+func ActionList() []Action { return []Action{ActionRefresh, ActionAnnounce, ActionPing} }
+
+// Run runs the named action on a, bounded by timeout (DefaultActionTimeout
+// when zero or less). An unknown name is an error.
+func (n Action) Run(ctx context.Context, a Actions, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = DefaultActionTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch n {
+	case ActionRefresh:
+		return a.Refresh(ctx)
+	case ActionAnnounce:
+		return a.Announce(ctx)
+	case ActionPing:
+		return a.Ping(ctx)
+	}
+	return &unknownActionError{n}
+}
+
+type unknownActionError struct{ name Action }
+
+func (e *unknownActionError) Error() string { return "unknown action " + string(e.name) }
+
+// SortDisks sorts disks by hostname, host id, device and uuid: the order of
+// every disk list diskd shows.
+func SortDisks(ds []Disk) { slices.SortFunc(ds, CompareDisks) }
+
+// CompareDisks orders two disks by hostname, host id, device and uuid.
+func CompareDisks(a, b Disk) int {
+	return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.HostID, b.HostID),
+		cmp.Compare(a.Device, b.Device), cmp.Compare(a.UUID, b.UUID))
+}
