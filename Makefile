@@ -117,7 +117,7 @@ e2e: deb
 # Debian packages the benchmark needs (installed with deps when missing).
 BENCH_PKGS  := iproute2 util-linux e2fsprogs dbus
 # Packages with Go benchmarks; run on one core (-cpu 1), with allocations.
-GOBENCH_PKGS := ./service/wire ./service/multicast ./service/control ./dbusapi
+GOBENCH_PKGS := ./service/wire ./service/peer ./service/control ./dbusapi
 # BENCHFLAGS=--quick: a smoke run of about a minute (not comparable).
 BENCHFLAGS  ?=
 

@@ -42,19 +42,19 @@ func TestPercentiles(t *testing.T) {
 
 func TestGobenchTable(t *testing.T) {
 	in := `goos: linux
-pkg: github.com/diskd/diskd/service/multicast
+pkg: github.com/diskd/diskd/service/peer
 cpu: AMD EPYC
 BenchmarkHandleAnnounce16        	  101714	     10553 ns/op	     94763 announcements/s	         2.000 datagrams/op	    6288 B/op	      18 allocs/op
 BenchmarkEncodeAnnounce16-2      	  212414	      6166 ns/op	    162189 announcements/s	         2.000 datagrams/op	    7976 B/op	      11 allocs/op
 PASS
-ok  	github.com/diskd/diskd/service/multicast	4.1s
+ok  	github.com/diskd/diskd/service/peer	4.1s
 `
 	var out, errw bytes.Buffer
 	if code := runGobench(nil, strings.NewReader(in), &out, &errw); code != 0 {
 		t.Fatalf("exit %d: %s", code, errw.String())
 	}
-	for _, want := range []string{"CPU: AMD EPYC", "multicast.HandleAnnounce16", "94,763 announcements/s", "≥ 200,000/s on one core", "NO",
-		"multicast.EncodeAnnounce16", "18 allocs/op"} {
+	for _, want := range []string{"CPU: AMD EPYC", "peer.HandleAnnounce16", "94,763 announcements/s", "≥ 200,000/s on one core", "NO",
+		"peer.EncodeAnnounce16", "18 allocs/op"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

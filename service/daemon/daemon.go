@@ -30,6 +30,7 @@ import (
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/multicast"
+	"github.com/diskd/diskd/service/peer"
 	"github.com/diskd/diskd/service/present"
 	"github.com/diskd/diskd/service/scan"
 	"github.com/diskd/diskd/service/schedule"
@@ -91,7 +92,7 @@ type daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	inv     *inventory.Inventory
-	mc      *multicast.Service
+	mc      *peer.Service
 	sched   *schedule.Scheduler
 	scanJob schedule.Handle
 	annJob  schedule.Handle
@@ -142,10 +143,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Health: func() { d.inv.Counts() },
 		Status: d.statusLine,
 	})
-	d.mc = multicast.New(conn, d.inv, multicast.Options{
+	d.mc = peer.New(d.inv, peer.Options{
 		Identity: id, Interval: cfg.AnnounceInterval, Keyring: ring, Log: log,
 		OnPing: func(delay time.Duration) { d.annJob.Trigger(runCtx, delay) },
-	})
+	}, conn)
 	prober := &scan.Prober{Path: cfg.Blkid, Timeout: cfg.BlkidTimeout, Globs: cfg.Devices}
 	firstScan := make(chan struct{})
 	var firstOnce sync.Once
@@ -379,8 +380,8 @@ func ifaceNames(c *multicast.Conn) string {
 // identity settles who this host is: the host id from the flag or
 // /etc/machine-id, the hostname from the flag or the kernel, and a fresh
 // random id for this daemon instance.
-func identity(cfg Config) (multicast.Identity, error) {
-	id := multicast.Identity{HostID: cfg.HostID, Hostname: cfg.Hostname}
+func identity(cfg Config) (peer.Identity, error) {
+	id := peer.Identity{HostID: cfg.HostID, Hostname: cfg.Hostname}
 	if id.HostID == "" {
 		b, err := os.ReadFile(MachineIDPath)
 		if err != nil {

@@ -1,4 +1,4 @@
-package multicast
+package peer
 
 import (
 	"fmt"
