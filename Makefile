@@ -111,7 +111,7 @@ e2e: deb
 	lintian --fail-on error,warning --tag-display-limit 0 $(DEB_FILE)
 	packaging/e2e/run.sh $(DEB_FILE)
 
-# ---- Benchmark (issue 7) ----
+# ---- Benchmark ----
 .PHONY: bench
 
 # Debian packages the benchmark needs (installed with deps when missing).

@@ -304,7 +304,7 @@ func pathExists(path string) bool {
 	return err == nil
 }
 
-// socketPath applies DESIGN.md's default: /run/diskd/diskd.sock for root,
+// socketPath applies the documented default: /run/diskd/diskd.sock for root,
 // else $XDG_RUNTIME_DIR/diskd.sock, else ~/.diskd/diskd.sock.
 func socketPath(flagValue string, env func(string) string, uid int) string {
 	switch {
