@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/diskd/diskd/service/daemon"
+	"github.com/diskd/diskd/service/gossip"
 	"github.com/diskd/diskd/service/logging"
 	"github.com/diskd/diskd/service/multicast"
 )
@@ -28,6 +30,9 @@ type options struct {
 	socket   string
 	logLevel slog.Level
 	cfg      daemon.Config
+	// The gossip flags as given; parseArgs checks them into cfg.
+	join                        listFlag
+	gossipBind, gossipAdvertise string
 }
 
 // usageError is a bad command line: one line on stderr, exit status 2.
@@ -79,6 +84,7 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 // daemonOnly are the flags that mean nothing to the client.
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
 	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents",
+	"join", "gossip-bind", "gossip-advertise", "gossip-insecure", "no-multicast",
 	"log-level"}
 
 // shortFlags are the one-letter spellings of long flags.
@@ -167,6 +173,11 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag, logLeve
 	fs.StringVar(&c.Bus, "bus", c.Bus, "D-Bus to export org.diskd on: system, session, none or an address")
 	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "keyring: seal every datagram, accept only sealed ones")
 	fs.BoolVar(&c.NoUevents, "no-uevents", c.NoUevents, "do not listen to kernel uevents and mount changes; poll only")
+	fs.Var(&o.join, "join", "turn the gossip mesh on and join this seed (repeatable; a name may resolve to several hosts; default port "+strconv.Itoa(gossip.DefaultPort)+")")
+	fs.StringVar(&o.gossipBind, "gossip-bind", o.gossipBind, "gossip address and port, UDP and TCP (turns the mesh on; default 0.0.0.0:"+strconv.Itoa(gossip.DefaultPort)+")")
+	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", o.gossipAdvertise, "address and port the other members reach this host on (behind NAT)")
+	fs.BoolVar(&c.GossipInsecure, "gossip-insecure", c.GossipInsecure, "allow the gossip mesh without --key-file (unencrypted, unauthenticated)")
+	fs.BoolVar(&c.NoMulticast, "no-multicast", c.NoMulticast, "open no multicast socket; peers only through the gossip mesh")
 	fs.StringVar(logLevel, "log-level", defaultLogLevel, "log records of this level and above: "+strings.Join(logging.Levels, ", "))
 	return fs
 }
@@ -263,6 +274,9 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 			return o, usagef("flag --bus: %q is not system, session, none or a D-Bus address (unix:path=...)", c.Bus)
 		}
 	}
+	if err := parseGossip(&o, set); err != nil {
+		return o, err
+	}
 	o.socket = socketPath(o.socket, env, uid)
 	// A client of an ordinary user with no daemon of its own talks to the
 	// system's (members of group diskd may use its socket).
@@ -339,7 +353,8 @@ var flagArgs = map[string]string{
 	"socket": "PATH", "group": "ADDR:PORT", "interface": "NAME", "ttl": "N",
 	"announce-interval": "D", "scan-interval": "D", "peer-timeout": "D", "blkid": "PROGRAM",
 	"blkid-timeout": "D", "device": "GLOB", "host-id": "ID", "hostname": "NAME", "bus": "BUS",
-	"key-file": "PATH", "log-level": "LEVEL",
+	"key-file": "PATH", "log-level": "LEVEL", "join": "HOST[:PORT]", "gossip-bind": "ADDR[:PORT]",
+	"gossip-advertise": "ADDR[:PORT]",
 }
 
 // defaultTexts say what a flag without a plain default value does when not
@@ -428,4 +443,77 @@ func printUsage(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
+}
+
+// seedRe is a seed's host: a DNS name or an IP address (IPv6 in brackets
+// when a port follows).
+var seedRe = regexp.MustCompile(`^[A-Za-z0-9.:_-]{1,253}$`)
+
+// parseGossip checks the gossip flags into o.cfg: seeds, addresses, and
+// the rules that tie them (no multicast needs the mesh; the mesh needs a
+// key file or --gossip-insecure).
+func parseGossip(o *options, set map[string]bool) error {
+	c := &o.cfg
+	for _, j := range o.join {
+		host, port := j, ""
+		if h, p, err := net.SplitHostPort(j); err == nil {
+			host, port = h, p
+		}
+		if !seedRe.MatchString(host) {
+			return usagef("flag --join: %.80q is not HOST[:PORT] (e.g. 10.0.1.5, seed.example.org:%d)", j, gossip.DefaultPort)
+		}
+		if port != "" {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return usagef("flag --join: %.80q has no port in 1..65535", j)
+			}
+		}
+		c.Join = append(c.Join, j)
+	}
+	var err error
+	if set["gossip-bind"] {
+		if c.GossipBind, err = parseHostPort(o.gossipBind, true); err != nil {
+			return usagef("flag --gossip-bind: %v", err)
+		}
+	}
+	if set["gossip-advertise"] {
+		if c.GossipAdvertise, err = parseHostPort(o.gossipAdvertise, false); err != nil {
+			return usagef("flag --gossip-advertise: %v", err)
+		}
+	}
+	mesh := len(c.Join) > 0 || set["gossip-bind"]
+	switch {
+	case !mesh && (set["gossip-advertise"] || c.GossipInsecure):
+		return usagef("flag --%s needs --join or --gossip-bind (the gossip mesh is off)", map[bool]string{true: "gossip-advertise", false: "gossip-insecure"}[set["gossip-advertise"]])
+	case c.NoMulticast && !mesh:
+		return usagef("flag --no-multicast needs --join or --gossip-bind: without multicast and gossip no peer is reachable")
+	case mesh && c.KeyFile == "" && !c.GossipInsecure:
+		return usagef("flag --join/--gossip-bind needs --key-file (the mesh is encrypted with its keys), or --gossip-insecure on a trusted network")
+	}
+	if mesh && !set["gossip-bind"] {
+		c.GossipBind = netip.AddrPortFrom(netip.IPv4Unspecified(), gossip.DefaultPort)
+	}
+	return nil
+}
+
+// parseHostPort reads ADDR[:PORT] (IPv6 as [ADDR]:PORT or bare); a missing
+// port is the gossip default. anyAddr allows 0.0.0.0 and ::.
+func parseHostPort(v string, anyAddr bool) (netip.AddrPort, error) {
+	if len(v) > 64 {
+		return netip.AddrPort{}, fmt.Errorf("%.64q... is too long for ADDR[:PORT]", v)
+	}
+	ap, err := netip.ParseAddrPort(v)
+	if err != nil {
+		a, err2 := netip.ParseAddr(v)
+		if err2 != nil {
+			return ap, fmt.Errorf("%q is not ADDR[:PORT] (e.g. 10.0.1.5 or 10.0.1.5:%d)", v, gossip.DefaultPort)
+		}
+		ap = netip.AddrPortFrom(a, gossip.DefaultPort)
+	}
+	if ap.Port() == 0 {
+		return ap, fmt.Errorf("%q: port 0; give a port in 1..65535", v)
+	}
+	if ap.Addr().Zone() != "" || (!anyAddr && ap.Addr().IsUnspecified()) || ap.Addr().IsMulticast() {
+		return ap, fmt.Errorf("%q is not an address other hosts can reach", v)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }

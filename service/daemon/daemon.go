@@ -31,6 +31,7 @@ import (
 	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/eventlog"
+	"github.com/diskd/diskd/service/gossip"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/multicast"
 	"github.com/diskd/diskd/service/peer"
@@ -58,6 +59,16 @@ type Config struct {
 	Bus              string
 	KeyFile          string
 	NoUevents        bool
+
+	// Join turns the gossip mesh on: the seeds (HOST[:PORT]) to join.
+	Join []string
+	// GossipBind, when valid, turns the mesh on too (a seed that joins no
+	// one); zero: all addresses, gossip.DefaultPort.
+	GossipBind      netip.AddrPort
+	GossipAdvertise netip.AddrPort // for NAT; zero: the bound address
+	GossipInsecure  bool           // allow the mesh without a key file
+	GossipTiming    gossip.Timing  // zero: gossip.LANTiming
+	NoMulticast     bool           // no multicast socket (clouds)
 
 	// Transports, when not nil, are the transports the peer protocol runs
 	// over instead of the multicast socket that Groups, Interfaces and TTL
@@ -107,6 +118,8 @@ type daemon struct {
 	annJob  schedule.Handle
 	expJob  schedule.Handle
 	started time.Time
+	gossip  *gossip.Transport // nil without the mesh
+	refresh chan struct{}     // the mesh asks for a fresh announcement
 }
 
 // Run runs the daemon until ctx ends. It returns an error, before it has
@@ -124,23 +137,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	d := &daemon{cfg: cfg, log: log, started: time.Now(), refresh: make(chan struct{}, 1)}
+	d.inv = inventory.New(inventory.Options{HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout})
 	transports, describe, err := openTransports(cfg, log)
-	if err != nil {
-		return err
-	}
 	defer func() {
 		for _, t := range transports {
 			t.Close()
 		}
 	}()
+	if err != nil {
+		return err
+	}
+	if gossipWanted(cfg) && cfg.Transports == nil {
+		tr, attrs, err := d.openGossip(ring)
+		if err != nil {
+			return err
+		}
+		transports, describe = append(transports, tr), append(describe, attrs...)
+	}
 	ln, activated, err := control.Listen(cfg.Socket, log)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
 
-	d := &daemon{cfg: cfg, log: log, started: time.Now()}
-	d.inv = inventory.New(inventory.Options{HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout})
 	log.LogAttrs(ctx, slog.LevelInfo, "diskd starting", append([]slog.Attr{
 		slog.String("version", cfg.Version), slog.String("host_id", id.HostID), slog.String("hostname", id.Hostname),
 		slog.String("socket", ln.Addr().String()), slog.Bool("socket_activated", activated),
@@ -157,6 +177,9 @@ func openTransports(cfg Config, log *slog.Logger) ([]peer.Transport, []slog.Attr
 			names[i] = t.Name()
 		}
 		return cfg.Transports, []slog.Attr{slog.String("transports", strings.Join(names, ","))}, nil
+	}
+	if cfg.NoMulticast {
+		return nil, []slog.Attr{slog.Bool("multicast", false)}, nil
 	}
 	groups := cfg.Groups
 	if len(groups) == 0 {
@@ -210,6 +233,16 @@ func (d *daemon) run(ctx context.Context, id peer.Identity, ring *wire.Keyring, 
 	wg.Go(func() { fail(d.sched.Run(runCtx)) })
 	<-d.sched.Started()
 	wg.Go(func() { d.follow(runCtx, sub) })
+	wg.Go(func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-d.refresh:
+				d.annJob.Trigger(runCtx, refreshDelay)
+			}
+		}
+	})
 	wg.Go(func() { fail(d.peers.Receive(runCtx)) })
 	answer := make(chan struct{})
 	wg.Go(func() { d.awaitFirstScan(runCtx, firstScan, answer) })
@@ -351,5 +384,6 @@ func (d *daemon) Status() diskstate.Status {
 	st := d.inv.Status()
 	st.Version, st.Started = d.cfg.Version, d.started
 	d.peers.Stats().AddTo(&st)
+	d.gossipStatus(&st)
 	return st
 }

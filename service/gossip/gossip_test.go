@@ -156,6 +156,7 @@ func TestOpenRefusesWithoutKeys(t *testing.T) {
 		t.Fatalf("Open without keys: %v, want a refusal naming --gossip-insecure", err)
 	}
 }
+
 // testWriter logs to the test until it ends (memberlist's goroutines may
 // still log a line after Shutdown returns).
 type testWriter struct {
