@@ -50,8 +50,8 @@ func TestHumanOutput(t *testing.T) {
 		{"list nothing-matches", nil},
 		{"find nothing-matches", nil},
 		{"peers", []string{
-			"HOSTNAME  HOST-ID      ADDRESS         DISKS  LAST-HEARD  TIMEOUT  AUTH",
-			"beta      hostid-beta  192.0.2.7:4277  2      2.1s ago    30s      yes",
+			"HOSTNAME  HOST-ID      ADDRESS         DISKS  LAST-HEARD  TIMEOUT  AUTH  VIA",
+			"beta      hostid-beta  192.0.2.7:4277  2      2.1s ago    30s      yes   multicast",
 		}},
 		{"status", []string{
 			"version: 1.2.3",
@@ -207,7 +207,7 @@ func TestPeersAndStatusJSON(t *testing.T) {
 		{"peers --json", []any{map[string]any{
 			"host_id": "hostid-beta", "hostname": "beta", "address": "192.0.2.7:4277", "boot_id": "boot-1",
 			"disks": 2.0, "last_heard": "2024-05-01T12:00:00Z", "interval_seconds": 10.0,
-			"timeout_seconds": 30.0, "authenticated": true,
+			"timeout_seconds": 30.0, "authenticated": true, "via": "multicast",
 		}}},
 		{"status --json", map[string]any{
 			"version": "1.2.3", "hostname": "alpha", "host_id": "hostid-local",
@@ -384,7 +384,7 @@ func TestHostileStrings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(peers) != 2 || peers[1] != `\x45RR    h\x1b    192.0.2.9:1\r  1      2.1s ago    3s       no` {
+	if len(peers) != 2 || peers[1] != `\x45RR    h\x1b    192.0.2.9:1\r  1      2.1s ago    3s       no    -` {
 		t.Errorf("peers = %q", peers)
 	}
 	for _, l := range append(lines, peers...) {

@@ -21,7 +21,6 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -82,23 +81,9 @@ type Peer struct {
 	LastHeard     time.Time
 	Authenticated bool // its datagrams were sealed with a key of our keyring
 	Disks         int
-	// Via names the transports it was heard on ("gossip", "multicast"),
-	// sorted; see ViaString.
-	Via []string
-}
-
-// ViaString is how people are told which transports a peer was heard on:
-// the one name, "both" for two, or the names joined with "+" for more.
-func (p *Peer) ViaString() string {
-	switch len(p.Via) {
-	case 0:
-		return ""
-	case 1:
-		return p.Via[0]
-	case 2:
-		return "both"
-	}
-	return strings.Join(p.Via, "+")
+	// Via says which transports it was heard on: one name ("multicast",
+	// "gossip"), "both" for two, or the names joined with "+" for more.
+	Via string
 }
 
 // KV is one more line of status output: "Key: Value" for people, and

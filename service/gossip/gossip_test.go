@@ -115,7 +115,7 @@ func TestMeshOnLoopback(t *testing.T) {
 		waitFor(t, 10*time.Second, n.name+" sees every disk", func() bool { return hosts(n.inv) == all })
 	}
 	for _, p := range a.inv.Peers() {
-		if p.ViaString() != "gossip" || p.Address != "127.0.0.1" {
+		if p.Via != "gossip" || p.Address != "127.0.0.1" {
 			t.Errorf("peer %+v: want via gossip from 127.0.0.1", p)
 		}
 	}

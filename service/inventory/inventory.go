@@ -461,8 +461,8 @@ func (inv *Inventory) admitLocked(hostID, via string, seq uint64) error {
 	return nil
 }
 
-// viaNames returns the transports the peer was heard on, sorted.
-func (ps *peerState) viaNames() []string {
+// viaNames says which transports the peer was heard on (Peer.Via).
+func (ps *peerState) viaNames() string {
 	out := make([]string, 0, len(ps.via))
 	for name := range ps.via {
 		if name != "" {
@@ -470,7 +470,10 @@ func (ps *peerState) viaNames() []string {
 		}
 	}
 	slices.Sort(out)
-	return out
+	if len(out) == 2 {
+		return "both"
+	}
+	return strings.Join(out, "+")
 }
 
 func (inv *Inventory) removeLocked(hostID, reason string) {

@@ -428,7 +428,7 @@ func TestDropAndVia(t *testing.T) {
 	if err := inv.Apply(a); err != nil {
 		t.Fatal(err)
 	}
-	if p := inv.Peers(); len(p) != 1 || p[0].ViaString() != "both" {
+	if p := inv.Peers(); len(p) != 1 || p[0].Via != "both" {
 		t.Fatalf("peers %+v, want a heard on both", p)
 	}
 	now = now.Add(time.Hour)

@@ -152,7 +152,7 @@ func TestReceivesOnEveryTransport(t *testing.T) {
 
 	peers, via := map[string]string{}, map[string]string{}
 	for _, p := range inv.Peers() {
-		peers[p.HostID], via[p.HostID] = p.Address, p.ViaString()
+		peers[p.HostID], via[p.HostID] = p.Address, p.Via
 	}
 	if via["a"] != "both" || via["b"] != "gossip" {
 		t.Errorf("via %v, want a heard on both, b on gossip", via)

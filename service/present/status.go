@@ -138,18 +138,20 @@ type peerJSON struct {
 	IntervalSeconds float64   `json:"interval_seconds"`
 	TimeoutSeconds  float64   `json:"timeout_seconds"`
 	Authenticated   bool      `json:"authenticated"`
+	Via             string    `json:"via"`
 }
 
 // PeersJSON is the --json form of a peer list: one line holding an array
 // (never null) of objects with host_id, hostname, address, boot_id, disks,
-// last_heard (RFC 3339), interval_seconds, timeout_seconds, authenticated.
+// last_heard (RFC 3339), interval_seconds, timeout_seconds, authenticated
+// and via (how it was heard: multicast, gossip or both).
 func PeersJSON(peers []diskstate.Peer) ([]byte, error) {
 	out := make([]peerJSON, len(peers))
 	for i, p := range peers {
 		out[i] = peerJSON{HostID: p.HostID, Hostname: p.Hostname, Address: p.Address,
 			BootID: p.BootID, Disks: p.Disks, LastHeard: p.LastHeard,
 			IntervalSeconds: p.Interval.Seconds(), TimeoutSeconds: p.Timeout.Seconds(),
-			Authenticated: p.Authenticated}
+			Authenticated: p.Authenticated, Via: p.Via}
 	}
 	return JSONLine(out)
 }

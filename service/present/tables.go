@@ -88,7 +88,7 @@ func Cell(f *diskstate.Field, d *diskstate.Disk) string {
 }
 
 // PeersTable is the human form of a peer list: a header line
-// HOSTNAME HOST-ID ADDRESS DISKS LAST-HEARD TIMEOUT AUTH and one aligned
+// HOSTNAME HOST-ID ADDRESS DISKS LAST-HEARD TIMEOUT AUTH VIA and one aligned
 // line per peer, last heard counted back from now; nothing when there are
 // no peers.
 func PeersTable(peers []diskstate.Peer, now time.Time) []byte {
@@ -99,10 +99,10 @@ func PeersTable(peers []diskstate.Peer, now time.Time) []byte {
 			auth = "yes"
 		}
 		rows = append(rows, []string{cell(p.Hostname), cell(p.HostID), cell(p.Address),
-			strconv.Itoa(p.Disks), Ago(now.Sub(p.LastHeard)), p.Timeout.String(), auth})
+			strconv.Itoa(p.Disks), Ago(now.Sub(p.LastHeard)), p.Timeout.String(), auth, cell(p.Via)})
 	}
 	var b bytes.Buffer
-	writeTable(&b, []string{"HOSTNAME", "HOST-ID", "ADDRESS", "DISKS", "LAST-HEARD", "TIMEOUT", "AUTH"}, rows)
+	writeTable(&b, []string{"HOSTNAME", "HOST-ID", "ADDRESS", "DISKS", "LAST-HEARD", "TIMEOUT", "AUTH", "VIA"}, rows)
 	return b.Bytes()
 }
 

@@ -91,7 +91,7 @@ func Inventory(t testing.TB) *inventory.Inventory {
 	}, nil)
 	err := inv.Apply(inventory.Announcement{
 		HostID: "hostid-beta", Hostname: "beta", BootID: "boot-1", Seq: 1, Interval: 10 * time.Second,
-		Address: "192.0.2.7:4277", Authenticated: true,
+		Address: "192.0.2.7:4277", Authenticated: true, Via: "multicast",
 		Disks: []diskstate.Disk{
 			{Device: "/dev/sdc1", Type: "ext4", Label: "BACKUP-2019-old", UUID: "3333-cccc",
 				Mountpoints: []string{"/srv/b", "/srv/a"}},
