@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -192,6 +193,7 @@ type ownAnnouncement struct {
 type Transport struct {
 	opts   Options
 	ml     *memberlist.Memberlist
+	mlp    atomic.Pointer[memberlist.Memberlist] // ml, for the delegates (set after Create)
 	queue  *memberlist.TransmitLimitedQueue
 	recv   chan packet
 	outbox chan outgoing
@@ -253,7 +255,7 @@ func Open(opts Options) (*Transport, error) {
 		t.seeds = append(t.seeds, SeedStatus{Seed: s})
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	t.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 3, NumNodes: func() int {
+	t.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 4, NumNodes: func() int {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		return len(t.nodes) + 1
@@ -298,6 +300,7 @@ func Open(opts Options) (*Transport, error) {
 		return nil, fmt.Errorf("gossip: listening on %s: %w", bind, err)
 	}
 	t.ml = ml
+	t.mlp.Store(ml)
 	t.wg.Go(t.sendOutbox)
 	t.wg.Go(t.reconnect)
 	if len(t.seeds) > 0 {
@@ -466,8 +469,27 @@ func (t *Transport) take(d []byte) bool {
 		src = addrOf(n)
 	}
 	t.mu.Unlock()
+	if !src.IsValid() {
+		src = t.memberAddr(m.HostID)
+	}
 	t.deliver(d, src)
 	return true
+}
+
+// memberAddr looks a member's address up in memberlist (for a datagram
+// relayed before this node heard of its origin's join); the zero Addr
+// when memberlist does not know it either.
+func (t *Transport) memberAddr(name string) netip.Addr {
+	ml := t.mlp.Load()
+	if ml == nil {
+		return netip.Addr{}
+	}
+	for _, n := range ml.Members() {
+		if n.Name == name {
+			return addrOf(n)
+		}
+	}
+	return netip.Addr{}
 }
 
 // forgetSeenLocked forgets what was heard of hosts that are no longer
@@ -597,17 +619,15 @@ func (t *Transport) join() {
 	}
 }
 
-// requestStates sends our state to every member whose state we lack, and
-// asks for theirs.
+// requestStates sends our state to every member and asks for theirs (a
+// member whose state came by broadcast may not have had ours).
 func (t *Transport) requestStates() {
 	name := t.opts.NodeName // at most 64 bytes
 	msg := append(append([]byte{msgStateReq, byte(len(name))}, name...), t.localState()...)
 	t.mu.Lock()
 	var names []string
 	for name := range t.nodes {
-		if t.seen[name] == nil {
-			names = append(names, name)
-		}
+		names = append(names, name)
 	}
 	t.mu.Unlock()
 	for _, name := range names {
@@ -659,13 +679,13 @@ func oneLine(err error) string {
 	if err == nil {
 		return "no host answered"
 	}
+	// memberlist's errors are lists: "1 error occurred:\n\t* ...\n\n".
 	s := err.Error()
-	for i, r := range s {
-		if r == '\n' {
-			s = s[:i]
-			break
-		}
+	if i := strings.Index(s, "occurred:"); i >= 0 && strings.Contains(s[:i], "error") {
+		s = s[i+len("occurred:"):]
 	}
+	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\t* ", "; ")), " ")
+	s = strings.TrimPrefix(s, "; ")
 	if len(s) > 200 {
 		s = s[:200]
 	}

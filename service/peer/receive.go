@@ -109,9 +109,13 @@ func (rx *listener) handle(p packet, now time.Time) {
 		if !ok {
 			return
 		}
+		addr := "" // a transport may not know where a relayed message came from
+		if p.src.IsValid() {
+			addr = p.src.String()
+		}
 		a := inventory.Announcement{
 			HostID: whole.HostID, Hostname: whole.Hostname, BootID: whole.BootID, Seq: whole.Seq,
-			Interval: whole.Interval, Address: p.src.String(), Authenticated: s.opts.Keyring != nil,
+			Interval: whole.Interval, Address: addr, Authenticated: s.opts.Keyring != nil,
 			Via: p.transport, Supervised: p.supervised,
 			Disks: whole.Disks, // the inventory keeps copies and sets the host's fields
 		}
