@@ -157,6 +157,18 @@ func (b *bench) run(ctx context.Context) error {
 		b.fail("kill cycles", killErr)
 	}
 
+	var gs gossipResult
+	if b.o.gossipNodes > 1 {
+		var gsErr error
+		gs, gsErr = b.runGossipScale(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if gsErr != nil {
+			b.fail("gossip", gsErr)
+		}
+	}
+
 	id, idErr := b.runIdle(ctx, il)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -177,6 +189,9 @@ func (b *bench) run(ctx context.Context) error {
 	b.latencyRows(&ev, &poll)
 	b.scaleRows(sc)
 	b.idleRows(id)
+	if b.o.gossipNodes > 1 {
+		b.gossipRows(gs)
+	}
 	b.rep.headf("load average (1, 5, 15 min): %s at start, %s at the end; %s in all",
 		loadStart, loadAvg(), time.Since(start).Round(time.Second))
 	b.prog.clear()

@@ -28,6 +28,7 @@ type options struct {
 
 	peers        int
 	disksPerPeer int
+	gossipNodes  int           // members of the gossip mesh, the measured daemon included
 	window       time.Duration // CPU and memory windows (scale, idle)
 	listRuns     int
 
@@ -39,7 +40,7 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		cycles: 20, pollDisks: 6, pollPeriods: 3, stopCycles: 10, killCycles: 2,
-		peers: 1000, disksPerPeer: 16, window: 60 * time.Second, listRuns: 10,
+		peers: 1000, disksPerPeer: 16, gossipNodes: 200, window: 60 * time.Second, listRuns: 10,
 	}
 }
 
@@ -69,6 +70,8 @@ func run(args []string) int {
 		switch args[0] {
 		case loadgenCommand:
 			return runLoadgen(args[1:])
+		case gossipgenCommand:
+			return runGossipgen(args[1:])
 		case "gobench":
 			return runGobench(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		}
@@ -85,6 +88,7 @@ func run(args []string) int {
 	fs.IntVar(&o.stopCycles, "stop-cycles", o.stopCycles, "clean stops of a peer")
 	fs.IntVar(&o.killCycles, "kill-cycles", o.killCycles, "kills of a peer (each takes about a peer timeout)")
 	fs.IntVar(&o.peers, "peers", o.peers, "simulated peers in the scale case")
+	fs.IntVar(&o.gossipNodes, "gossip-nodes", o.gossipNodes, "members of the gossip mesh in the gossip case (0: skip it)")
 	fs.IntVar(&o.disksPerPeer, "disks-per-peer", o.disksPerPeer, "disks of each simulated peer")
 	fs.DurationVar(&o.window, "window", o.window, "length of the CPU and memory windows")
 	fs.IntVar(&o.listRuns, "list-runs", o.listRuns, "timed runs of list --json and D-Bus List at scale")

@@ -11,8 +11,10 @@
 //
 //   - push/pull state: the datagrams of a node's latest announcement are
 //     its memberlist LocalState, exchanged on every join and every
-//     PushPullInterval; a node that joins also exchanges state once with
-//     every member it learns of, so it knows every disk list at once;
+//     PushPullInterval; besides, every member sends its state directly to
+//     each member it learns of, and a node that joins asks every member
+//     for theirs, so a new node knows every disk list, and is known,
+//     within a round trip;
 //   - broadcasts: an announcement whose disk list changed (or one asked for
 //     after a node came back) is queued in a TransmitLimitedQueue, and
 //     every node that hears a datagram it had not heard before queues it

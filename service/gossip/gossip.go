@@ -132,6 +132,10 @@ type Options struct {
 	Timing     Timing
 	MaxMembers int // default DefaultMaxMembers
 	Log        *slog.Logger
+	// NoJoinSync skips the exchange of state with every member after
+	// joining (a load generator's many nodes need not know each other's
+	// disks); the node then learns states by broadcast and push/pull only.
+	NoJoinSync bool
 	// OnLost is called when a member is found dead (reason
 	// inventory.ReasonTimeout) or leaves (inventory.ReasonBye).
 	OnLost func(name, reason string)
@@ -219,7 +223,7 @@ type Transport struct {
 }
 
 type outgoing struct {
-	to  string // member name
+	to  *memberlist.Node
 	msg []byte
 }
 
@@ -530,6 +534,14 @@ func (t *Transport) localState() []byte {
 	return out
 }
 
+// cutField cuts a field of one length byte and that many bytes off b.
+func cutField(b []byte) (string, []byte, bool) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return "", nil, false
+	}
+	return string(b[1 : 1+int(b[0])]), b[1+int(b[0]):], true
+}
+
 // mergeState passes on the datagrams of a member's state (never relayed:
 // every member holds its own).
 func (t *Transport) mergeState(buf []byte) {
@@ -545,7 +557,7 @@ func (t *Transport) mergeState(buf []byte) {
 
 // send queues a direct message to a member; it is dropped when the outbox
 // is full (the next push/pull repairs what it would have done).
-func (t *Transport) send(to string, msg []byte) {
+func (t *Transport) send(to *memberlist.Node, msg []byte) {
 	select {
 	case t.outbox <- outgoing{to: to, msg: msg}:
 	default:
@@ -558,14 +570,8 @@ func (t *Transport) sendOutbox() {
 		case <-t.ctx.Done():
 			return
 		case o := <-t.outbox:
-			t.mu.Lock()
-			n := t.nodes[o.to]
-			t.mu.Unlock()
-			if n == nil {
-				continue
-			}
-			if err := t.ml.SendReliable(n, o.msg); err != nil {
-				t.opts.Log.Debug("gossip: direct message failed", "to", o.to, "err", err)
+			if err := t.ml.SendReliable(o.to, o.msg); err != nil {
+				t.opts.Log.Debug("gossip: direct message failed", "to", o.to.Name, "err", err)
 			}
 		}
 	}
@@ -607,7 +613,9 @@ func (t *Transport) join() {
 				t.seeds[i].NextTry = time.Time{}
 			}
 			t.mu.Unlock()
-			t.requestStates()
+			if !t.opts.NoJoinSync {
+				t.requestStates()
+			}
 			return
 		}
 		select {
@@ -619,19 +627,22 @@ func (t *Transport) join() {
 	}
 }
 
-// requestStates sends our state to every member and asks for theirs (a
-// member whose state came by broadcast may not have had ours).
+// requestStates sends our state to every member and asks for theirs: the
+// members of a load generator (NoJoinSync) do not send theirs to a new
+// member unasked.
 func (t *Transport) requestStates() {
-	name := t.opts.NodeName // at most 64 bytes
-	msg := append(append([]byte{msgStateReq, byte(len(name))}, name...), t.localState()...)
+	self := t.ml.LocalNode()
+	name, addr := self.Name, self.Address() // at most 64 bytes each
+	msg := append([]byte{msgStateReq, byte(len(name))}, name...)
+	msg = append(append(append(msg, byte(len(addr))), addr...), t.localState()...)
 	t.mu.Lock()
-	var names []string
-	for name := range t.nodes {
-		names = append(names, name)
+	nodes := make([]*memberlist.Node, 0, len(t.nodes))
+	for _, n := range t.nodes {
+		nodes = append(nodes, n)
 	}
 	t.mu.Unlock()
-	for _, name := range names {
-		t.send(name, msg)
+	for _, n := range nodes {
+		t.send(n, msg)
 	}
 }
 
@@ -750,13 +761,21 @@ func (d *delegate) NotifyMsg(b []byte) {
 		}
 		t.mu.Unlock()
 	case msgStateReq:
-		// The asking member's name (one length byte), then its state.
-		if len(b) < 2 || len(b) < 2+int(b[1]) {
+		// The asking member's name and address (host:port), each after
+		// a length byte, then its state. The answer goes to that address:
+		// this node may not have heard of the member's join yet.
+		name, rest, ok := cutField(b[1:])
+		addr, rest, ok2 := cutField(rest)
+		if !ok || !ok2 || !nodeNameRe.MatchString(name) {
 			return
 		}
-		from := string(b[2 : 2+int(b[1])])
-		t.mergeState(b[2+int(b[1]):])
-		t.send(from, frame(msgState, t.localState()))
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return
+		}
+		t.mergeState(rest)
+		to := &memberlist.Node{Name: name, Addr: ap.Addr().AsSlice(), Port: ap.Port()}
+		t.send(to, frame(msgState, t.localState()))
 	}
 }
 
@@ -782,10 +801,16 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	_, wasLost := t.lost[n.Name]
 	delete(t.lost, n.Name)
 	t.mu.Unlock()
+	if !t.opts.NoJoinSync {
+		// Every member sends its state to each member it learns of, so
+		// two that joined at once through different members still know
+		// each other's disks at once.
+		t.send(&c, frame(msgState, t.localState()))
+	}
 	if wasLost {
 		// It kept its state's sequence number, which our inventory has
 		// refused since it dropped the host: ask it for a fresh one.
-		t.send(n.Name, []byte{msgRefresh})
+		t.send(&c, []byte{msgRefresh})
 	}
 }
 
