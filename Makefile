@@ -11,14 +11,14 @@ LDFLAGS     := -X main.version=$(VERSION)
 BIN         := bin
 # Debian packages `make demo` needs: simulated hosts (namespaces, loop
 # devices with ext4, vfat and swap on them).
-DEMO_PKGS   := iproute2 util-linux e2fsprogs dosfstools
+DEMO_PKGS   := iproute2 util-linux e2fsprogs dosfstools nftables
 # Debian packages the tests need on top (.ci/run installs the same):
 # socket tests: socat, tmux; D-Bus: a real dbus-daemon; notifications: dunst
 # on Xvfb; e2e: nspawn; routed tests: smcroute (multicast routing) and
 # nftables in router namespaces; packaging: lintian; completion: the shells.
 TEST_PKGS   := $(DEMO_PKGS) fdisk socat tmux systemd \
                dbus dbus-session-bus-common dbus-x11 xvfb xauth dunst libnotify-bin \
-               systemd-container debootstrap zstd smcroute nftables \
+               systemd-container debootstrap zstd smcroute \
                lintian bash-completion zsh fish man-db
 DEB_PKGS    := $(TEST_PKGS)
 
@@ -60,6 +60,8 @@ fuzz:
 
 # Three simulated hosts on this machine; opens the client on the first.
 # DEMOFLAGS=--ipv6: the hosts share an IPv6-only link.
+# DEMOFLAGS=--gossip: two subnets behind a router that drops multicast; the
+# daemons find each other through the gossip mesh (--join, --no-multicast).
 DEMOFLAGS   ?=
 demo:
 	$(MAKE) --no-print-directory deps DEB_PKGS='$(DEMO_PKGS)'

@@ -10,6 +10,12 @@
 // With --ipv6 the three hosts share an IPv6-only link instead (no IPv4
 // address at all) and the daemons use the IPv6 group [ff15::d15c]:4277.
 //
+// With --gossip the hosts are on two subnets (alpha and beta on "east",
+// gamma on "west") behind a router that drops multicast, as in a cloud:
+// the daemons run with --no-multicast and find each other through the
+// gossip mesh (--join, encrypted with a key file the demo writes), alpha
+// joining gamma and the others joining alpha.
+//
 // It builds nothing itself. Without --diskd it uses the diskd next to its own
 // executable, else the one in PATH. When the client exits (^D or quit), or
 // on SIGINT or SIGTERM, it removes everything it made and exits with the
@@ -18,6 +24,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -70,12 +79,13 @@ func run() int {
 	diskdFlag := flag.String("diskd", "", "the diskd binary (default: diskd next to this program, else in PATH)")
 	waitFlag := flag.Duration("wait", 30*time.Second, "how long to wait for alpha to see every disk")
 	ipv6Flag := flag.Bool("ipv6", false, "put the hosts on an IPv6-only link (group "+ipv6Group+")")
+	gossipFlag := flag.Bool("gossip", false, "put the hosts on two subnets that drop multicast, joined by the gossip mesh")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: diskd-demo [--diskd PATH] [--wait D] [--ipv6]   (as root)")
+		fmt.Fprintln(os.Stderr, "usage: diskd-demo [--diskd PATH] [--wait D] [--ipv6 | --gossip]   (as root)")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if flag.NArg() > 0 {
+	if flag.NArg() > 0 || (*ipv6Flag && *gossipFlag) {
 		flag.Usage()
 		return 2
 	}
@@ -104,12 +114,12 @@ func run() int {
 		}
 	}()
 
-	alpha, err := setUp(ctx, lab, bin, *waitFlag, *ipv6Flag)
+	alpha, err := setUp(ctx, lab, bin, *waitFlag, *ipv6Flag, *gossipFlag)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "diskd-demo:", err)
 		return 1
 	}
-	intro(lab)
+	intro(lab, *gossipFlag)
 	return client(ctx, alpha, bin)
 }
 
@@ -140,10 +150,18 @@ const ipv6Group = "[ff15::d15c]:4277"
 // setUp creates the hosts, disks and daemons and waits until alpha sees
 // every disk. It returns alpha's host. With ipv6 the hosts are on an
 // IPv6-only segment of the lab.
-func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration, ipv6 bool) (*testbed.Host, error) {
+func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration, ipv6, gossip bool) (*testbed.Host, error) {
 	fmt.Printf("diskd-demo: lab %s in %s\n", lab.ID, lab.Dir)
 	seg := lab.DefaultSegment()
 	daemonFlags := []string{"--announce-interval", "2s"}
+	segOf := func(string) *testbed.Segment { return seg }
+	joinOf := func(string) []string { return nil }
+	if gossip {
+		var err error
+		if segOf, joinOf, daemonFlags, err = gossipNet(lab, daemonFlags); err != nil {
+			return nil, err
+		}
+	}
 	if ipv6 {
 		var err error
 		if seg, err = lab.AddSegment("v6", testbed.IPv6); err != nil {
@@ -158,7 +176,7 @@ func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration
 		if ctx.Err() != nil {
 			return nil, errors.New("interrupted")
 		}
-		h, err := seg.AddHost(hs.name)
+		h, err := segOf(hs.name).AddHost(hs.name)
 		if err != nil {
 			return nil, err
 		}
@@ -178,7 +196,7 @@ func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration
 			}
 			desc = append(desc, s)
 		}
-		if _, err := h.Start(bin, daemonFlags...); err != nil {
+		if _, err := h.Start(bin, append(slices.Clone(daemonFlags), joinOf(hs.name)...)...); err != nil {
 			return nil, err
 		}
 		addr := h.Addr
@@ -222,10 +240,58 @@ func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration
 	}
 }
 
-func intro(lab *testbed.Lab) {
+// gossipNet makes the --gossip network: two subnets behind a router that
+// drops multicast, a key file, and the daemon flags of the mesh. It returns
+// each host's segment and --join flags. The seeds' addresses are known
+// before the hosts exist: testbed numbers a segment's hosts from 1.
+func gossipNet(lab *testbed.Lab, flags []string) (func(string) *testbed.Segment, func(string) []string, []string, error) {
+	east, err := lab.AddSegment("east", testbed.IPv4)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	west, err := lab.AddSegment("west", testbed.IPv4)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := lab.AddRouter("router", []*testbed.Segment{east, west}, testbed.RouterOptions{DropMulticast: true}); err != nil {
+		return nil, nil, nil, err
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, nil, nil, err
+	}
+	keyFile := filepath.Join(lab.Dir, "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key[:])+"\n"), 0o600); err != nil {
+		return nil, nil, nil, err
+	}
+	alpha := east.Prefix4().Addr().Next().String() // east's first host
+	gamma := west.Prefix4().Addr().Next().String() // west's first host
+	fmt.Printf("diskd-demo: subnets %s (alpha, beta) and %s (gamma), a router that drops multicast, the gossip mesh\n",
+		east.Prefix4(), west.Prefix4())
+	segOf := func(name string) *testbed.Segment {
+		if name == "gamma" {
+			return west
+		}
+		return east
+	}
+	joinOf := func(name string) []string {
+		if name == "alpha" {
+			return []string{"--join", gamma}
+		}
+		return []string{"--join", alpha}
+	}
+	return segOf, joinOf, append(flags, "--key-file", keyFile, "--no-multicast"), nil
+}
+
+func intro(lab *testbed.Lab, gossip bool) {
+	how := `Three hosts share a private network segment; each diskd announces its disks
+by multicast every 2s and knows everyone else's.`
+	if gossip {
+		how = `Three hosts on two subnets whose router drops multicast; the daemons found
+each other through the gossip mesh (peers shows VIA gossip, status the mesh).`
+	}
 	fmt.Printf(`
-Three hosts share a private network segment; each diskd announces its disks
-by multicast every 2s and knows everyone else's. You are now in diskd's
+%s You are now in diskd's
 interactive client, talking to alpha's daemon. Try:
 
   list                 every disk on the network (host, device, type, label, uuid, mount)
@@ -237,7 +303,7 @@ interactive client, talking to alpha's daemon. Try:
 ^D or quit leaves; the demo then removes every host, disk and daemon.
 Daemon logs meanwhile: %s/*.log
 
-`, lab.Dir)
+`, how, lab.Dir)
 }
 
 // client runs diskd's interactive client on the terminal and returns its
