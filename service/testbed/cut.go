@@ -14,10 +14,10 @@ func (r *Router) Cut(s *Segment) error {
 	t, ifname := cutTable(s), r.Iface(s)
 	return runAll(
 		[]string{"ip", "netns", "exec", r.NS, "nft", "add", "table", "inet", t},
-		[]string{"ip", "netns", "exec", r.NS, "nft", "add", "chain", "inet", t, "fwd",
+		[]string{"ip", "netns", "exec", r.NS, "nft", "add", "chain", "inet", t, "cutchain",
 			"{ type filter hook forward priority -10; policy accept; }"},
-		[]string{"ip", "netns", "exec", r.NS, "nft", "add", "rule", "inet", t, "fwd", "iifname", ifname, "drop"},
-		[]string{"ip", "netns", "exec", r.NS, "nft", "add", "rule", "inet", t, "fwd", "oifname", ifname, "drop"},
+		[]string{"ip", "netns", "exec", r.NS, "nft", "add", "rule", "inet", t, "cutchain", "iifname", ifname, "drop"},
+		[]string{"ip", "netns", "exec", r.NS, "nft", "add", "rule", "inet", t, "cutchain", "oifname", ifname, "drop"},
 	)
 }
 
