@@ -22,7 +22,7 @@ import (
 )
 
 func TestIdleTimeout(t *testing.T) {
-	ts := controltest.Start(t, &control.Server{IdleTimeout: 300 * time.Millisecond})
+	ts := controltest.Start(t, &control.Server{IdleTimeout: time.Second})
 	r := dialRaw(t, ts.Path)
 	r.send("status\n")
 	if _, final := r.answer(); final != "OK" {
@@ -30,12 +30,12 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	r.expectEOF() // no line: an unasked ERR would be taken for the next answer
-	if d := time.Since(start); d < 250*time.Millisecond {
+	if d := time.Since(start); d < 900*time.Millisecond {
 		t.Errorf("closed after %v, before the idle timeout", d)
 	}
 	// A client that keeps asking is not idle.
 	c := dialClient(t, ts.Path)
-	for range 8 {
+	for range 20 {
 		if _, err := c.Do(context.Background(), "status"); err != nil {
 			t.Fatal(err)
 		}
@@ -79,11 +79,11 @@ func TestRequestTimeout(t *testing.T) {
 // TestEvictOldestIdle: when the server is full, the connection idle the
 // longest makes room; one that is busy or idle only briefly does not.
 func TestEvictOldestIdle(t *testing.T) {
-	ts := controltest.Start(t, &control.Server{MaxConns: 2, EvictAfter: 200 * time.Millisecond})
+	ts := controltest.Start(t, &control.Server{MaxConns: 2, EvictAfter: time.Second})
 	old, young := dialRaw(t, ts.Path), dialRaw(t, ts.Path)
 	old.send("status\n")
 	old.answer()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond)
 	young.send("status\n")
 	young.answer()
 	// young has been idle for less than EvictAfter, old for more.
@@ -252,7 +252,7 @@ func copyExecutable(t *testing.T, dst string) {
 }
 
 // helperHog is the hostile user: 10 slow writers (one byte every 100ms,
-// reconnecting when dropped) and 500 idle connections, for
+// reconnecting when dropped) and then 500 idle connections, for
 // DISKD_HOG_SECONDS; it then reports how many connections the server kept
 // (held), refused, and how many slow writers it dropped with an ERR.
 func helperHog() int {
@@ -260,9 +260,12 @@ func helperHog() int {
 	secs, _ := strconv.Atoi(os.Getenv("DISKD_HOG_SECONDS"))
 	end := time.Now().Add(time.Duration(secs) * time.Second)
 	var slowDropped atomic.Int64
-	var wg sync.WaitGroup
+	var wg, admitted sync.WaitGroup
+	admitted.Add(10)
 	for range 10 {
 		wg.Go(func() {
+			var once sync.Once
+			defer once.Do(admitted.Done)
 			for time.Now().Before(end) {
 				c, err := net.Dial("unix", path)
 				if err != nil {
@@ -275,9 +278,12 @@ func helperHog() int {
 						slowDropped.Add(1)
 					}
 				}()
-				for time.Now().Before(end) {
+				for n := 1; time.Now().Before(end); n++ {
 					if _, err := c.Write([]byte("x")); err != nil {
 						break
+					}
+					if n == 3 { // a refused connection fails sooner
+						once.Do(admitted.Done)
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
@@ -285,7 +291,7 @@ func helperHog() int {
 			}
 		})
 	}
-	time.Sleep(200 * time.Millisecond)
+	admitted.Wait() // the slow writers hold their slots first
 	var conns []net.Conn
 	for range 500 {
 		c, err := net.Dial("unix", path)
