@@ -88,6 +88,10 @@ const (
 // are turned into requests first.
 func send(ctx context.Context, c *control.Client, path, line string, out, errOut io.Writer) outcome {
 	line = rewrite(line)
+	if text, ok := clientHelp(line); ok {
+		_, _ = io.WriteString(out, text)
+		return sentOK
+	}
 	if err := control.CheckRequestLine(line); err != nil {
 		fmt.Fprintf(errOut, "error: %v\n", err)
 		return sentERR
@@ -154,11 +158,27 @@ func isQuit(line string) bool {
 
 // rewrite turns `?` (alone or before a command name) into help.
 func rewrite(line string) string {
-	word, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+	word, rest, _ := cutBlank(strings.TrimSpace(line))
 	if word != "?" {
 		return line
 	}
 	return strings.TrimSpace("help " + rest)
+}
+
+// clientHelp is the answer of help for the client's own words, which the
+// daemon does not know.
+func clientHelp(line string) (string, bool) {
+	f := strings.Fields(line)
+	if len(f) != 2 || !strings.EqualFold(f[0], "help") {
+		return "", false
+	}
+	switch strings.ToLower(f[1]) {
+	case "exit":
+		return "usage: exit\nleave the client, as quit\n", true
+	case "?":
+		return "usage: ? [COMMAND]\nthe same as help\n", true
+	}
+	return "", false
 }
 
 func runBatch(ctx context.Context, c *control.Client, path string, in io.Reader, out, errOut io.Writer) int {

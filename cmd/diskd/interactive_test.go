@@ -54,6 +54,8 @@ func TestRunClientPipe(t *testing.T) {
 		{name: "help command", in: "help find\n?\n? LIST\n", status: 0,
 			out: []string{"usage: find [--json] TERM\ndisks whose uuid", "help [COMMAND]  ", "quit ",
 				"usage: list [--json] [PATTERN]\nevery known disk"}},
+		{name: "help for the client's words", in: "help exit\n? ?\n", status: 0,
+			out: []string{"usage: exit\nleave the client, as quit\n", "usage: ? [COMMAND]\nthe same as help\n"}},
 		{name: "help unknown command", in: "help stauts\n", status: 1,
 			errOut: "error: unknown command \"stauts\"; did you mean \"status\"?\n"},
 		{name: "exit stops reading", in: "refresh\n  EXIT \nannounce\n", status: 0,
