@@ -45,7 +45,7 @@ const historyLimit = 1000
 // completion of command names, --json, and after list and find of the
 // daemon's labels, uuids and (for list) host names; ^C clears the line, ^D
 // (on an empty line), `quit` or `exit` ends with status 0. Otherwise it
-// reads lines until the end of in (or `quit`) and returns 0 when every
+// reads lines until the end of in (or quit or exit) and returns 0 when every
 // answer was OK and every find found a disk, as diskctl does, else 1.
 // Blank lines are skipped in both modes. When the daemon cannot be reached,
 // goes away, or ctx is done, it prints why (not for ctx) and returns 1.
