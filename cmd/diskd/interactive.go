@@ -275,7 +275,10 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 	})
 	renewed := make(chan *control.Client, 1)
 	defer func() { c.Close() }()
-	wg.Go(func() { watchConn(ctx, stop, c, path, renewed, func() { rl.Close() }) })
+	// The watcher gets the first connection as a value: the loop below
+	// replaces c when it reconnects, and passes the new one on renewed.
+	first := c
+	wg.Go(func() { watchConn(ctx, stop, first, path, renewed, func() { rl.Close() }) })
 
 	for {
 		line, err := rl.ReadLine()
