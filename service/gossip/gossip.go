@@ -284,7 +284,12 @@ func Open(opts Options) (*Transport, error) {
 	}
 	c.Label = Label
 	if len(opts.Keys) > 0 {
-		ring, err := memberlist.NewKeyring(opts.Keys, opts.Keys[0])
+		// memberlist keeps the slices: copies, so the caller may clear its own.
+		keys := make([][]byte, len(opts.Keys))
+		for i, k := range opts.Keys {
+			keys[i] = slices.Clone(k)
+		}
+		ring, err := memberlist.NewKeyring(keys, keys[0])
 		if err != nil {
 			return nil, fmt.Errorf("gossip keys: %w", err)
 		}
@@ -587,6 +592,11 @@ func (t *Transport) join() {
 		for i := range t.seeds {
 			seed := t.seeds[i].Seed
 			n, err := t.ml.Join([]string{withPort(seed)})
+			if err == nil && t.ml.NumMembers() < 2 {
+				// A seed that is this node (a host given its own address
+				// among the seeds) joins nothing.
+				n, err = 0, errors.New("only this host answered")
+			}
 			t.mu.Lock()
 			s := &t.seeds[i]
 			s.Attempts++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,9 +54,19 @@ func start(t *testing.T, name string, port int, keys [][]byte, seeds ...string) 
 			}
 		}()
 	}
+	// The caller may clear its keys after Open (the daemon does).
+	var mine [][]byte
+	for _, k := range keys {
+		mine = append(mine, slices.Clone(k))
+	}
+	defer func() {
+		for _, k := range mine {
+			clear(k)
+		}
+	}()
 	tr, err := gossip.Open(gossip.Options{
 		NodeName: name, Bind: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)),
-		Seeds: seeds, Keys: keys, Insecure: keys == nil, Ring: ring, Timing: fast,
+		Seeds: seeds, Keys: mine, Insecure: keys == nil, Ring: ring, Timing: fast,
 		OnLost:    func(host, reason string) { n.inv.Drop(host, reason) },
 		OnRefresh: announce, Log: slog.New(slog.NewTextHandler(newTestWriter(t, name), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
