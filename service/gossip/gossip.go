@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"golang.org/x/time/rate"
 
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
@@ -303,7 +304,7 @@ func Open(opts Options) (*Transport, error) {
 	c.TCPTimeout = tm.TCPTimeout
 	c.DeadNodeReclaimTime = 10 * time.Second // a host restarted elsewhere takes its name back
 	c.Delegate, c.Events, c.Alive = (*delegate)(t), (*events)(t), (*alive)(t)
-	c.Logger = log.New(&logWriter{log: opts.Log}, "", 0)
+	c.Logger = log.New(&logWriter{log: opts.Log, limit: rate.NewLimiter(2, 10)}, "", 0)
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: listening on %s: %w", bind, err)
@@ -882,8 +883,13 @@ func (a *alive) NotifyAlive(n *memberlist.Node) error {
 }
 
 // logWriter turns memberlist's log lines into slog records: [ERR] as
-// warnings, [WARN] as info, the rest as debug.
-type logWriter struct{ log *slog.Logger }
+// warnings, [WARN] as info, the rest as debug. Warnings and info are
+// limited to a few a second: a stranger's packets (a wrong key, another
+// cluster) must not flood the journal.
+type logWriter struct {
+	log   *slog.Logger
+	limit *rate.Limiter
+}
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	s := string(p)
@@ -896,6 +902,9 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		level = slog.LevelWarn
 	case strings.Contains(s, "[WARN]"):
 		level = slog.LevelInfo
+	}
+	if level > slog.LevelDebug && !w.limit.Allow() {
+		return len(p), nil
 	}
 	w.log.Log(context.Background(), level, "memberlist", "line", s)
 	return len(p), nil
