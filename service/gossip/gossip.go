@@ -196,17 +196,20 @@ type ownAnnouncement struct {
 
 // Transport is a peer.Transport over a memberlist mesh. Create it with Open.
 type Transport struct {
-	opts   Options
-	ml     *memberlist.Memberlist
-	mlp    atomic.Pointer[memberlist.Memberlist] // ml, for the delegates (set after Create)
-	queue  *memberlist.TransmitLimitedQueue
-	recv   chan packet
-	outbox chan outgoing
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	close  sync.Once
-	cerr   error
+	opts Options
+	ml   *memberlist.Memberlist
+	mlp  atomic.Pointer[memberlist.Memberlist] // ml, for the delegates (set after Create)
+	// selfAddr is this node's advertised host:port (set after Create;
+	// NotifyJoin holds memberlist's lock and must not ask it).
+	selfAddr string
+	queue    *memberlist.TransmitLimitedQueue
+	recv     chan packet
+	outbox   chan outgoing
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	close    sync.Once
+	cerr     error
 
 	mu        sync.Mutex
 	state     [][]byte // the datagrams of our latest complete announcement
@@ -218,6 +221,9 @@ type Transport struct {
 	nodes     map[string]*memberlist.Node // live members but us
 	lost      map[string]lostMember       // members found dead, to retry
 	leaving   map[string]time.Time        // members that said they are leaving
+	// stale are members dropped from the inventory (found dead) whose
+	// fresh state has not come since: the sequence number they had then.
+	stale     map[string]uint64
 	left      int
 	seeds     []SeedStatus
 	queueFull uint64
@@ -255,6 +261,7 @@ func Open(opts Options) (*Transport, error) {
 		nodes:   map[string]*memberlist.Node{},
 		lost:    map[string]lostMember{},
 		leaving: map[string]time.Time{},
+		stale:   map[string]uint64{},
 	}
 	for _, s := range opts.Seeds {
 		t.seeds = append(t.seeds, SeedStatus{Seed: s})
@@ -310,6 +317,7 @@ func Open(opts Options) (*Transport, error) {
 		return nil, fmt.Errorf("gossip: listening on %s: %w", bind, err)
 	}
 	t.ml = ml
+	t.selfAddr = ml.LocalNode().Address()
 	t.mlp.Store(ml)
 	t.wg.Go(t.sendOutbox)
 	t.wg.Go(t.reconnect)
@@ -474,6 +482,9 @@ func (t *Transport) take(d []byte) bool {
 		return false
 	}
 	h.set(m.Part)
+	if old, ok := t.stale[m.HostID]; ok && m.Seq > old {
+		delete(t.stale, m.HostID)
+	}
 	var src netip.Addr
 	if n := t.nodes[m.HostID]; n != nil {
 		src = addrOf(n)
@@ -642,10 +653,7 @@ func (t *Transport) join() {
 // members of a load generator (NoJoinSync) do not send theirs to a new
 // member unasked.
 func (t *Transport) requestStates() {
-	self := t.ml.LocalNode()
-	name, addr := self.Name, self.Address() // at most 64 bytes each
-	msg := append([]byte{msgStateReq, byte(len(name))}, name...)
-	msg = append(append(append(msg, byte(len(addr))), addr...), t.localState()...)
+	msg := t.stateRequest()
 	t.mu.Lock()
 	nodes := make([]*memberlist.Node, 0, len(t.nodes))
 	for _, n := range t.nodes {
@@ -654,6 +662,36 @@ func (t *Transport) requestStates() {
 	t.mu.Unlock()
 	for _, n := range nodes {
 		t.send(n, msg)
+	}
+}
+
+// stateRequest is a msgStateReq: our name, our address and our state.
+func (t *Transport) stateRequest() []byte {
+	name, addr := t.opts.NodeName, t.selfAddr // at most 64 bytes each
+	msg := append([]byte{msgStateReq, byte(len(name))}, name...)
+	return append(append(append(msg, byte(len(addr))), addr...), t.localState()...)
+}
+
+// resync asks every member that came back after it was dropped, and whose
+// fresh state has not come since, for its state and for a fresh
+// announcement (the inventory refuses the sequence number it had), until
+// one arrives: a single message may be lost on a loaded network.
+func (t *Transport) resync() {
+	t.mu.Lock()
+	var back []*memberlist.Node
+	for name := range t.stale {
+		if n := t.nodes[name]; n != nil {
+			back = append(back, n)
+		}
+	}
+	t.mu.Unlock()
+	if len(back) == 0 {
+		return
+	}
+	req := t.stateRequest()
+	for _, n := range back {
+		t.send(n, req)
+		t.send(n, []byte{msgRefresh})
 	}
 }
 
@@ -669,6 +707,7 @@ func (t *Transport) reconnect() {
 			return
 		case <-tick.C:
 		}
+		t.resync()
 		t.mu.Lock()
 		var addrs []string
 		for name, l := range t.lost {
@@ -819,8 +858,10 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 		t.send(&c, frame(msgState, t.localState()))
 	}
 	if wasLost {
-		// It kept its state's sequence number, which our inventory has
-		// refused since it dropped the host: ask it for a fresh one.
+		// Our inventory dropped it and refuses the sequence number it
+		// had: ask for its state (newer if it announced since) and for a
+		// fresh announcement; resync repeats this until one comes.
+		t.send(&c, t.stateRequest())
 		t.send(&c, []byte{msgRefresh})
 	}
 }
@@ -846,6 +887,13 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 			}
 		}
 		t.lost[n.Name] = lostMember{addr: n.Address(), at: time.Now()}
+		if len(t.stale) < t.opts.MaxMembers {
+			var seq uint64
+			if h := t.seen[n.Name]; h != nil {
+				seq = h.seq
+			}
+			t.stale[n.Name] = seq
+		}
 	}
 	t.mu.Unlock()
 	t.opts.Log.Debug("gossip member lost", "member", n.Name, "address", n.Address(), "reason", reason)
