@@ -26,11 +26,12 @@
 //     inventory with reason "timeout", one that left with "bye"; pings and
 //     goodbyes handed to Send are not sent on this path.
 //
-// A node that was lost and comes back (after a partition) is asked with a
-// direct message to announce afresh, since the inventory refuses the
-// sequence number of the state it had; lost members are retried in the
-// background so that partitions heal even after memberlist stops gossiping
-// to the dead.
+// A node that was lost and comes back (after a partition, or a false
+// suspicion on a loaded network) is asked with direct messages for its
+// state and to announce afresh, since the inventory refuses the sequence
+// number of the state it had, every few seconds until a fresh one arrives;
+// lost members are retried in the background so that partitions heal even
+// after memberlist stops gossiping to the dead.
 //
 // Security: with keys, memberlist encrypts and authenticates every packet
 // and stream with AES-256-GCM (its Keyring: the first key seals, all are
