@@ -55,6 +55,7 @@ func benchPeerMessage(peer int, disks []diskstate.Disk) wire.Message {
 		BootID:   fmt.Sprintf("%032x", 0xb0070000+peer),
 		Seq:      benchSeqBase,
 		Interval: 10 * time.Second,
+		Gen:      1,
 		Disks:    disks,
 	}
 }

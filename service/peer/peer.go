@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/wire"
 )
@@ -31,7 +32,21 @@ const (
 	DropPeerCap = "peercap" // too many peers
 	DropDiskCap = "diskcap" // too many disks held for peers in all
 	DropSize    = "size"    // larger than the largest datagram we accept
+	DropStale   = "stale"   // sealed, sent at a time outside the clock-skew window
 )
+
+// DefaultMaxClockSkew is the default of Options.MaxClockSkew: how far a
+// sealed message's send time may be from the receiver's clock. Hosts that
+// keep time with NTP agree within milliseconds; 30 seconds leaves room for
+// a host whose clock drifted for days, and bounds how long after its
+// capture a sealed datagram can be replayed to a receiver without a mark
+// for its sender.
+const DefaultMaxClockSkew = 30 * time.Second
+
+// freshRounds is how many announcements of a changed disk list are sent
+// twice: a new generation has no parts at its receivers yet, so on a lossy
+// link it is the redundancy that lets it arrive within a few intervals.
+const freshRounds = 3
 
 // Identity says who this host is on the wire.
 type Identity struct {
@@ -53,6 +68,13 @@ type Options struct {
 	// AssemblerPending bounds the partly received multi-part announcements
 	// of each transport (default 256).
 	AssemblerPending int
+	// MaxClockSkew is how far the send time of a sealed message may be
+	// from this host's clock, either way (0: DefaultMaxClockSkew; negative:
+	// no check). A sealed message outside it is dropped as "stale".
+	// Unsealed messages are not checked: anyone can forge them anyway.
+	MaxClockSkew time.Duration
+	// Now is the clock (default time.Now); tests may set it.
+	Now func() time.Time
 }
 
 // Stats count datagrams, over every transport.
@@ -75,6 +97,14 @@ type Service struct {
 	lastLogged map[string]time.Time
 	pingSeen   map[string]time.Time
 	pingLimit  *rate.Limiter
+
+	// The content generation of the announced list: it changes only when
+	// the list does (announced is the list it was given for), and fresh
+	// counts the announcements of it still to be sent twice.
+	genMu     sync.Mutex
+	gen       uint64
+	announced []diskstate.Disk
+	fresh     int
 }
 
 // New returns a service that sends on and hears every one of transports;
@@ -86,6 +116,12 @@ func New(inv *inventory.Inventory, opts Options, transports ...Transport) *Servi
 	}
 	if opts.AssemblerPending <= 0 {
 		opts.AssemblerPending = 256
+	}
+	if opts.MaxClockSkew == 0 {
+		opts.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	s := &Service{
 		inv: inv, opts: opts, transports: slices.Clone(transports),
@@ -101,7 +137,7 @@ func New(inv *inventory.Inventory, opts Options, transports ...Transport) *Servi
 func (s *Service) header(kind wire.Kind) wire.Message {
 	return wire.Message{
 		Kind: kind, HostID: s.opts.HostID, Hostname: s.opts.Hostname, BootID: s.opts.BootID,
-		Seq: s.seq.Add(1), Interval: s.opts.Interval,
+		Seq: s.seq.Add(1), Interval: s.opts.Interval, SentAt: s.opts.Now(),
 	}
 }
 
@@ -149,11 +185,36 @@ func encode(m wire.Message, budget int, ring *wire.Keyring, log *slog.Logger) ([
 	return grams, nil
 }
 
-// Announce sends this host's full disk list on every transport.
+// Announce sends this host's full disk list on every transport, with its
+// content generation; the first announcements of a changed list are sent
+// twice (each copy with its own sequence number).
 func (s *Service) Announce(context.Context) error {
-	m := s.header(wire.KindAnnounce)
-	m.Disks = s.inv.LocalDisks() // the encoder writes the announced fields only
-	return s.send(m)
+	disks := s.inv.LocalDisks() // the encoder writes the announced fields only
+	s.genMu.Lock()
+	if s.gen == 0 || !sameList(s.announced, disks) {
+		s.gen++
+		s.announced, s.fresh = disks, freshRounds
+	}
+	gen, copies := s.gen, 1
+	if s.fresh > 0 {
+		s.fresh--
+		copies = 2
+	}
+	s.genMu.Unlock()
+	var errs []error
+	for range copies {
+		m := s.header(wire.KindAnnounce)
+		m.Disks, m.Gen = disks, gen
+		if err := s.send(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sameList reports whether two disk lists announce the same, in order.
+func sameList(a, b []diskstate.Disk) bool {
+	return slices.EqualFunc(a, b, func(x, y diskstate.Disk) bool { return x.SameAnnounced(&y) })
 }
 
 // Ping asks every peer to re-announce.
