@@ -17,6 +17,7 @@ import (
 
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/multicast"
+	"github.com/diskd/diskd/service/peer"
 )
 
 // options is what the command line asks for.
@@ -66,7 +67,7 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
 // daemonOnly are the flags that mean nothing to the client.
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
-	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents"}
+	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents", "max-clock-skew"}
 
 // groupFlag collects --group values; String shows the default when none
 // was given.
@@ -134,6 +135,7 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag) *flag.F
 	fs.StringVar(&c.Bus, "bus", "system", "D-Bus to export org.diskd on: system, session, none or an address")
 	fs.StringVar(&c.KeyFile, "key-file", "", "keyring: seal every datagram, accept only sealed ones")
 	fs.BoolVar(&c.NoUevents, "no-uevents", false, "do not listen to kernel uevents and mount changes; poll only")
+	fs.Var(durationFlag{&c.MaxClockSkew}, "max-clock-skew", "with --key-file: drop sealed messages sent further than this from our clock (replay window)")
 	return fs
 }
 
@@ -146,6 +148,7 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		AnnounceInterval: daemon.DefaultAnnounceInterval,
 		ScanInterval:     daemon.DefaultScanInterval,
 		BlkidTimeout:     daemon.DefaultBlkidTimeout,
+		MaxClockSkew:     peer.DefaultMaxClockSkew,
 	}}
 	var ifaces, devices listFlag
 	var group groupFlag
@@ -189,6 +192,7 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		{"scan-interval", c.ScanInterval, 100 * time.Millisecond, 24 * time.Hour, false},
 		{"peer-timeout", c.PeerTimeout, 100 * time.Millisecond, 24 * time.Hour, true},
 		{"blkid-timeout", c.BlkidTimeout, 10 * time.Millisecond, time.Hour, false},
+		{"max-clock-skew", c.MaxClockSkew, 100 * time.Millisecond, 24 * time.Hour, false},
 	} {
 		if d.optional && d.v == 0 && !set[d.name] {
 			continue

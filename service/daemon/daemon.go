@@ -55,6 +55,7 @@ type Config struct {
 	Bus              string
 	KeyFile          string
 	NoUevents        bool
+	MaxClockSkew     time.Duration // sealed messages sent further from our clock are dropped; zero: peer.DefaultMaxClockSkew
 }
 
 // Default groups: DefaultGroup is used when no group is given;
@@ -144,7 +145,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Status: d.statusLine,
 	})
 	d.mc = peer.New(d.inv, peer.Options{
-		Identity: id, Interval: cfg.AnnounceInterval, Keyring: ring, Log: log,
+		Identity: id, Interval: cfg.AnnounceInterval, Keyring: ring, Log: log, MaxClockSkew: cfg.MaxClockSkew,
 		OnPing: func(delay time.Duration) { d.annJob.Trigger(runCtx, delay) },
 	}, conn)
 	prober := &scan.Prober{Path: cfg.Blkid, Timeout: cfg.BlkidTimeout, Globs: cfg.Devices}
