@@ -177,8 +177,9 @@ type Inventory struct {
 	local      map[diskKey]diskstate.Disk
 	localOrder []diskstate.Disk // local sorted by device and uuid
 	peers      map[string]*peerState
-	tombs      *tombstones // last accepted sequence of departed peers
-	remote     int         // disks held for peers, for MaxDisks
+	tombs      *tombstones             // last accepted sequence of departed peers
+	pending    map[string]*pendingMark // hosts not held yet: parts accepted
+	remote     int                     // disks held for peers, for MaxDisks
 	scan       ScanState
 	stats      Stats
 	subs       map[*Subscription]struct{}
@@ -202,11 +203,12 @@ func New(opts Options) *Inventory {
 		opts.Now = time.Now
 	}
 	return &Inventory{
-		opts:  opts,
-		local: map[diskKey]diskstate.Disk{},
-		peers: map[string]*peerState{},
-		tombs: newTombstones(opts.MaxTombstones),
-		subs:  map[*Subscription]struct{}{},
+		opts:    opts,
+		local:   map[diskKey]diskstate.Disk{},
+		peers:   map[string]*peerState{},
+		tombs:   newTombstones(opts.MaxTombstones),
+		pending: map[string]*pendingMark{},
+		subs:    map[*Subscription]struct{}{},
 	}
 }
 

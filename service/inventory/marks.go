@@ -75,7 +75,41 @@ func (inv *Inventory) Hear(h Heard) (live bool, err error) {
 		inv.stats.Replays++
 		return false, ErrReplay
 	}
+	// Not held yet: the parts of its first announcement are accepted once
+	// each all the same, remembered in a small bounded table until the
+	// announcement is whole (Update) or forgotten.
+	if !part {
+		return false, nil
+	}
+	pm, ok := inv.pending[h.HostID]
+	switch {
+	case !ok || h.Seq > pm.Seq:
+		if !ok && len(inv.pending) >= maxPendingMarks {
+			for id := range inv.pending { // forget any one
+				delete(inv.pending, id)
+				break
+			}
+		}
+		pm = &pendingMark{Seq: h.Seq, BootID: h.BootID}
+		inv.pending[h.HostID] = pm
+	case h.Seq < pm.Seq || h.BootID != pm.BootID || pm.parts.has(h.Part):
+		inv.stats.Replays++
+		return false, ErrReplay
+	}
+	pm.parts.add(h.Part)
 	return false, nil
+}
+
+// maxPendingMarks bounds the hosts not held yet whose announcement parts
+// are remembered.
+const maxPendingMarks = 1024
+
+// pendingMark is the highest sequence number of a host not held yet, and
+// the announcement parts accepted with it.
+type pendingMark struct {
+	Seq    uint64
+	BootID string
+	parts  partSet
 }
 
 // Update applies a peer's whole announcement whose datagrams Hear admitted
@@ -99,13 +133,15 @@ func (inv *Inventory) Update(a Announcement) error {
 			return ErrReplay
 		}
 	}
-	// A new peer: its parts at a.Seq count as accepted, so that a copy of
-	// one of them is refused (the others of that round, if any, were
-	// copies of the same content).
 	var sentAt time.Time
-	parts := allParts
+	var parts partSet
 	if live {
 		sentAt, parts = ps.sentAt, ps.parts
+	} else if pm, ok := inv.pending[a.HostID]; ok {
+		if pm.Seq == a.Seq {
+			parts = pm.parts
+		}
+		delete(inv.pending, a.HostID)
 	}
 	if err := inv.applyLocked(&a, now); err != nil {
 		return err

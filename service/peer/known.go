@@ -72,6 +72,11 @@ func (k *knownParts) add(m *wire.Message, sum uint64) {
 			sums: make([]uint64, m.Parts), have: make([]bool, m.Parts)}
 		k.senders[key] = g
 	}
+	if g.have[m.Part] && g.sums[m.Part] != sum {
+		// Other bytes under the same generation (a sender's bug): the
+		// generation no longer vouches for its parts until it is whole again.
+		g.complete = false
+	}
 	g.sums[m.Part], g.have[m.Part] = sum, true
 }
 

@@ -46,7 +46,7 @@ const DefaultMaxClockSkew = 30 * time.Second
 // freshRounds is how many announcements of a changed disk list are sent
 // twice: a new generation has no parts at its receivers yet, so on a lossy
 // link it is the redundancy that lets it arrive within a few intervals.
-const freshRounds = 3
+const freshRounds = 4
 
 // Identity says who this host is on the wire.
 type Identity struct {
