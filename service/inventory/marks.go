@@ -56,11 +56,11 @@ func (inv *Inventory) Hear(h Heard) (live bool, err error) {
 	}
 	part := h.Part >= 0 && h.Part < 256
 	ps, live := inv.peers[h.HostID]
-	if live {
+	if live && h.BootID == ps.info.BootID {
 		switch {
 		case h.Seq > ps.info.Seq:
-			ps.info.Seq, ps.info.BootID, ps.sentAt, ps.parts = h.Seq, h.BootID, h.SentAt, partSet{}
-		case h.Seq == ps.info.Seq && part && h.BootID == ps.info.BootID && !ps.parts.has(h.Part):
+			ps.info.Seq, ps.sentAt, ps.parts = h.Seq, h.SentAt, partSet{}
+		case h.Seq == ps.info.Seq && part && !ps.parts.has(h.Part):
 		default:
 			inv.stats.Replays++
 			return true, ErrReplay
@@ -71,16 +71,34 @@ func (inv *Inventory) Hear(h Heard) (live bool, err error) {
 		ps.info.LastHeard = now
 		return true, nil
 	}
-	if m, dead := inv.tombs.get(h.HostID); dead && h.Seq <= m.Seq {
+	// Another instance of a peer held (restarted; or, without a key,
+	// anyone): it must move past the peer's mark, but does not move the
+	// mark until its announcement is whole (Update), so that its parts
+	// alone cannot lock the instance held out.
+	if live && h.Seq <= ps.info.Seq {
+		inv.stats.Replays++
+		return true, ErrReplay
+	}
+	if m, dead := inv.tombs.get(h.HostID); !live && dead && h.Seq <= m.Seq {
 		inv.stats.Replays++
 		return false, ErrReplay
 	}
-	// Not held yet: the parts of its first announcement are accepted once
-	// each all the same, remembered in a small bounded table until the
-	// announcement is whole (Update) or forgotten.
-	if !part {
-		return false, nil
+	// Until then, its announcement parts are accepted once each, remembered
+	// in a small bounded table.
+	if part && !inv.pendingLocked(&h) {
+		inv.stats.Replays++
+		return live, ErrReplay
 	}
+	if live {
+		ps.info.LastHeard = now
+	}
+	return live, nil
+}
+
+// pendingLocked records an announcement part of a host instance not held
+// and reports whether it is new: a higher sequence number than the last
+// seen of that host, or the same with a part not seen yet.
+func (inv *Inventory) pendingLocked(h *Heard) bool {
 	pm, ok := inv.pending[h.HostID]
 	switch {
 	case !ok || h.Seq > pm.Seq:
@@ -93,11 +111,10 @@ func (inv *Inventory) Hear(h Heard) (live bool, err error) {
 		pm = &pendingMark{Seq: h.Seq, BootID: h.BootID}
 		inv.pending[h.HostID] = pm
 	case h.Seq < pm.Seq || h.BootID != pm.BootID || pm.parts.has(h.Part):
-		inv.stats.Replays++
-		return false, ErrReplay
+		return false
 	}
 	pm.parts.add(h.Part)
-	return false, nil
+	return true
 }
 
 // maxPendingMarks bounds the hosts not held yet whose announcement parts
@@ -135,10 +152,10 @@ func (inv *Inventory) Update(a Announcement) error {
 	}
 	var sentAt time.Time
 	var parts partSet
-	if live {
+	if live && ps.info.BootID == a.BootID {
 		sentAt, parts = ps.sentAt, ps.parts
 	} else if pm, ok := inv.pending[a.HostID]; ok {
-		if pm.Seq == a.Seq {
+		if pm.Seq == a.Seq && pm.BootID == a.BootID {
 			parts = pm.parts
 		}
 		delete(inv.pending, a.HostID)

@@ -27,7 +27,8 @@ func TestHearReplayRule(t *testing.T) {
 		{"back", []step{{11, 0, "b1", true}, {10, 1, "b1", false}, {5, -1, "b1", false}}},
 		{"the applied number", []step{{10, 0, "b1", false}, {10, -1, "b1", false}}},
 		{"another instance at the same number", []step{{11, 0, "b1", true}, {11, 1, "b2", false}}},
-		{"a restarted instance moves forward", []step{{20, 0, "b2", true}, {20, 1, "b2", true}}},
+		{"a restarted instance moves forward", []step{{20, 0, "b2", true}, {20, 1, "b2", true}, {20, 1, "b2", false}}},
+		{"parts of another instance do not lock the held one out", []step{{1 << 50, 0, "forged", true}, {11, 0, "b1", true}, {11, 1, "b1", true}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
