@@ -158,12 +158,24 @@ func (s *Service) send(m wire.Message) error {
 			}
 			grams, budget = g, b
 		}
+		// A part that cannot be sent does not keep the others from going:
+		// receivers combine the parts of one generation across rounds, so
+		// the next announcement makes up for it. (Local loss, such as a
+		// firewall dropping some datagrams on output, fails single sends.)
+		var failed []error
 		for _, g := range grams {
 			if _, err := t.Send(g); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", t.Name(), err))
-				break // the announcement is incomplete on t without this part
+				failed = append(failed, err)
+				continue
 			}
 			s.out.Add(1)
+		}
+		switch {
+		case len(failed) == len(grams):
+			errs = append(errs, fmt.Errorf("%s: %w", t.Name(), failed[0]))
+		case len(failed) > 0: // partial loss: logged at most once a minute
+			s.warnOnce("partial-send", "some datagrams of a message were not sent (logged once a minute)",
+				"transport", t.Name(), "failed", len(failed), "of", len(grams), "err", failed[0])
 		}
 	}
 	return errors.Join(errs...)
@@ -183,6 +195,20 @@ func encode(m wire.Message, budget int, ring *wire.Keyring, log *slog.Logger) ([
 		return nil, fmt.Errorf("encoding %v: %w", m.Kind, err)
 	}
 	return grams, nil
+}
+
+// warnOnce logs msg at most once a minute per key.
+func (s *Service) warnOnce(key, msg string, args ...any) {
+	now := time.Now()
+	s.mu.Lock()
+	logIt := now.Sub(s.lastLogged[key]) >= time.Minute
+	if logIt {
+		s.lastLogged[key] = now
+	}
+	s.mu.Unlock()
+	if logIt {
+		s.opts.Log.Warn(msg, args...)
+	}
 }
 
 // Announce sends this host's full disk list on every transport, with its
