@@ -101,6 +101,8 @@ type Service struct {
 	// The content generation of the announced list: it changes only when
 	// the list does (announced is the list it was given for), and fresh
 	// counts the announcements of it still to be sent twice.
+	sendMu sync.Mutex // held while a message is numbered and sent
+
 	genMu     sync.Mutex
 	gen       uint64
 	announced []diskstate.Disk
@@ -229,9 +231,8 @@ func (s *Service) Announce(context.Context) error {
 	s.genMu.Unlock()
 	var errs []error
 	for range copies {
-		m := s.header(wire.KindAnnounce)
-		m.Disks, m.Gen = disks, gen
-		if err := s.send(m); err != nil {
+		err := s.sendNew(wire.KindAnnounce, func(m *wire.Message) { m.Disks, m.Gen = disks, gen })
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -244,10 +245,24 @@ func sameList(a, b []diskstate.Disk) bool {
 }
 
 // Ping asks every peer to re-announce.
-func (s *Service) Ping(context.Context) error { return s.send(s.header(wire.KindPing)) }
+func (s *Service) Ping(context.Context) error { return s.sendNew(wire.KindPing, nil) }
 
 // Bye tells peers this host is leaving, so they drop its disks at once.
-func (s *Service) Bye() error { return s.send(s.header(wire.KindBye)) }
+func (s *Service) Bye() error { return s.sendNew(wire.KindBye, nil) }
+
+// sendNew numbers a new message of kind, lets fill complete it, and sends
+// it, one message at a time: messages leave in the order of their
+// sequence numbers, which receivers require (a ping numbered before an
+// announcement but sent after it would be refused as a replay).
+func (s *Service) sendNew(kind wire.Kind, fill func(*wire.Message)) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	m := s.header(kind)
+	if fill != nil {
+		fill(&m)
+	}
+	return s.send(m)
+}
 
 // Stats returns the datagram counters.
 func (s *Service) Stats() Stats {
