@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/ergochat/readline"
 	"golang.org/x/sys/unix"
@@ -196,15 +198,9 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 			}
 		}
 	})
-	wg.Go(func() {
-		select {
-		case <-stop:
-		case <-ctx.Done():
-			rl.Close()
-		case <-c.Lost():
-			rl.Close()
-		}
-	})
+	renewed := make(chan *control.Client, 1)
+	defer func() { c.Close() }()
+	wg.Go(func() { watchConn(ctx, stop, c, path, renewed, func() { rl.Close() }) })
 
 	for {
 		line, err := rl.ReadLine()
@@ -212,11 +208,9 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 			continue // ^C: the line is discarded, read the next one
 		}
 		if err != nil {
-			select {
-			case <-c.Lost():
+			if lostForGood(ctx, c, path) {
 				fmt.Fprintf(errOut, "\ndiskd: lost the connection to the daemon at %s: %v\n", path, c.LostErr())
 				return 1
-			default:
 			}
 			if ctx.Err() != nil {
 				return 1
@@ -230,11 +224,97 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 		if isQuit(line) {
 			return 0
 		}
+		nc, err := renewConn(ctx, c, path)
+		if err != nil {
+			fmt.Fprintf(errOut, "diskd: lost the connection to the daemon at %s: %v\n", path, err)
+			return 1
+		}
+		if nc != c {
+			c = nc
+			select {
+			case <-renewed: // not picked up yet: replaced by the newer one
+			default:
+			}
+			renewed <- c
+		}
 		switch send(ctx, c, path, line, out, errOut) {
 		case connLost, interrupted:
 			return 1
 		}
 	}
+}
+
+// watchConn interrupts the prompt (closePrompt) when ctx ends or the daemon
+// goes away. A connection that the daemon closed while it still answers on
+// path (the idle timeout of a client left at its prompt) is not the end: the
+// next line reconnects (renewConn), and the new connection, sent on
+// renewed, is watched from then on. It returns when stop is closed.
+func watchConn(ctx context.Context, stop <-chan struct{}, c *control.Client, path string,
+	renewed <-chan *control.Client, closePrompt func()) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			closePrompt()
+			return
+		case c = <-renewed:
+			continue
+		case <-c.Lost():
+		}
+		if !daemonAnswers(ctx, path) {
+			closePrompt()
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			closePrompt()
+			return
+		case c = <-renewed:
+		}
+	}
+}
+
+// lostForGood reports whether c is lost and the daemon no longer answers
+// (not merely closed an idle connection).
+func lostForGood(ctx context.Context, c *control.Client, path string) bool {
+	select {
+	case <-c.Lost():
+		return !daemonAnswers(ctx, path)
+	default:
+		return false
+	}
+}
+
+// daemonAnswers reports whether something accepts connections on path.
+func daemonAnswers(ctx context.Context, path string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// renewConn returns c while it is connected, else (the daemon closed an
+// idle connection) c closed and a new connection to path.
+func renewConn(ctx context.Context, c *control.Client, path string) (*control.Client, error) {
+	select {
+	case <-c.Lost():
+	default:
+		return c, nil
+	}
+	c.Close()
+	nc, err := control.Dial(ctx, path)
+	if err != nil {
+		return c, fmt.Errorf("reconnecting: %w", err)
+	}
+	return nc, nil
 }
 
 // completer completes command names and, after list, find, peers and
