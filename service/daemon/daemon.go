@@ -322,12 +322,16 @@ func (d *daemon) awaitFirstScan(ctx context.Context, firstScan <-chan struct{}, 
 // expiry job (a new peer's deadline).
 func (d *daemon) follow(ctx context.Context, sub *inventory.Subscription) {
 	defer sub.Close()
+	events := eventlog.NewWriter(d.log, nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case e := <-sub.C():
-			eventlog.Log(ctx, d.log, e)
+			events.Add(ctx, e)
+			if len(sub.C()) == 0 { // the end of a burst: one line per peer
+				events.Flush(ctx)
+			}
 			if peer.AnnouncesOn(e) {
 				d.annJob.Trigger(ctx, 0)
 			}
