@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/testbed"
 	"github.com/diskd/diskd/service/wire"
 )
@@ -248,5 +249,64 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 	}
 	if slices.ContainsFunc(listOf(t, a), func(d disk) bool { return d.HostID == b.HostID }) {
 		t.Error("alpha lists beta's disks after the replay")
+	}
+}
+
+// TestFakePeersDoNotFloodLog: mallory, without a key, makes 300 fake peers
+// of 34 disks each join and leave. Alpha's log gets a few dozen lines for
+// them (one per peer change at most, rate-limited), not one per disk.
+func TestFakePeersDoNotFloodLog(t *testing.T) {
+	t.Parallel()
+	const fakes, disksEach = 300, 34
+	lab := testbed.NewT(t)
+	a := addSecNode(t, lab, "alpha", true)
+	m := addSecNode(t, lab, "mallory", false)
+	launch(t, a, fastFlags()...)
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
+		return a.d.DoJSON("status --json", new(status)) == nil, "alpha not answering"
+	})
+
+	var joins, byes [][]byte
+	for i := range fakes {
+		id := fmt.Sprintf("fake-%03d", i)
+		disks := make([]diskstate.Disk, disksEach)
+		for j := range disks {
+			disks[j] = diskstate.Disk{Device: fmt.Sprintf("/dev/sdf%d", j), UUID: fmt.Sprintf("%s-%02d", id, j), Label: "FAKE", Type: "ext4"}
+		}
+		joins = append(joins, forge(t, wire.Message{Kind: wire.KindAnnounce, HostID: id, Hostname: id, BootID: "fake-boot",
+			Seq: 1, Interval: wire.MaxInterval, Disks: disks}, 0, nil)...)
+		byes = append(byes, forge(t, wire.Message{Kind: wire.KindBye, HostID: id, Hostname: id, BootID: "fake-boot",
+			Seq: 2, Interval: wire.MaxInterval}, 0, nil)...)
+	}
+	fakeLines := func() int {
+		n := 0
+		for _, l := range strings.Split(a.d.Log(), "\n") {
+			if strings.Contains(l, "fake-") {
+				n++
+			}
+		}
+		return n
+	}
+	sendDatagrams(t, m.Host, joins, 1) // slowly enough for alpha's socket buffer
+	testbed.Eventually(t, 15*time.Second, func() (bool, string) {
+		n := len(peersOf(t, a))
+		return n == fakes, fmt.Sprintf("alpha has %d peers, want the %d fakes", n, fakes)
+	})
+	joined := fakeLines()
+	sendDatagrams(t, m.Host, byes, 1)
+	testbed.Eventually(t, 15*time.Second, func() (bool, string) {
+		n := len(peersOf(t, a))
+		return n == 0, fmt.Sprintf("alpha has %d peers after the fakes' goodbyes", n)
+	})
+	time.Sleep(200 * time.Millisecond) // the last lines reach the log
+	total := fakeLines()
+	t.Logf("%d fake peers of %d disks joined and left: %d log lines about them (%d for the joins), %d disk events",
+		fakes, disksEach, total, joined, 2*fakes*disksEach)
+	// Per kind (joined, lost) a burst of LinesPerMinute and as many a minute.
+	if total > 4*10+4 {
+		t.Errorf("%d log lines about the fake peers, want a few dozen at most", total)
+	}
+	if total == 0 {
+		t.Error("nothing logged about the fake peers")
 	}
 }
