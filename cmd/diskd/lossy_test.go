@@ -9,6 +9,7 @@ package main_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -308,5 +309,82 @@ func TestFakePeersDoNotFloodLog(t *testing.T) {
 	}
 	if total == 0 {
 		t.Error("nothing logged about the fake peers")
+	}
+}
+
+// oldCommit is a diskd from before messages carried their send time and
+// generation: the compatibility test runs it against this one.
+const oldCommit = "1ab4bea4d45a6627ca50276e2c12dd6fb3480b79"
+
+// buildOld builds cmd/diskd of oldCommit, taken from the repository's
+// history with git archive.
+func buildOld(t *testing.T) string {
+	t.Helper()
+	testbed.RequireTools(t, "git", "tar")
+	root, err := testbed.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "old.tar")
+	if out, err := exec.Command("git", "-C", root, "archive", "--format=tar", "-o", tarball, oldCommit).CombinedOutput(); err != nil {
+		testbed.SkipOrFail(t, "the old diskd (commit %s) is not in this repository's history: %v: %s", oldCommit[:7], err, out)
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-xf", tarball, "-C", src).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	bin := filepath.Join(dir, "diskd-old")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/diskd")
+	build.Dir = src
+	start := time.Now()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the old diskd: %v: %s", err, out)
+	}
+	t.Logf("built the diskd of %s in %v", oldCommit[:7], time.Since(start).Round(time.Millisecond))
+	return bin
+}
+
+// TestOldAndNewDiskdInterwork: a diskd from before the send time and the
+// generation (beta) and this one (alpha), sharing a key, see each other's
+// disks, alpha's in an announcement of several parts, and neither drops
+// anything the other sends: the old one skips the new keys, the new one
+// takes messages without them.
+func TestOldAndNewDiskdInterwork(t *testing.T) {
+	t.Parallel()
+	old := buildOld(t)
+	const count = 40 // several datagrams
+	lab := testbed.NewT(t)
+	a := addSecNode(t, lab, "alpha", false)
+	b := addSecNode(t, lab, "beta", true)
+	keyFile := writeKeys(t, 0o600, newKey(t))
+	launch(t, a, append(keyed(keyFile), "--blkid", bulkBlkid(t, t.TempDir(), count, -1))...)
+	d, err := b.Start(old, keyed(keyFile)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.d = d
+	awaitPeerDisk(t, a, b)
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
+		n := countHost(listOf(t, b), a.HostID)
+		return n == count, fmt.Sprintf("the old beta lists %d of alpha's disks, want %d", n, count)
+	})
+	time.Sleep(2 * time.Second) // a few more rounds each way
+	for _, n := range []*node{a, b} {
+		st := statusOf(t, n)
+		if len(st.Drops) != 0 {
+			t.Errorf("%s dropped datagrams: %v", n.Name, st.Drops)
+		}
+		for _, p := range peersOf(t, n) {
+			if !p.Authenticated {
+				t.Errorf("%s: peer %s not authenticated", n.Name, p.Hostname)
+			}
+		}
+	}
+	if n := countHost(listOf(t, b), a.HostID); n != count {
+		t.Errorf("the old beta lists %d of alpha's disks, want %d", n, count)
 	}
 }
