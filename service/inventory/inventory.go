@@ -7,8 +7,10 @@
 // local disk list, the multicast receiver hands it peers' announcements, and it
 // decides what changed. It enforces the receive-side rules that need memory of
 // the past: a peer's sequence numbers must move forward (replays are dropped,
-// also after the peer has gone), and the number of peers and of disks per peer
-// is capped so that a rogue sender cannot exhaust memory.
+// also after the peer has gone; Hear applies the rule to each datagram and
+// keeps the peer alive, and the marks it keeps can be saved and restored
+// across a restart with Marks and RestoreMarks), and the number of peers and
+// of disks per peer is capped so that a rogue sender cannot exhaust memory.
 //
 // Identity of a disk: within one host, a disk is its device path together with
 // its filesystem UUID. A new filesystem on the same device (reformatted) is a
