@@ -325,3 +325,34 @@ func TestRepeatedPartsOnlyTouch(t *testing.T) {
 		t.Fatalf("beta not back with its 16 disks: %d", len(l.inv.Disks()))
 	}
 }
+
+// TestFreshCopies: the first freshRounds announcements of a list of
+// several datagrams go out twice, later ones once, and a list of one
+// datagram always once.
+func TestFreshCopies(t *testing.T) {
+	for _, c := range []struct {
+		disks, parts int
+	}{{1, 1}, {300, 0}} {
+		l := newLink(t, testbed.FakeDisks(6, c.disks), nil)
+		parts := c.parts
+		if parts == 0 {
+			grams, err := wire.Encode(wire.Message{Kind: wire.KindAnnounce, HostID: "beta", Hostname: "beta", BootID: "beta-1",
+				Interval: linkInterval, Seq: 1 << 60, Gen: 1 << 60, SentAt: time.Now(), Disks: testbed.FakeDisks(6, c.disks)}, peertest.DefaultBudget, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts = len(grams)
+		}
+		for i := range freshRounds + 2 {
+			before := l.sender.Stats().Out
+			l.round(t)
+			want := uint64(parts)
+			if i < freshRounds && parts > 1 {
+				want *= 2
+			}
+			if got := l.sender.Stats().Out - before; got != want {
+				t.Errorf("%d disks (%d datagrams), announcement %d: %d datagrams sent, want %d", c.disks, parts, i, got, want)
+			}
+		}
+	}
+}

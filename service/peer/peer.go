@@ -146,20 +146,23 @@ func (s *Service) header(kind wire.Kind) wire.Message {
 // send sends m on every transport, cut at each one's budget (encoded once
 // for transports of the same budget). A transport that fails does not keep
 // m from the others; the error names every one that failed.
-func (s *Service) send(m wire.Message) error {
+// It returns the most datagrams m took on one transport.
+func (s *Service) send(m wire.Message) (int, error) {
 	var (
 		errs   []error
 		grams  [][]byte
 		budget int
+		most   int
 	)
 	for _, t := range s.transports {
 		if b := t.Budget(); grams == nil || b != budget {
 			g, err := encode(m, b, s.opts.Keyring, s.opts.Log)
 			if err != nil {
-				return err
+				return most, err
 			}
 			grams, budget = g, b
 		}
+		most = max(most, len(grams))
 		// A part that cannot be sent does not keep the others from going:
 		// receivers combine the parts of one generation across rounds, so
 		// the next announcement makes up for it. (Local loss, such as a
@@ -180,7 +183,7 @@ func (s *Service) send(m wire.Message) error {
 				"transport", t.Name(), "failed", len(failed), "of", len(grams), "err", failed[0])
 		}
 	}
-	return errors.Join(errs...)
+	return most, errors.Join(errs...)
 }
 
 // encode encodes m into datagrams. A disk the format cannot carry (a mount
@@ -214,8 +217,11 @@ func (s *Service) warnOnce(key, msg string, args ...any) {
 }
 
 // Announce sends this host's full disk list on every transport, with its
-// content generation; the first announcements of a changed list are sent
-// twice (each copy with its own sequence number).
+// content generation. The first announcements of a changed list go out
+// twice (each copy with its own sequence number) when it takes more than
+// one datagram: a receiver needs every part, and on a lossy link the more
+// parts, the likelier one is missing; a list of one datagram arrives as
+// often as any single datagram does, and is not repeated.
 func (s *Service) Announce(context.Context) error {
 	disks := s.inv.LocalDisks() // the encoder writes the announced fields only
 	s.genMu.Lock()
@@ -223,20 +229,18 @@ func (s *Service) Announce(context.Context) error {
 		s.gen++
 		s.announced, s.fresh = disks, freshRounds
 	}
-	gen, copies := s.gen, 1
-	if s.fresh > 0 {
+	gen, fresh := s.gen, s.fresh > 0
+	if fresh {
 		s.fresh--
-		copies = 2
 	}
 	s.genMu.Unlock()
-	var errs []error
-	for range copies {
-		err := s.sendNew(wire.KindAnnounce, func(m *wire.Message) { m.Disks, m.Gen = disks, gen })
-		if err != nil {
-			errs = append(errs, err)
-		}
+	fill := func(m *wire.Message) { m.Disks, m.Gen = disks, gen }
+	parts, err := s.sendNew(wire.KindAnnounce, fill)
+	if fresh && parts > 1 {
+		_, again := s.sendNew(wire.KindAnnounce, fill)
+		err = errors.Join(err, again)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // sameList reports whether two disk lists announce the same, in order.
@@ -245,16 +249,22 @@ func sameList(a, b []diskstate.Disk) bool {
 }
 
 // Ping asks every peer to re-announce.
-func (s *Service) Ping(context.Context) error { return s.sendNew(wire.KindPing, nil) }
+func (s *Service) Ping(context.Context) error {
+	_, err := s.sendNew(wire.KindPing, nil)
+	return err
+}
 
 // Bye tells peers this host is leaving, so they drop its disks at once.
-func (s *Service) Bye() error { return s.sendNew(wire.KindBye, nil) }
+func (s *Service) Bye() error {
+	_, err := s.sendNew(wire.KindBye, nil)
+	return err
+}
 
 // sendNew numbers a new message of kind, lets fill complete it, and sends
 // it, one message at a time: messages leave in the order of their
 // sequence numbers, which receivers require (a ping numbered before an
 // announcement but sent after it would be refused as a replay).
-func (s *Service) sendNew(kind wire.Kind, fill func(*wire.Message)) error {
+func (s *Service) sendNew(kind wire.Kind, fill func(*wire.Message)) (int, error) {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	m := s.header(kind)
