@@ -1,0 +1,574 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the store's file inside the state directory.
+const FileName = "diskd.db"
+
+// Bolt is the Store kept in a bbolt file, DIR/diskd.db. It owns two
+// goroutines, started by Open and stopped by Close: the writer (commits
+// pending changes) and the maintainer (retention and compaction).
+type Bolt struct {
+	*core
+	dir, path string
+	log       *slog.Logger
+	aside     string
+
+	dbMu          sync.Mutex // serialises commits, compaction and Close on db
+	db            *bolt.DB
+	lastSeenFlush time.Time
+
+	statMu     sync.Mutex
+	commits    uint64
+	lastCommit time.Time
+	lastErr    string
+	compacted  uint64
+
+	kick      chan struct{}
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Store = (*Bolt)(nil)
+
+type lockedError struct{ dir, path string }
+
+func (e *lockedError) Error() string {
+	return fmt.Sprintf("state directory %s is in use by another diskd (its lock on %s is held)", e.dir, e.path)
+}
+
+func (e *lockedError) Is(target error) bool { return target == ErrLocked }
+
+// corruptError is a file whose content cannot be used.
+type corruptError struct{ err error }
+
+func (e *corruptError) Error() string { return e.err.Error() }
+func (e *corruptError) Unwrap() error { return e.err }
+
+// newerError is a file written with a newer schema than this diskd knows.
+type newerError struct{ version uint64 }
+
+func (e *newerError) Error() string {
+	return fmt.Sprintf("its schema version %d is newer than this diskd's %d", e.version, schemaVersion)
+}
+
+// Open opens (creating when needed) the store in dir and starts its
+// goroutines; they run until Close or until ctx ends (then pending
+// changes are committed and Close commits whatever came later).
+//
+// A directory held by another process fails after Options.LockTimeout
+// with an error that satisfies errors.Is(err, ErrLocked). A file that
+// cannot be used (not a bbolt file, a failed consistency check, a record
+// that does not decode or breaks an invariant, a newer schema) is renamed
+// to diskd.db.corrupt-TIME (or diskd.db.newer-schema-TIME), reported once
+// through the logger and by MovedAside, and replaced by an empty store.
+//
+// Disks the previous run left present become gone with ReasonRestart at
+// their last-seen time, and retention is applied, before Open returns.
+func Open(ctx context.Context, dir string, opts Options) (*Bolt, error) {
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	b := &Bolt{dir: dir, path: filepath.Join(dir, FileName), log: opts.Logger, kick: make(chan struct{}, 1)}
+	c, db, err := b.openLoad(opts)
+	if err != nil {
+		var ce *corruptError
+		var ne *newerError
+		kind := "corrupt"
+		switch {
+		case errors.As(err, &ce):
+		case errors.As(err, &ne):
+			kind = "newer-schema"
+		default:
+			return nil, err
+		}
+		aside, merr := moveAside(b.path, kind, opts.Now())
+		if merr != nil {
+			return nil, fmt.Errorf("state file %s cannot be used (%v) and cannot be moved aside: %w", b.path, err, merr)
+		}
+		b.aside = aside
+		b.log.Warn("state file cannot be used: moved aside, starting with an empty store",
+			"file", b.path, "moved_to", aside, "reason", err.Error())
+		if c, db, err = b.openLoad(opts); err != nil {
+			return nil, fmt.Errorf("state file %s: a fresh file does not open either: %w", b.path, err)
+		}
+	}
+	b.core, b.db = c, db
+	b.mu.Lock()
+	for key, e := range c.disks {
+		if e.rec.Present {
+			c.gone(e.rec.Last, must(reasonCode(ReasonRestart)), e, key)
+		}
+	}
+	c.prune(opts.Now())
+	b.mu.Unlock()
+	if err := b.commit(true); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("state file %s: %w", b.path, err)
+	}
+	ctx, b.cancel = context.WithCancel(ctx)
+	b.wg.Add(2)
+	go b.writer(ctx)
+	go b.maintainer(ctx)
+	return b, nil
+}
+
+// MovedAside returns the path an unusable file was moved to by Open, or "".
+func (b *Bolt) MovedAside() string { return b.aside }
+
+// Path returns the store's file.
+func (b *Bolt) Path() string { return b.path }
+
+// openBolt opens path, holding its lock, and makes sure the lock is on
+// the file that is at path now (a compaction may have replaced it while
+// this process waited).
+func openBolt(dir, path string, timeout time.Duration) (*bolt.DB, error) {
+	for range 3 {
+		var f *os.File
+		var openErr error
+		db, err := bolt.Open(path, 0o600, &bolt.Options{
+			Timeout: timeout,
+			OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+				f, openErr = os.OpenFile(name, flag, mode)
+				return f, openErr
+			},
+		})
+		switch {
+		case openErr != nil:
+			return nil, fmt.Errorf("state file: %w", openErr)
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, &lockedError{dir: dir, path: path}
+		case err != nil:
+			return nil, &corruptError{err}
+		}
+		held, err1 := f.Stat()
+		now, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			return db, nil
+		}
+		_ = db.Close()
+	}
+	return nil, &lockedError{dir: dir, path: path}
+}
+
+// openLoad opens the file and loads it into a new core.
+func (b *Bolt) openLoad(opts Options) (c *core, db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil { // bbolt panics on some corrupt pages
+			if db != nil {
+				_ = db.Close()
+			}
+			c, db, err = nil, nil, &corruptError{fmt.Errorf("bbolt panicked: %v", r)}
+		}
+	}()
+	db, err = openBolt(b.dir, b.path, opts.LockTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	c = newCore(opts, true)
+	if err := load(db, c); err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
+	return c, db, nil
+}
+
+// load checks the file and reads every record into c.
+func load(db *bolt.DB, c *core) error {
+	err := db.View(func(tx *bolt.Tx) error {
+		var first error
+		for err := range tx.Check() {
+			if first == nil {
+				first = err
+			}
+		}
+		if first != nil {
+			return &corruptError{fmt.Errorf("consistency check: %w", first)}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if k, _ := tx.Cursor().First(); k != nil {
+				return &corruptError{errors.New("no meta bucket")}
+			}
+			return nil // a new file
+		}
+		v := meta.Get(keySchema)
+		if len(v) != 8 {
+			return &corruptError{fmt.Errorf("schema version of %d bytes", len(v))}
+		}
+		if ver := binary.BigEndian.Uint64(v); ver > schemaVersion {
+			return &newerError{ver}
+		} else if ver == 0 {
+			return &corruptError{errors.New("schema version 0")}
+		}
+		disks, seen, peers := tx.Bucket(bucketDisks), tx.Bucket(bucketSeen), tx.Bucket(bucketPeers)
+		if disks == nil || seen == nil || peers == nil {
+			return &corruptError{errors.New("a bucket is missing")}
+		}
+		if err := disks.ForEach(func(k, v []byte) error {
+			r, err := decodeDisk(k, v)
+			if err != nil {
+				return &corruptError{err}
+			}
+			c.addDisk(string(k), r)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := seen.ForEach(func(k, v []byte) error {
+			e := c.disks[string(k)]
+			if len(v) != 8 || (e == nil && len(c.disks) < c.opts.MaxEntries) {
+				return &corruptError{fmt.Errorf("last-seen entry %q of %d bytes without its disk", k, len(v))}
+			}
+			if t := int64(binary.BigEndian.Uint64(v)); e != nil && e.rec.Present && t > e.rec.Last {
+				e.rec.Last = t
+				e.rec.Sightings[0].Until = sec(t)
+				c.dage.update(e.age, t)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return peers.ForEach(func(k, v []byte) error {
+			r, err := decodePeer(k, v)
+			if err != nil {
+				return &corruptError{err}
+			}
+			c.addPeer(string(k), r)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketDisks, bucketSeen, bucketPeers} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(schemaVersion))
+	})
+}
+
+func moveAside(path, kind string, now time.Time) (string, error) {
+	base := path + "." + kind + "-" + now.UTC().Format("20060102T150405Z")
+	to := base
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(to); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		to = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(path, to); err != nil {
+		return "", err
+	}
+	return to, syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (b *Bolt) maybeKick(err error) error {
+	if err == nil {
+		b.mu.RLock()
+		n := b.urgent()
+		b.mu.RUnlock()
+		if n >= b.opts.BatchSize {
+			select {
+			case b.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return err
+}
+
+// Seen implements Store.
+func (b *Bolt) Seen(at time.Time, disks ...DiskInfo) error {
+	return b.maybeKick(b.core.Seen(at, disks...))
+}
+
+// Gone implements Store.
+func (b *Bolt) Gone(at time.Time, reason GoneReason, disks ...DiskInfo) error {
+	return b.maybeKick(b.core.Gone(at, reason, disks...))
+}
+
+// HostGone implements Store.
+func (b *Bolt) HostGone(at time.Time, reason GoneReason, hostID string) error {
+	return b.maybeKick(b.core.HostGone(at, reason, hostID))
+}
+
+// Heard implements Store.
+func (b *Bolt) Heard(peers ...Peer) error {
+	return b.maybeKick(b.core.Heard(peers...))
+}
+
+func (b *Bolt) writer(ctx context.Context) {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = b.commit(true)
+			return
+		case <-t.C:
+		case <-b.kick:
+		}
+		_ = b.commit(false)
+	}
+}
+
+type kv struct {
+	k string
+	v []byte
+}
+
+// batch is one transaction's worth of changes.
+type batch struct {
+	disks, seen, peers []kv     // puts
+	dropDisks          []string // deletes
+	dropPeers          []string
+	seenKeys           []string // dirtySeen keys taken
+}
+
+func (bt *batch) empty() bool {
+	return len(bt.disks)+len(bt.seen)+len(bt.peers)+len(bt.dropDisks)+len(bt.dropPeers) == 0
+}
+
+// take moves the pending changes into a batch, encoding the records.
+func (b *Bolt) take(withSeen bool) (*batch, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bt := &batch{}
+	for k := range b.dirtyFull {
+		e := b.disks[k]
+		if e == nil {
+			bt.dropDisks = append(bt.dropDisks, k)
+			continue
+		}
+		v, err := marshal(e.rec)
+		if err != nil {
+			return nil, fmt.Errorf("encoding disk %q: %w", k, err)
+		}
+		bt.disks = append(bt.disks, kv{k, v})
+	}
+	if withSeen {
+		for k := range b.dirtySeen {
+			if e := b.disks[k]; e != nil {
+				bt.seen = append(bt.seen, kv{k, u64(uint64(e.rec.Last))})
+				bt.seenKeys = append(bt.seenKeys, k)
+			}
+		}
+	}
+	for k := range b.dirtyPeer {
+		e := b.peers[k]
+		if e == nil {
+			bt.dropPeers = append(bt.dropPeers, k)
+			continue
+		}
+		v, err := marshal(e.rec)
+		if err != nil {
+			return nil, fmt.Errorf("encoding peer %q: %w", k, err)
+		}
+		bt.peers = append(bt.peers, kv{k, v})
+	}
+	seen := b.dirtySeen
+	b.resetDirty()
+	if !withSeen {
+		b.dirtySeen = seen
+	}
+	return bt, nil
+}
+
+// restore puts a failed batch's keys back into the pending sets.
+func (b *Bolt) restore(bt *batch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, x := range bt.disks {
+		b.markDisk(x.k, true)
+	}
+	for _, k := range bt.dropDisks {
+		b.markDisk(k, true)
+	}
+	for _, k := range bt.seenKeys {
+		b.markDisk(k, false)
+	}
+	for _, x := range bt.peers {
+		b.markPeer(x.k)
+	}
+	for _, k := range bt.dropPeers {
+		b.markPeer(k)
+	}
+}
+
+func byKey(a, b kv) int {
+	switch {
+	case a.k < b.k:
+		return -1
+	case a.k > b.k:
+		return 1
+	}
+	return 0
+}
+
+func (bt *batch) apply(tx *bolt.Tx) error {
+	disks, seen, peers := tx.Bucket(bucketDisks), tx.Bucket(bucketSeen), tx.Bucket(bucketPeers)
+	for _, s := range [][]kv{bt.disks, bt.seen, bt.peers} {
+		slices.SortFunc(s, byKey)
+	}
+	for _, x := range bt.disks {
+		if err := disks.Put([]byte(x.k), x.v); err != nil {
+			return err
+		}
+		if err := seen.Delete([]byte(x.k)); err != nil {
+			return err
+		}
+	}
+	for _, x := range bt.seen {
+		if err := seen.Put([]byte(x.k), x.v); err != nil {
+			return err
+		}
+	}
+	for _, k := range bt.dropDisks {
+		if err := disks.Delete([]byte(k)); err != nil {
+			return err
+		}
+		if err := seen.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	for _, x := range bt.peers {
+		if err := peers.Put([]byte(x.k), x.v); err != nil {
+			return err
+		}
+	}
+	for _, k := range bt.dropPeers {
+		if err := peers.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit writes the pending changes in one transaction; with all it also
+// writes the throttled last-seen times. A failed batch stays pending.
+func (b *Bolt) commit(all bool) (err error) {
+	b.dbMu.Lock()
+	defer b.dbMu.Unlock()
+	if b.db == nil {
+		return ErrClosed
+	}
+	now := time.Now()
+	withSeen := all || now.Sub(b.lastSeenFlush) >= b.opts.SeenInterval
+	bt, err := b.take(withSeen)
+	if err != nil {
+		return b.report(err)
+	}
+	if withSeen {
+		b.lastSeenFlush = now
+	}
+	if bt.empty() {
+		return nil
+	}
+	err = func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("bbolt panicked: %v", r)
+			}
+		}()
+		return b.db.Update(bt.apply)
+	}()
+	if err != nil {
+		b.restore(bt)
+		return b.report(fmt.Errorf("committing to %s: %w", b.path, err))
+	}
+	b.statMu.Lock()
+	b.commits++
+	b.lastCommit = now
+	b.statMu.Unlock()
+	return b.report(nil)
+}
+
+// report records the outcome of a commit or maintenance pass and logs the
+// first failure of a streak and the recovery after it.
+func (b *Bolt) report(err error) error {
+	b.statMu.Lock()
+	defer b.statMu.Unlock()
+	switch {
+	case err != nil && b.lastErr == "":
+		b.log.Error("state store: writing failed; changes stay in memory and are retried", "err", err)
+	case err == nil && b.lastErr != "":
+		b.log.Info("state store: writing works again", "file", b.path)
+	}
+	if err != nil {
+		b.lastErr = err.Error()
+	} else {
+		b.lastErr = ""
+	}
+	return err
+}
+
+// Flush commits every pending change now.
+func (b *Bolt) Flush(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.commit(true)
+}
+
+// Stats reports counters.
+func (b *Bolt) Stats() Stats {
+	s := b.stats()
+	b.statMu.Lock()
+	s.Commits, s.LastCommit, s.LastError, s.Compacted = b.commits, b.lastCommit, b.lastErr, b.compacted
+	b.statMu.Unlock()
+	if fi, err := os.Stat(b.path); err == nil {
+		s.FileSize = fi.Size()
+	}
+	return s
+}
+
+// Close stops the goroutines, commits what is pending and closes the file.
+func (b *Bolt) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		b.cancel()
+		b.wg.Wait()
+		err := b.commit(true)
+		b.dbMu.Lock()
+		if cerr := b.db.Close(); err == nil {
+			err = cerr
+		}
+		b.db = nil
+		b.dbMu.Unlock()
+		b.closeErr = err
+	})
+	return b.closeErr
+}

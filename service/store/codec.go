@@ -1,0 +1,179 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// schemaVersion is the layout of the file: buckets and record encodings.
+// Version 1:
+//
+//	meta:  "schema" → 8-byte big-endian version
+//	disks: identity → diskRec (msgpack map with one-letter keys)
+//	seen:  identity → 8-byte big-endian unix nanoseconds, a last-seen time
+//	       newer than the one in the disk's record (written alone when
+//	       only that time moved)
+//	peers: host id → peerRec (msgpack map with one-letter keys)
+const schemaVersion = 1
+
+var (
+	bucketMeta  = []byte("meta")
+	bucketDisks = []byte("disks")
+	bucketSeen  = []byte("seen")
+	bucketPeers = []byte("peers")
+	keySchema   = []byte("schema")
+)
+
+// diskRec is a disk both in memory and on file. Times are unix
+// nanoseconds, except in sightings (unix seconds). The current place is
+// HostID/Hostname/Device; Places holds every place a sighting refers to.
+type diskRec struct {
+	HostID    string     `msgpack:"h"`
+	Hostname  string     `msgpack:"n,omitempty"`
+	Device    string     `msgpack:"d,omitempty"`
+	Label     string     `msgpack:"l,omitempty"`
+	Type      string     `msgpack:"t,omitempty"`
+	UUID      string     `msgpack:"u,omitempty"`
+	PartUUID  string     `msgpack:"p,omitempty"`
+	Mounts    []string   `msgpack:"m,omitempty"`
+	First     int64      `msgpack:"f"`
+	Last      int64      `msgpack:"s"`
+	Present   bool       `msgpack:"a,omitempty"`
+	GoneAt    int64      `msgpack:"g,omitempty"`
+	Reason    uint8      `msgpack:"r,omitempty"`
+	Places    []placeRec `msgpack:"P"`
+	Sightings []sightRec `msgpack:"S"`
+}
+
+type placeRec struct {
+	//lint:ignore U1000 msgpack reads this tag through reflection
+	_msgpack struct{} `msgpack:",as_array"`
+	HostID   string
+	Hostname string
+	Device   string
+}
+
+type sightRec struct {
+	//lint:ignore U1000 msgpack reads this tag through reflection
+	_msgpack struct{} `msgpack:",as_array"`
+	From     int64    // unix seconds
+	Until    int64    // unix seconds
+	Place    uint16
+	Reason   uint8 // 0 while the sighting lasts
+}
+
+type peerRec struct {
+	Hostname string `msgpack:"n,omitempty"`
+	Addr     string `msgpack:"a,omitempty"`
+	Heard    int64  `msgpack:"t"`
+	BootID   string `msgpack:"b,omitempty"`
+	Seq      uint64 `msgpack:"q,omitempty"`
+	SentAt   int64  `msgpack:"w,omitempty"`
+}
+
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func unmarshal(b []byte, v any) error {
+	r := bytes.NewReader(b)
+	if err := msgpack.NewDecoder(r).Decode(v); err != nil {
+		return err
+	}
+	if r.Len() > 0 {
+		return fmt.Errorf("%d trailing bytes", r.Len())
+	}
+	return nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// decodeDisk decodes and checks one disk record stored under key.
+func decodeDisk(key, val []byte) (*diskRec, error) {
+	var r diskRec
+	if err := unmarshal(val, &r); err != nil {
+		return nil, fmt.Errorf("disk %q: %w", key, err)
+	}
+	if err := r.check(string(key)); err != nil {
+		return nil, fmt.Errorf("disk %q: %w", key, err)
+	}
+	return &r, nil
+}
+
+// check verifies a record's invariants; a record breaking one is corrupt.
+func (r *diskRec) check(key string) error {
+	switch {
+	case key != Identity(r.info()):
+		return fmt.Errorf("stored under the wrong key (its identity is %q)", Identity(r.info()))
+	case r.HostID == "":
+		return fmt.Errorf("no host id")
+	case r.First <= 0 || r.Last < r.First:
+		return fmt.Errorf("first seen %d after last seen %d", r.First, r.Last)
+	case len(r.Sightings) == 0 || len(r.Sightings) > maxSightingsLimit:
+		return fmt.Errorf("%d sightings", len(r.Sightings))
+	case len(r.Places) == 0 || len(r.Places) > len(r.Sightings):
+		return fmt.Errorf("%d places for %d sightings", len(r.Places), len(r.Sightings))
+	case len(r.Mounts) > MaxMountPoints:
+		return fmt.Errorf("%d mount points", len(r.Mounts))
+	case int(r.Reason) >= len(reasons):
+		return fmt.Errorf("unknown gone reason %d", r.Reason)
+	case r.Present != (r.Reason == 0):
+		return fmt.Errorf("present %v with gone reason %d", r.Present, r.Reason)
+	case r.Present != (r.GoneAt == 0):
+		return fmt.Errorf("present %v with gone time %d", r.Present, r.GoneAt)
+	}
+	for _, s := range []string{r.HostID, r.Hostname, r.Device, r.Label, r.Type, r.UUID, r.PartUUID} {
+		if err := checkString("field", s); err != nil {
+			return err
+		}
+	}
+	for i, s := range r.Sightings {
+		if int(s.Place) >= len(r.Places) {
+			return fmt.Errorf("sighting %d refers to place %d of %d", i, s.Place, len(r.Places))
+		}
+		if int(s.Reason) >= len(reasons) || (s.Reason == 0) != (i == 0 && r.Present) {
+			return fmt.Errorf("sighting %d has reason %d (present %v)", i, s.Reason, r.Present)
+		}
+		if s.Until < s.From {
+			return fmt.Errorf("sighting %d ends before it starts", i)
+		}
+		if i > 0 && s.From > r.Sightings[i-1].From {
+			return fmt.Errorf("sighting %d is newer than sighting %d", i, i-1)
+		}
+	}
+	p := r.Places[r.Sightings[0].Place]
+	if p.HostID != r.HostID || p.Device != r.Device {
+		return fmt.Errorf("newest sighting is at %q %q, the disk at %q %q", p.HostID, p.Device, r.HostID, r.Device)
+	}
+	return nil
+}
+
+func (r *diskRec) info() DiskInfo {
+	return DiskInfo{HostID: r.HostID, Hostname: r.Hostname, Device: r.Device, Label: r.Label,
+		Type: r.Type, UUID: r.UUID, PartUUID: r.PartUUID, MountPoints: r.Mounts}
+}
+
+func decodePeer(key, val []byte) (*peerRec, error) {
+	var p peerRec
+	if err := unmarshal(val, &p); err != nil {
+		return nil, fmt.Errorf("peer %q: %w", key, err)
+	}
+	for _, s := range []string{string(key), p.Hostname, p.Addr, p.BootID} {
+		if err := checkString("field", s); err != nil {
+			return nil, fmt.Errorf("peer %q: %w", key, err)
+		}
+	}
+	if len(key) == 0 || p.Heard <= 0 {
+		return nil, fmt.Errorf("peer %q: heard at %d", key, p.Heard)
+	}
+	return &p, nil
+}

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Compaction thresholds: the file is rewritten when it is at least
+// compactMinSize and more than compactRatio times its content.
+const (
+	compactMinSize = 1 << 20
+	compactRatio   = 2
+)
+
+func (b *Bolt) maintainer(ctx context.Context) {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.MaintainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = b.Maintain(ctx)
+		}
+	}
+}
+
+// Maintain applies retention, commits, and rewrites the file when it is
+// much larger than its content. Writes go on meanwhile: they wait in
+// memory and are committed to the new file.
+func (b *Bolt) Maintain(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.pruneNow()
+	if err := b.commit(false); err != nil {
+		return err
+	}
+	b.dbMu.Lock()
+	defer b.dbMu.Unlock()
+	if b.db == nil {
+		return ErrClosed
+	}
+	size, content, err := b.sizes()
+	if err != nil {
+		return b.report(fmt.Errorf("measuring %s: %w", b.path, err))
+	}
+	if size < compactMinSize || size <= compactRatio*content {
+		return nil
+	}
+	start := time.Now()
+	if err := b.compactLocked(); err != nil {
+		return b.report(fmt.Errorf("compacting %s: %w", b.path, err))
+	}
+	after, _, _ := b.sizes()
+	b.statMu.Lock()
+	b.compacted++
+	b.statMu.Unlock()
+	b.log.Info("state store: compacted", "file", b.path, "before", size, "after", after,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// sizes returns the file's size and the bytes its pages in use take.
+func (b *Bolt) sizes() (size, content int64, err error) {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return 0, 0, err
+	}
+	var hwm int64
+	if err := b.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil }); err != nil {
+		return 0, 0, err
+	}
+	st := b.db.Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * int64(b.db.Info().PageSize)
+	return fi.Size(), hwm - free, nil
+}
+
+// compactLocked copies the file into DIR/diskd.db.compact, syncs it,
+// renames it over the file and switches to it. The new file is opened
+// (and locked) before the rename, so the lock is never let go.
+func (b *Bolt) compactLocked() error {
+	tmp := b.path + ".compact"
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: b.opts.LockTimeout})
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := bolt.Compact(dst, b.db, 16<<20); err != nil {
+		return fail(err)
+	}
+	if err := dst.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, b.path); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(b.dir); err != nil {
+		b.log.Warn("state store: syncing the directory after compaction", "dir", b.dir, "err", err)
+	}
+	old := b.db
+	b.db = dst
+	return old.Close()
+}

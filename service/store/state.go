@@ -1,0 +1,558 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+type diskEntry struct {
+	rec *diskRec
+	age *ageItem
+}
+
+type peerEntry struct {
+	rec *peerRec
+	age *ageItem
+}
+
+// core is the in-memory view both implementations share: every write
+// lands here at once, every read is answered from here. With persist set
+// it also tracks which records changed since the last commit.
+type core struct {
+	opts Options
+
+	mu      sync.RWMutex
+	disks   map[string]*diskEntry
+	dage    ageIndex
+	peers   map[string]*peerEntry
+	page    ageIndex
+	present int
+	evicted uint64
+	closed  bool
+
+	persist   bool
+	dirtyFull map[string]struct{} // disks to write whole (or delete when gone)
+	dirtySeen map[string]struct{} // disks whose last-seen time alone moved
+	dirtyPeer map[string]struct{} // peers to write (or delete when gone)
+}
+
+func newCore(opts Options, persist bool) *core {
+	c := &core{
+		opts:    opts,
+		disks:   make(map[string]*diskEntry),
+		peers:   make(map[string]*peerEntry),
+		persist: persist,
+	}
+	c.resetDirty()
+	return c
+}
+
+func (c *core) resetDirty() {
+	c.dirtyFull = make(map[string]struct{})
+	c.dirtySeen = make(map[string]struct{})
+	c.dirtyPeer = make(map[string]struct{})
+}
+
+func (c *core) markDisk(key string, full bool) {
+	if !c.persist {
+		return
+	}
+	if full {
+		c.dirtyFull[key] = struct{}{}
+		delete(c.dirtySeen, key)
+	} else if _, ok := c.dirtyFull[key]; !ok {
+		c.dirtySeen[key] = struct{}{}
+	}
+}
+
+func (c *core) markPeer(key string) {
+	if c.persist {
+		c.dirtyPeer[key] = struct{}{}
+	}
+}
+
+// urgent is the number of pending changes that count towards BatchSize.
+func (c *core) urgent() int { return len(c.dirtyFull) + len(c.dirtyPeer) }
+
+func sec(ns int64) int64 { return ns / int64(time.Second) }
+
+func checkTime(what string, t time.Time) error {
+	if t.UnixNano() <= 0 || t.Year() > 2200 {
+		return fmt.Errorf("%w: %s %s is out of range", ErrInvalid, what, t.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// addDisk inserts a new record, evicting the oldest when full.
+func (c *core) addDisk(key string, r *diskRec) {
+	for len(c.disks) >= c.opts.MaxEntries {
+		c.removeDisk(c.dage.oldest().key)
+	}
+	c.disks[key] = &diskEntry{rec: r, age: c.dage.add(key, r.Last)}
+	if r.Present {
+		c.present++
+	}
+}
+
+func (c *core) removeDisk(key string) {
+	e := c.disks[key]
+	delete(c.disks, key)
+	c.dage.remove(e.age)
+	if e.rec.Present {
+		c.present--
+	}
+	c.evicted++
+	c.markDisk(key, true)
+}
+
+func (c *core) addPeer(key string, r *peerRec) {
+	for len(c.peers) >= c.opts.MaxEntries {
+		c.removePeer(c.page.oldest().key)
+	}
+	c.peers[key] = &peerEntry{rec: r, age: c.page.add(key, r.Heard)}
+}
+
+func (c *core) removePeer(key string) {
+	e := c.peers[key]
+	delete(c.peers, key)
+	c.page.remove(e.age)
+	c.evicted++
+	c.markPeer(key)
+}
+
+// prune removes what is older than MaxAge and then the oldest beyond
+// MaxEntries. It returns how many records it removed.
+func (c *core) prune(now time.Time) int {
+	cutoff := now.Add(-c.opts.MaxAge).UnixNano()
+	n := 0
+	for it := c.dage.oldest(); it != nil && (it.t < cutoff || len(c.disks) > c.opts.MaxEntries); it = c.dage.oldest() {
+		c.removeDisk(it.key)
+		n++
+	}
+	for it := c.page.oldest(); it != nil && (it.t < cutoff || len(c.peers) > c.opts.MaxEntries); it = c.page.oldest() {
+		c.removePeer(it.key)
+		n++
+	}
+	return n
+}
+
+// placeIndex returns the index of the place (host id, device) in r.Places,
+// adding it when new, and sets its hostname.
+func (r *diskRec) placeIndex(hostID, hostname, device string) uint16 {
+	for i := range r.Places {
+		if r.Places[i].HostID == hostID && r.Places[i].Device == device {
+			r.Places[i].Hostname = hostname
+			return uint16(i)
+		}
+	}
+	r.Places = append(r.Places, placeRec{HostID: hostID, Hostname: hostname, Device: device})
+	return uint16(len(r.Places) - 1)
+}
+
+// trim keeps the newest max sightings and drops places no longer used.
+func (r *diskRec) trim(max int) {
+	if len(r.Sightings) <= max {
+		return
+	}
+	r.Sightings = r.Sightings[:max:max]
+	remap := make([]int, len(r.Places))
+	for i := range remap {
+		remap[i] = -1
+	}
+	var places []placeRec
+	for i, s := range r.Sightings {
+		if remap[s.Place] < 0 {
+			remap[s.Place] = len(places)
+			places = append(places, r.Places[s.Place])
+		}
+		r.Sightings[i].Place = uint16(remap[s.Place])
+	}
+	r.Places = places
+}
+
+// setFields copies the reported attributes; it says whether any changed.
+func (r *diskRec) setFields(d DiskInfo) bool {
+	changed := r.Hostname != d.Hostname || r.Label != d.Label || r.Type != d.Type ||
+		r.UUID != d.UUID || r.PartUUID != d.PartUUID || !slices.Equal(r.Mounts, d.MountPoints)
+	if changed {
+		r.Hostname, r.Label, r.Type, r.UUID, r.PartUUID = d.Hostname, d.Label, d.Type, d.UUID, d.PartUUID
+		r.Mounts = slices.Clone(d.MountPoints)
+	}
+	return changed
+}
+
+func (c *core) seen(ns int64, d DiskInfo) {
+	key := Identity(d)
+	e := c.disks[key]
+	if e == nil {
+		r := &diskRec{HostID: d.HostID, Device: d.Device, First: ns, Last: ns, Present: true,
+			Places:    []placeRec{{HostID: d.HostID, Hostname: d.Hostname, Device: d.Device}},
+			Sightings: []sightRec{{From: sec(ns), Until: sec(ns)}}}
+		r.setFields(d)
+		c.addDisk(key, r)
+		c.markDisk(key, true)
+		return
+	}
+	r := e.rec
+	ns = max(ns, r.Last) // never move time backwards
+	full := false
+	if r.Present && r.HostID == d.HostID && r.Device == d.Device {
+		if r.setFields(d) {
+			r.Places[r.Sightings[0].Place].Hostname = d.Hostname
+			full = true
+		}
+	} else {
+		if r.Present { // it turned up elsewhere: the old sighting ends
+			r.Sightings[0].Reason = must(reasonCode(ReasonDetached))
+		} else {
+			c.present++
+		}
+		r.Present, r.GoneAt, r.Reason = true, 0, 0
+		r.HostID, r.Device = d.HostID, d.Device
+		r.setFields(d)
+		p := r.placeIndex(d.HostID, d.Hostname, d.Device)
+		r.Sightings = slices.Insert(r.Sightings, 0, sightRec{From: sec(ns), Place: p})
+		r.trim(c.opts.MaxSightings)
+		full = true
+	}
+	r.Last = ns
+	r.Sightings[0].Until = sec(ns)
+	c.dage.update(e.age, ns)
+	c.markDisk(key, full)
+}
+
+func must(c uint8, _ bool) uint8 { return c }
+
+func (c *core) gone(ns int64, code uint8, e *diskEntry, key string) {
+	r := e.rec
+	r.Present = false
+	r.GoneAt = max(ns, r.Last)
+	r.Reason = code
+	r.Sightings[0].Reason = code
+	r.Sightings[0].Until = sec(r.Last)
+	c.present--
+	c.markDisk(key, true)
+}
+
+// write runs fn under the lock after checking the store is open.
+func (c *core) write(fn func()) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	fn()
+	return nil
+}
+
+func (c *core) Seen(at time.Time, disks ...DiskInfo) error {
+	if err := checkTime("seen time", at); err != nil {
+		return err
+	}
+	for _, d := range disks {
+		if err := checkDisk(d); err != nil {
+			return err
+		}
+	}
+	return c.write(func() {
+		for _, d := range disks {
+			c.seen(at.UnixNano(), d)
+		}
+	})
+}
+
+func (c *core) Gone(at time.Time, reason GoneReason, disks ...DiskInfo) error {
+	if err := checkTime("gone time", at); err != nil {
+		return err
+	}
+	if err := checkReason(reason); err != nil {
+		return err
+	}
+	for _, d := range disks {
+		if err := checkDisk(d); err != nil {
+			return err
+		}
+	}
+	code, _ := reasonCode(reason)
+	return c.write(func() {
+		for _, d := range disks {
+			key := Identity(d)
+			if e := c.disks[key]; e != nil && e.rec.Present && e.rec.HostID == d.HostID && e.rec.Device == d.Device {
+				c.gone(at.UnixNano(), code, e, key)
+			}
+		}
+	})
+}
+
+func (c *core) HostGone(at time.Time, reason GoneReason, hostID string) error {
+	if err := checkTime("gone time", at); err != nil {
+		return err
+	}
+	if err := checkReason(reason); err != nil {
+		return err
+	}
+	code, _ := reasonCode(reason)
+	return c.write(func() {
+		for key, e := range c.disks {
+			if e.rec.Present && e.rec.HostID == hostID {
+				c.gone(at.UnixNano(), code, e, key)
+			}
+		}
+	})
+}
+
+func (c *core) Heard(peers ...Peer) error {
+	for _, p := range peers {
+		if err := checkPeer(p); err != nil {
+			return err
+		}
+		if err := checkTime("last heard time of peer "+p.HostID, p.LastHeard); err != nil {
+			return err
+		}
+	}
+	return c.write(func() {
+		for _, p := range peers {
+			r := &peerRec{Hostname: p.Hostname, Addr: p.Addr, Heard: p.LastHeard.UnixNano(),
+				BootID: p.Mark.BootID, Seq: p.Mark.Seq}
+			if !p.Mark.SentAt.IsZero() {
+				r.SentAt = p.Mark.SentAt.UnixNano()
+			}
+			if e := c.peers[p.HostID]; e != nil {
+				e.rec = r
+				c.page.update(e.age, r.Heard)
+			} else {
+				c.addPeer(p.HostID, r)
+			}
+			c.markPeer(p.HostID)
+		}
+	})
+}
+
+// prune applies retention under the lock.
+func (c *core) pruneNow() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prune(c.opts.Now())
+}
+
+func nsTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+func secTime(s int64) time.Time { return time.Unix(s, 0).UTC() }
+
+func (r *diskRec) disk(key string) Disk {
+	d := Disk{Key: key, HostID: r.HostID, Hostname: r.Hostname, Device: r.Device, Label: r.Label,
+		Type: r.Type, UUID: r.UUID, PartUUID: r.PartUUID, MountPoints: slices.Clone(r.Mounts),
+		FirstSeen: nsTime(r.First), LastSeen: nsTime(r.Last), Present: r.Present,
+		GoneAt: nsTime(r.GoneAt), GoneReason: reasonOf(r.Reason)}
+	if d.MountPoints == nil {
+		d.MountPoints = []string{}
+	}
+	d.Sightings = make([]Sighting, len(r.Sightings))
+	for i, s := range r.Sightings {
+		d.Sightings[i] = r.sighting(s)
+	}
+	return d
+}
+
+func (r *diskRec) sighting(s sightRec) Sighting {
+	p := r.Places[s.Place]
+	return Sighting{HostID: p.HostID, Hostname: p.Hostname, Device: p.Device,
+		From: secTime(s.From), Until: secTime(s.Until), Reason: reasonOf(s.Reason)}
+}
+
+func (c *core) Disk(key string) (Disk, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.disks[key]; e != nil {
+		return e.rec.disk(key), true
+	}
+	return Disk{}, false
+}
+
+func sortDisks(ds []Disk) {
+	slices.SortFunc(ds, func(a, b Disk) int {
+		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+}
+
+func (c *core) Disks() []Disk {
+	c.mu.RLock()
+	ds := make([]Disk, 0, len(c.disks))
+	for k, e := range c.disks {
+		ds = append(ds, e.rec.disk(k))
+	}
+	c.mu.RUnlock()
+	sortDisks(ds)
+	return ds
+}
+
+// Match tiers: how well a term matches a set of fields.
+const (
+	noMatch = iota
+	containsMatch
+	prefixMatch
+	exactMatch
+)
+
+// tier returns the best tier of term (already lower case) against f.
+func tier(lterm, f string) int {
+	if strings.EqualFold(f, lterm) {
+		return exactMatch
+	}
+	lf := strings.ToLower(f)
+	switch {
+	case strings.HasPrefix(lf, lterm):
+		return prefixMatch
+	case strings.Contains(lf, lterm):
+		return containsMatch
+	}
+	return noMatch
+}
+
+func (r *diskRec) tier(lterm string, places bool) int {
+	best := noMatch
+	for _, f := range [...]string{r.UUID, r.PartUUID, r.Label, r.Device, r.Hostname, r.HostID} {
+		best = max(best, tier(lterm, f))
+	}
+	if places {
+		for _, p := range r.Places {
+			for _, f := range [...]string{p.HostID, p.Hostname, p.Device} {
+				best = max(best, tier(lterm, f))
+			}
+		}
+	}
+	return best
+}
+
+// matching returns the keys of the disks in the best tier for term.
+func (c *core) matching(term string, places bool) []string {
+	lterm := strings.ToLower(term)
+	if lterm == "" {
+		return nil
+	}
+	best := noMatch
+	var keys []string
+	for k, e := range c.disks {
+		t := e.rec.tier(lterm, places)
+		switch {
+		case t == noMatch || t < best:
+		case t > best:
+			best = t
+			keys = append(keys[:0], k)
+		default:
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func (c *core) Find(term string) []Disk {
+	c.mu.RLock()
+	keys := c.matching(term, false)
+	ds := make([]Disk, 0, len(keys))
+	for _, k := range keys {
+		ds = append(ds, c.disks[k].rec.disk(k))
+	}
+	c.mu.RUnlock()
+	sortDisks(ds)
+	return ds
+}
+
+func (c *core) History(term string) []HistoryEntry {
+	c.mu.RLock()
+	var hs []HistoryEntry
+	for _, k := range c.matching(term, true) {
+		r := c.disks[k].rec
+		for _, s := range r.Sightings {
+			hs = append(hs, HistoryEntry{Key: k, UUID: r.UUID, PartUUID: r.PartUUID, Label: r.Label,
+				Type: r.Type, Sighting: r.sighting(s)})
+		}
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(hs, func(a, b HistoryEntry) int {
+		if c := b.From.Compare(a.From); c != 0 {
+			return c
+		}
+		if c := b.Until.Compare(a.Until); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return hs
+}
+
+func (r *peerRec) peer(hostID string) Peer {
+	return Peer{HostID: hostID, Hostname: r.Hostname, Addr: r.Addr, LastHeard: nsTime(r.Heard),
+		Mark: Mark{BootID: r.BootID, Seq: r.Seq, SentAt: nsTime(r.SentAt)}}
+}
+
+func (c *core) Peer(hostID string) (Peer, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.peers[hostID]; e != nil {
+		return e.rec.peer(hostID), true
+	}
+	return Peer{}, false
+}
+
+func (c *core) Peers() []Peer {
+	c.mu.RLock()
+	ps := make([]Peer, 0, len(c.peers))
+	for k, e := range c.peers {
+		ps = append(ps, e.rec.peer(k))
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(ps, func(a, b Peer) int { return cmp.Compare(a.HostID, b.HostID) })
+	return ps
+}
+
+func (c *core) stats() Stats {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return Stats{Disks: len(c.disks), Present: c.present, Peers: len(c.peers),
+		Pending: len(c.dirtyFull) + len(c.dirtySeen) + len(c.dirtyPeer), Evicted: c.evicted}
+}
+
+// Memory is a Store that keeps everything in memory only: for tests and
+// for running without a state directory. It has no goroutines.
+type Memory struct{ *core }
+
+// NewMemory returns an empty memory store.
+func NewMemory(opts Options) *Memory {
+	return &Memory{newCore(opts.withDefaults(), false)}
+}
+
+// Flush has nothing to write.
+func (m *Memory) Flush(context.Context) error { return nil }
+
+// Maintain applies retention.
+func (m *Memory) Maintain(context.Context) error {
+	m.pruneNow()
+	return nil
+}
+
+// Stats reports counters.
+func (m *Memory) Stats() Stats { return m.stats() }
+
+// Close makes later writes fail.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	return nil
+}
+
+var _ Store = (*Memory)(nil)
