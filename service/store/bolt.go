@@ -161,6 +161,7 @@ func openBolt(dir, path string, timeout time.Duration) (*bolt.DB, error) {
 		held, err1 := f.Stat()
 		now, err2 := os.Stat(path)
 		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			db.AllocSize = allocSize
 			return db, nil
 		}
 		_ = db.Close()
@@ -218,19 +219,50 @@ func load(db *bolt.DB, c *core) error {
 		} else if ver == 0 {
 			return &corruptError{errors.New("schema version 0")}
 		}
-		disks, seen, peers := tx.Bucket(bucketDisks), tx.Bucket(bucketSeen), tx.Bucket(bucketPeers)
-		if disks == nil || seen == nil || peers == nil {
+		hosts, disks, seen, peers := tx.Bucket(bucketHosts), tx.Bucket(bucketDisks), tx.Bucket(bucketSeen), tx.Bucket(bucketPeers)
+		if hosts == nil || disks == nil || seen == nil || peers == nil {
 			return &corruptError{errors.New("a bucket is missing")}
+		}
+		if err := hosts.ForEach(func(k, v []byte) error {
+			h, err := decodeHost(k, v)
+			if err != nil {
+				return &corruptError{err}
+			}
+			if _, dup := c.hostIDs[h.Ref]; dup {
+				return &corruptError{fmt.Errorf("host %q: number %d is taken", k, h.Ref)}
+			}
+			c.hosts[string(k)] = &hostEntry{ref: h.Ref, hostname: h.Hostname}
+			c.hostIDs[h.Ref] = string(k)
+			c.nextRef = max(c.nextRef, h.Ref+1)
+			return nil
+		}); err != nil {
+			return err
 		}
 		if err := disks.ForEach(func(k, v []byte) error {
 			r, err := decodeDisk(k, v)
 			if err != nil {
 				return &corruptError{err}
 			}
+			for _, p := range r.Places {
+				if _, ok := c.hostIDs[p.Host]; !ok {
+					return &corruptError{fmt.Errorf("disk %q: a place refers to unknown host %d", k, p.Host)}
+				}
+			}
+			if id := c.hostIDs[r.Places[r.Sightings[0].Place].Host]; id != r.HostID {
+				return &corruptError{fmt.Errorf("disk %q: newest sighting on host %q, the disk on %q", k, id, r.HostID)}
+			}
+			for _, p := range r.Places {
+				c.hosts[c.hostIDs[p.Host]].uses++
+			}
 			c.addDisk(string(k), r)
 			return nil
 		}); err != nil {
 			return err
+		}
+		for _, h := range c.hosts {
+			if h.uses == 0 { // no disk refers to it any more: drop it
+				c.use(h.ref, 0)
+			}
 		}
 		if err := seen.ForEach(func(k, v []byte) error {
 			e := c.disks[string(k)]
@@ -259,7 +291,7 @@ func load(db *bolt.DB, c *core) error {
 		return err
 	}
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketDisks, bucketSeen, bucketPeers} {
+		for _, name := range [][]byte{bucketMeta, bucketHosts, bucketDisks, bucketSeen, bucketPeers} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -350,14 +382,14 @@ type kv struct {
 
 // batch is one transaction's worth of changes.
 type batch struct {
-	disks, seen, peers []kv     // puts
-	dropDisks          []string // deletes
-	dropPeers          []string
-	seenKeys           []string // dirtySeen keys taken
+	hosts, disks, seen, peers []kv     // puts
+	dropHosts, dropDisks      []string // deletes
+	dropPeers                 []string
+	seenKeys                  []string // dirtySeen keys taken
 }
 
 func (bt *batch) empty() bool {
-	return len(bt.disks)+len(bt.seen)+len(bt.peers)+len(bt.dropDisks)+len(bt.dropPeers) == 0
+	return len(bt.hosts)+len(bt.disks)+len(bt.seen)+len(bt.peers)+len(bt.dropHosts)+len(bt.dropDisks)+len(bt.dropPeers) == 0
 }
 
 // take moves the pending changes into a batch, encoding the records.
@@ -365,6 +397,18 @@ func (b *Bolt) take(withSeen bool) (*batch, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	bt := &batch{}
+	for k := range b.dirtyHost {
+		h := b.hosts[k]
+		if h == nil {
+			bt.dropHosts = append(bt.dropHosts, k)
+			continue
+		}
+		v, err := marshal(&hostRec{Ref: h.ref, Hostname: h.hostname})
+		if err != nil {
+			return nil, fmt.Errorf("encoding host %q: %w", k, err)
+		}
+		bt.hosts = append(bt.hosts, kv{k, v})
+	}
 	for k := range b.dirtyFull {
 		e := b.disks[k]
 		if e == nil {
@@ -409,6 +453,12 @@ func (b *Bolt) take(withSeen bool) (*batch, error) {
 func (b *Bolt) restore(bt *batch) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for _, x := range bt.hosts {
+		b.markHost(x.k)
+	}
+	for _, k := range bt.dropHosts {
+		b.markHost(k)
+	}
 	for _, x := range bt.disks {
 		b.markDisk(x.k, true)
 	}
@@ -437,9 +487,19 @@ func byKey(a, b kv) int {
 }
 
 func (bt *batch) apply(tx *bolt.Tx) error {
-	disks, seen, peers := tx.Bucket(bucketDisks), tx.Bucket(bucketSeen), tx.Bucket(bucketPeers)
-	for _, s := range [][]kv{bt.disks, bt.seen, bt.peers} {
+	hosts, disks, seen, peers := tx.Bucket(bucketHosts), tx.Bucket(bucketDisks), tx.Bucket(bucketSeen), tx.Bucket(bucketPeers)
+	for _, s := range [][]kv{bt.hosts, bt.disks, bt.seen, bt.peers} {
 		slices.SortFunc(s, byKey)
+	}
+	for _, x := range bt.hosts {
+		if err := hosts.Put([]byte(x.k), x.v); err != nil {
+			return err
+		}
+	}
+	for _, k := range bt.dropHosts {
+		if err := hosts.Delete([]byte(k)); err != nil {
+			return err
+		}
 	}
 	for _, x := range bt.disks {
 		if err := disks.Put([]byte(x.k), x.v); err != nil {

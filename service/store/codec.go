@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -12,6 +13,8 @@ import (
 // Version 1:
 //
 //	meta:  "schema" → 8-byte big-endian version
+//	hosts: host id → hostRec: a small number for the host and its
+//	       latest hostname (places refer to hosts by that number)
 //	disks: identity → diskRec (msgpack map with one-letter keys)
 //	seen:  identity → 8-byte big-endian unix nanoseconds, a last-seen time
 //	       newer than the one in the disk's record (written alone when
@@ -21,6 +24,7 @@ const schemaVersion = 1
 
 var (
 	bucketMeta  = []byte("meta")
+	bucketHosts = []byte("hosts")
 	bucketDisks = []byte("disks")
 	bucketSeen  = []byte("seen")
 	bucketPeers = []byte("peers")
@@ -29,10 +33,10 @@ var (
 
 // diskRec is a disk both in memory and on file. Times are unix
 // nanoseconds, except in sightings (unix seconds). The current place is
-// HostID/Hostname/Device; Places holds every place a sighting refers to.
+// HostID/Device (its hostname is the host's, in the hosts table); Places
+// holds every place a sighting refers to.
 type diskRec struct {
 	HostID    string     `msgpack:"h"`
-	Hostname  string     `msgpack:"n,omitempty"`
 	Device    string     `msgpack:"d,omitempty"`
 	Label     string     `msgpack:"l,omitempty"`
 	Type      string     `msgpack:"t,omitempty"`
@@ -51,9 +55,13 @@ type diskRec struct {
 type placeRec struct {
 	//lint:ignore U1000 msgpack reads this tag through reflection
 	_msgpack struct{} `msgpack:",as_array"`
-	HostID   string
-	Hostname string
+	Host     uint32   // hostRec.Ref
 	Device   string
+}
+
+type hostRec struct {
+	Ref      uint32 `msgpack:"r"`
+	Hostname string `msgpack:"n,omitempty"`
 }
 
 type sightRec struct {
@@ -131,7 +139,7 @@ func (r *diskRec) check(key string) error {
 	case r.Present != (r.GoneAt == 0):
 		return fmt.Errorf("present %v with gone time %d", r.Present, r.GoneAt)
 	}
-	for _, s := range []string{r.HostID, r.Hostname, r.Device, r.Label, r.Type, r.UUID, r.PartUUID} {
+	for _, s := range []string{r.HostID, r.Device, r.Label, r.Type, r.UUID, r.PartUUID} {
 		if err := checkString("field", s); err != nil {
 			return err
 		}
@@ -150,15 +158,14 @@ func (r *diskRec) check(key string) error {
 			return fmt.Errorf("sighting %d is newer than sighting %d", i, i-1)
 		}
 	}
-	p := r.Places[r.Sightings[0].Place]
-	if p.HostID != r.HostID || p.Device != r.Device {
-		return fmt.Errorf("newest sighting is at %q %q, the disk at %q %q", p.HostID, p.Device, r.HostID, r.Device)
+	if p := r.Places[r.Sightings[0].Place]; p.Device != r.Device {
+		return fmt.Errorf("newest sighting is at device %q, the disk at %q", p.Device, r.Device)
 	}
 	return nil
 }
 
 func (r *diskRec) info() DiskInfo {
-	return DiskInfo{HostID: r.HostID, Hostname: r.Hostname, Device: r.Device, Label: r.Label,
+	return DiskInfo{HostID: r.HostID, Device: r.Device, Label: r.Label,
 		Type: r.Type, UUID: r.UUID, PartUUID: r.PartUUID, MountPoints: r.Mounts}
 }
 
@@ -176,4 +183,18 @@ func decodePeer(key, val []byte) (*peerRec, error) {
 		return nil, fmt.Errorf("peer %q: heard at %d", key, p.Heard)
 	}
 	return &p, nil
+}
+
+func decodeHost(key, val []byte) (*hostRec, error) {
+	var h hostRec
+	if err := unmarshal(val, &h); err != nil {
+		return nil, fmt.Errorf("host %q: %w", key, err)
+	}
+	if err := errors.Join(checkString("host id", string(key)), checkString("hostname", h.Hostname)); err != nil {
+		return nil, fmt.Errorf("host %q: %w", key, err)
+	}
+	if len(key) == 0 || h.Ref == 0 {
+		return nil, fmt.Errorf("host %q: number %d", key, h.Ref)
+	}
+	return &h, nil
 }

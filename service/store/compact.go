@@ -10,11 +10,17 @@ import (
 )
 
 // Compaction thresholds: the file is rewritten when it is at least
-// compactMinSize and more than compactRatio times its content.
+// compactMinSize and more than compactRatio times its content (the bytes
+// its pages actually use), and at least compactMinGain would be saved.
 const (
 	compactMinSize = 1 << 20
-	compactRatio   = 2
+	compactRatio   = 1.5
+	compactMinGain = 1 << 20
 )
+
+// allocSize is how much a file grows at a time beyond 16 MB (bbolt's
+// default of 16 MB would leave that much unused at the end of the file).
+const allocSize = 1 << 20
 
 func (b *Bolt) maintainer(ctx context.Context) {
 	defer b.wg.Done()
@@ -50,7 +56,8 @@ func (b *Bolt) Maintain(ctx context.Context) error {
 	if err != nil {
 		return b.report(fmt.Errorf("measuring %s: %w", b.path, err))
 	}
-	if size < compactMinSize || size <= compactRatio*content {
+	b.log.Debug("state store: sizes", "file", size, "content", content)
+	if size < compactMinSize || float64(size) <= compactRatio*float64(content) || size-content < compactMinGain {
 		return nil
 	}
 	start := time.Now()
@@ -66,19 +73,22 @@ func (b *Bolt) Maintain(ctx context.Context) error {
 	return nil
 }
 
-// sizes returns the file's size and the bytes its pages in use take.
+// sizes returns the file's size and the bytes its pages actually use
+// (what a compacted file needs, about).
 func (b *Bolt) sizes() (size, content int64, err error) {
 	fi, err := os.Stat(b.path)
 	if err != nil {
 		return 0, 0, err
 	}
-	var hwm int64
-	if err := b.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil }); err != nil {
-		return 0, 0, err
-	}
-	st := b.db.Stats()
-	free := int64(st.FreePageN+st.PendingPageN) * int64(b.db.Info().PageSize)
-	return fi.Size(), hwm - free, nil
+	content = 4 * int64(b.db.Info().PageSize) // meta pages, freelist, root
+	err = b.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, bk *bolt.Bucket) error {
+			st := bk.Stats()
+			content += int64(st.BranchInuse + st.LeafInuse)
+			return nil
+		})
+	})
+	return fi.Size(), content, err
 }
 
 // compactLocked copies the file into DIR/diskd.db.compact, syncs it,
@@ -93,6 +103,7 @@ func (b *Bolt) compactLocked() error {
 	if err != nil {
 		return err
 	}
+	dst.AllocSize = allocSize
 	fail := func(err error) error {
 		_ = dst.Close()
 		_ = os.Remove(tmp)

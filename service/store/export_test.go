@@ -1,6 +1,11 @@
 package store
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"context"
+	"log/slog"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // CompactNow rewrites the file at once, whatever its size: for tests.
 func (b *Bolt) CompactNow() error {
@@ -33,3 +38,16 @@ func (b *Bolt) BucketRoot(name string) (uint64, int, error) {
 	})
 	return root, b.db.Info().PageSize, err
 }
+
+func (b *Bolt) MaintainLogged(tb interface{ Logf(string, ...any) }) error {
+	old := b.log
+	b.log = slog.New(slog.NewTextHandler(logfWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	defer func() { b.log = old }()
+	return b.Maintain(context.Background())
+}
+
+type logfWriter struct {
+	tb interface{ Logf(string, ...any) }
+}
+
+func (w logfWriter) Write(p []byte) (int, error) { w.tb.Logf("%s", p); return len(p), nil }

@@ -15,6 +15,13 @@ type diskEntry struct {
 	age *ageItem
 }
 
+// hostEntry is one host that places refer to.
+type hostEntry struct {
+	ref      uint32
+	hostname string
+	uses     int // places referring to it
+}
+
 type peerEntry struct {
 	rec *peerRec
 	age *ageItem
@@ -31,6 +38,9 @@ type core struct {
 	dage    ageIndex
 	peers   map[string]*peerEntry
 	page    ageIndex
+	hosts   map[string]*hostEntry // by host id
+	hostIDs map[uint32]string     // host id by hostEntry.ref
+	nextRef uint32
 	present int
 	evicted uint64
 	closed  bool
@@ -39,6 +49,7 @@ type core struct {
 	dirtyFull map[string]struct{} // disks to write whole (or delete when gone)
 	dirtySeen map[string]struct{} // disks whose last-seen time alone moved
 	dirtyPeer map[string]struct{} // peers to write (or delete when gone)
+	dirtyHost map[string]struct{} // hosts to write (or delete when unused)
 }
 
 func newCore(opts Options, persist bool) *core {
@@ -46,6 +57,9 @@ func newCore(opts Options, persist bool) *core {
 		opts:    opts,
 		disks:   make(map[string]*diskEntry),
 		peers:   make(map[string]*peerEntry),
+		hosts:   make(map[string]*hostEntry),
+		hostIDs: make(map[uint32]string),
+		nextRef: 1,
 		persist: persist,
 	}
 	c.resetDirty()
@@ -56,6 +70,56 @@ func (c *core) resetDirty() {
 	c.dirtyFull = make(map[string]struct{})
 	c.dirtySeen = make(map[string]struct{})
 	c.dirtyPeer = make(map[string]struct{})
+	c.dirtyHost = make(map[string]struct{})
+}
+
+func (c *core) markHost(id string) {
+	if c.persist {
+		c.dirtyHost[id] = struct{}{}
+	}
+}
+
+// hostRef returns the number of the host, adding it when new, and
+// records its latest hostname.
+func (c *core) hostRef(id, hostname string) uint32 {
+	h := c.hosts[id]
+	if h == nil {
+		h = &hostEntry{ref: c.nextRef}
+		c.nextRef++
+		c.hosts[id] = h
+		c.hostIDs[h.ref] = id
+		c.markHost(id)
+	}
+	if h.hostname != hostname {
+		h.hostname = hostname
+		c.markHost(id)
+	}
+	return h.ref
+}
+
+// use counts places referring to a host; an unused host is removed.
+func (c *core) use(ref uint32, delta int) {
+	id := c.hostIDs[ref]
+	h := c.hosts[id]
+	h.uses += delta
+	if h.uses <= 0 {
+		delete(c.hosts, id)
+		delete(c.hostIDs, ref)
+		c.markHost(id)
+	}
+}
+
+func (c *core) hostname(id string) string {
+	if h := c.hosts[id]; h != nil {
+		return h.hostname
+	}
+	return ""
+}
+
+// place returns a place's host id and hostname.
+func (c *core) place(p placeRec) (hostID, hostname string) {
+	id := c.hostIDs[p.Host]
+	return id, c.hostname(id)
 }
 
 func (c *core) markDisk(key string, full bool) {
@@ -77,7 +141,7 @@ func (c *core) markPeer(key string) {
 }
 
 // urgent is the number of pending changes that count towards BatchSize.
-func (c *core) urgent() int { return len(c.dirtyFull) + len(c.dirtyPeer) }
+func (c *core) urgent() int { return len(c.dirtyFull) + len(c.dirtyPeer) + len(c.dirtyHost) }
 
 func sec(ns int64) int64 { return ns / int64(time.Second) }
 
@@ -103,6 +167,9 @@ func (c *core) removeDisk(key string) {
 	e := c.disks[key]
 	delete(c.disks, key)
 	c.dage.remove(e.age)
+	for _, p := range e.rec.Places {
+		c.use(p.Host, -1)
+	}
 	if e.rec.Present {
 		c.present--
 	}
@@ -141,23 +208,23 @@ func (c *core) prune(now time.Time) int {
 	return n
 }
 
-// placeIndex returns the index of the place (host id, device) in r.Places,
-// adding it when new, and sets its hostname.
-func (r *diskRec) placeIndex(hostID, hostname, device string) uint16 {
+// placeIndex returns the index of the place (host, device) in r.Places,
+// adding it when new (then added is true).
+func (r *diskRec) placeIndex(host uint32, device string) (i uint16, added bool) {
 	for i := range r.Places {
-		if r.Places[i].HostID == hostID && r.Places[i].Device == device {
-			r.Places[i].Hostname = hostname
-			return uint16(i)
+		if r.Places[i].Host == host && r.Places[i].Device == device {
+			return uint16(i), false
 		}
 	}
-	r.Places = append(r.Places, placeRec{HostID: hostID, Hostname: hostname, Device: device})
-	return uint16(len(r.Places) - 1)
+	r.Places = append(r.Places, placeRec{Host: host, Device: device})
+	return uint16(len(r.Places) - 1), true
 }
 
-// trim keeps the newest max sightings and drops places no longer used.
-func (r *diskRec) trim(max int) {
+// trim keeps the newest max sightings and drops places no longer used;
+// it returns the dropped places.
+func (r *diskRec) trim(max int) (dropped []placeRec) {
 	if len(r.Sightings) <= max {
-		return
+		return nil
 	}
 	r.Sightings = r.Sightings[:max:max]
 	remap := make([]int, len(r.Places))
@@ -172,15 +239,21 @@ func (r *diskRec) trim(max int) {
 		}
 		r.Sightings[i].Place = uint16(remap[s.Place])
 	}
+	for i, p := range r.Places {
+		if remap[i] < 0 {
+			dropped = append(dropped, p)
+		}
+	}
 	r.Places = places
+	return dropped
 }
 
 // setFields copies the reported attributes; it says whether any changed.
 func (r *diskRec) setFields(d DiskInfo) bool {
-	changed := r.Hostname != d.Hostname || r.Label != d.Label || r.Type != d.Type ||
+	changed := r.Label != d.Label || r.Type != d.Type ||
 		r.UUID != d.UUID || r.PartUUID != d.PartUUID || !slices.Equal(r.Mounts, d.MountPoints)
 	if changed {
-		r.Hostname, r.Label, r.Type, r.UUID, r.PartUUID = d.Hostname, d.Label, d.Type, d.UUID, d.PartUUID
+		r.Label, r.Type, r.UUID, r.PartUUID = d.Label, d.Type, d.UUID, d.PartUUID
 		r.Mounts = slices.Clone(d.MountPoints)
 	}
 	return changed
@@ -190,22 +263,25 @@ func (c *core) seen(ns int64, d DiskInfo) {
 	key := Identity(d)
 	e := c.disks[key]
 	if e == nil {
+		for len(c.disks) >= c.opts.MaxEntries { // before hostRef: eviction may drop hosts
+			c.removeDisk(c.dage.oldest().key)
+		}
+		ref := c.hostRef(d.HostID, d.Hostname)
+		c.use(ref, 1)
 		r := &diskRec{HostID: d.HostID, Device: d.Device, First: ns, Last: ns, Present: true,
-			Places:    []placeRec{{HostID: d.HostID, Hostname: d.Hostname, Device: d.Device}},
+			Places:    []placeRec{{Host: ref, Device: d.Device}},
 			Sightings: []sightRec{{From: sec(ns), Until: sec(ns)}}}
 		r.setFields(d)
 		c.addDisk(key, r)
 		c.markDisk(key, true)
 		return
 	}
+	ref := c.hostRef(d.HostID, d.Hostname)
 	r := e.rec
 	ns = max(ns, r.Last) // never move time backwards
 	full := false
 	if r.Present && r.HostID == d.HostID && r.Device == d.Device {
-		if r.setFields(d) {
-			r.Places[r.Sightings[0].Place].Hostname = d.Hostname
-			full = true
-		}
+		full = r.setFields(d)
 	} else {
 		if r.Present { // it turned up elsewhere: the old sighting ends
 			r.Sightings[0].Reason = must(reasonCode(ReasonDetached))
@@ -215,9 +291,14 @@ func (c *core) seen(ns int64, d DiskInfo) {
 		r.Present, r.GoneAt, r.Reason = true, 0, 0
 		r.HostID, r.Device = d.HostID, d.Device
 		r.setFields(d)
-		p := r.placeIndex(d.HostID, d.Hostname, d.Device)
+		p, added := r.placeIndex(ref, d.Device)
+		if added {
+			c.use(ref, 1)
+		}
 		r.Sightings = slices.Insert(r.Sightings, 0, sightRec{From: sec(ns), Place: p})
-		r.trim(c.opts.MaxSightings)
+		for _, p := range r.trim(c.opts.MaxSightings) {
+			c.use(p.Host, -1)
+		}
 		full = true
 	}
 	r.Last = ns
@@ -349,8 +430,8 @@ func nsTime(ns int64) time.Time {
 
 func secTime(s int64) time.Time { return time.Unix(s, 0).UTC() }
 
-func (r *diskRec) disk(key string) Disk {
-	d := Disk{Key: key, HostID: r.HostID, Hostname: r.Hostname, Device: r.Device, Label: r.Label,
+func (c *core) disk(key string, r *diskRec) Disk {
+	d := Disk{Key: key, HostID: r.HostID, Hostname: c.hostname(r.HostID), Device: r.Device, Label: r.Label,
 		Type: r.Type, UUID: r.UUID, PartUUID: r.PartUUID, MountPoints: slices.Clone(r.Mounts),
 		FirstSeen: nsTime(r.First), LastSeen: nsTime(r.Last), Present: r.Present,
 		GoneAt: nsTime(r.GoneAt), GoneReason: reasonOf(r.Reason)}
@@ -359,14 +440,15 @@ func (r *diskRec) disk(key string) Disk {
 	}
 	d.Sightings = make([]Sighting, len(r.Sightings))
 	for i, s := range r.Sightings {
-		d.Sightings[i] = r.sighting(s)
+		d.Sightings[i] = c.sighting(r, s)
 	}
 	return d
 }
 
-func (r *diskRec) sighting(s sightRec) Sighting {
+func (c *core) sighting(r *diskRec, s sightRec) Sighting {
 	p := r.Places[s.Place]
-	return Sighting{HostID: p.HostID, Hostname: p.Hostname, Device: p.Device,
+	id, name := c.place(p)
+	return Sighting{HostID: id, Hostname: name, Device: p.Device,
 		From: secTime(s.From), Until: secTime(s.Until), Reason: reasonOf(s.Reason)}
 }
 
@@ -374,7 +456,7 @@ func (c *core) Disk(key string) (Disk, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if e := c.disks[key]; e != nil {
-		return e.rec.disk(key), true
+		return c.disk(key, e.rec), true
 	}
 	return Disk{}, false
 }
@@ -392,7 +474,7 @@ func (c *core) Disks() []Disk {
 	c.mu.RLock()
 	ds := make([]Disk, 0, len(c.disks))
 	for k, e := range c.disks {
-		ds = append(ds, e.rec.disk(k))
+		ds = append(ds, c.disk(k, e.rec))
 	}
 	c.mu.RUnlock()
 	sortDisks(ds)
@@ -422,14 +504,15 @@ func tier(lterm, f string) int {
 	return noMatch
 }
 
-func (r *diskRec) tier(lterm string, places bool) int {
+func (c *core) tier(r *diskRec, lterm string, places bool) int {
 	best := noMatch
-	for _, f := range [...]string{r.UUID, r.PartUUID, r.Label, r.Device, r.Hostname, r.HostID} {
+	for _, f := range [...]string{r.UUID, r.PartUUID, r.Label, r.Device, c.hostname(r.HostID), r.HostID} {
 		best = max(best, tier(lterm, f))
 	}
 	if places {
 		for _, p := range r.Places {
-			for _, f := range [...]string{p.HostID, p.Hostname, p.Device} {
+			id, name := c.place(p)
+			for _, f := range [...]string{id, name, p.Device} {
 				best = max(best, tier(lterm, f))
 			}
 		}
@@ -446,7 +529,7 @@ func (c *core) matching(term string, places bool) []string {
 	best := noMatch
 	var keys []string
 	for k, e := range c.disks {
-		t := e.rec.tier(lterm, places)
+		t := c.tier(e.rec, lterm, places)
 		switch {
 		case t == noMatch || t < best:
 		case t > best:
@@ -464,7 +547,7 @@ func (c *core) Find(term string) []Disk {
 	keys := c.matching(term, false)
 	ds := make([]Disk, 0, len(keys))
 	for _, k := range keys {
-		ds = append(ds, c.disks[k].rec.disk(k))
+		ds = append(ds, c.disk(k, c.disks[k].rec))
 	}
 	c.mu.RUnlock()
 	sortDisks(ds)
@@ -478,7 +561,7 @@ func (c *core) History(term string) []HistoryEntry {
 		r := c.disks[k].rec
 		for _, s := range r.Sightings {
 			hs = append(hs, HistoryEntry{Key: k, UUID: r.UUID, PartUUID: r.PartUUID, Label: r.Label,
-				Type: r.Type, Sighting: r.sighting(s)})
+				Type: r.Type, Sighting: c.sighting(r, s)})
 		}
 	}
 	c.mu.RUnlock()
@@ -523,7 +606,7 @@ func (c *core) stats() Stats {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return Stats{Disks: len(c.disks), Present: c.present, Peers: len(c.peers),
-		Pending: len(c.dirtyFull) + len(c.dirtySeen) + len(c.dirtyPeer), Evicted: c.evicted}
+		Pending: len(c.dirtyFull) + len(c.dirtySeen) + len(c.dirtyPeer) + len(c.dirtyHost), Evicted: c.evicted}
 }
 
 // Memory is a Store that keeps everything in memory only: for tests and
