@@ -32,13 +32,16 @@ type Bolt struct {
 	db            *bolt.DB
 	lastSeenFlush time.Time
 
-	statMu     sync.Mutex
-	commits    uint64
-	lastCommit time.Time
-	lastErr    string
-	compacted  uint64
+	statMu       sync.Mutex
+	commits      uint64
+	lastCommit   time.Time
+	lastErr      string
+	compacted    uint64
+	content      int64 // bytes the file's pages use, at the last maintenance
+	lastMaintain time.Time
 
-	kick      chan struct{}
+	kick      chan struct{} // to the writer: a batch is full
+	grew      chan struct{} // to the maintainer: the file grew
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -86,7 +89,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	b := &Bolt{dir: dir, path: filepath.Join(dir, FileName), log: opts.Logger, kick: make(chan struct{}, 1)}
+	b := &Bolt{dir: dir, path: filepath.Join(dir, FileName), log: opts.Logger,
+		kick: make(chan struct{}, 1), grew: make(chan struct{}, 1)}
 	c, db, err := b.openLoad(opts)
 	if err != nil {
 		var ce *corruptError
@@ -122,6 +126,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Bolt, error) {
 	if err := b.commit(true); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("state file %s: %w", b.path, err)
+	}
+	if _, content, err := b.sizes(); err == nil {
+		b.content, b.lastMaintain = content, time.Now()
 	}
 	ctx, b.cancel = context.WithCancel(ctx)
 	b.wg.Add(2)
@@ -371,7 +378,9 @@ func (b *Bolt) writer(ctx context.Context) {
 		case <-t.C:
 		case <-b.kick:
 		}
-		_ = b.commit(false)
+		if b.commit(false) == nil {
+			b.checkGrowth()
+		}
 	}
 }
 

@@ -22,6 +22,10 @@ const (
 // default of 16 MB would leave that much unused at the end of the file).
 const allocSize = 1 << 20
 
+// growthGap: the writer asks for a maintenance pass early when the file
+// has grown to twice its content, at most this often.
+const growthGap = time.Minute
+
 func (b *Bolt) maintainer(ctx context.Context) {
 	defer b.wg.Done()
 	t := time.NewTicker(b.opts.MaintainInterval)
@@ -31,8 +35,9 @@ func (b *Bolt) maintainer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = b.Maintain(ctx)
+		case <-b.grew:
 		}
+		_ = b.Maintain(ctx)
 	}
 }
 
@@ -56,6 +61,9 @@ func (b *Bolt) Maintain(ctx context.Context) error {
 	if err != nil {
 		return b.report(fmt.Errorf("measuring %s: %w", b.path, err))
 	}
+	b.statMu.Lock()
+	b.content, b.lastMaintain = content, time.Now()
+	b.statMu.Unlock()
 	b.log.Debug("state store: sizes", "file", size, "content", content)
 	if size < compactMinSize || float64(size) <= compactRatio*float64(content) || size-content < compactMinGain {
 		return nil
@@ -64,9 +72,10 @@ func (b *Bolt) Maintain(ctx context.Context) error {
 	if err := b.compactLocked(); err != nil {
 		return b.report(fmt.Errorf("compacting %s: %w", b.path, err))
 	}
-	after, _, _ := b.sizes()
+	after, content, _ := b.sizes()
 	b.statMu.Lock()
 	b.compacted++
+	b.content = content
 	b.statMu.Unlock()
 	b.log.Info("state store: compacted", "file", b.path, "before", size, "after", after,
 		"took", time.Since(start).Round(time.Millisecond))
@@ -124,4 +133,23 @@ func (b *Bolt) compactLocked() error {
 	old := b.db
 	b.db = dst
 	return old.Close()
+}
+
+// checkGrowth asks the maintainer for an early pass when the file has
+// grown to more than twice its content at the last pass.
+func (b *Bolt) checkGrowth() {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return
+	}
+	b.statMu.Lock()
+	grown := fi.Size() >= compactMinSize && fi.Size() > 2*b.content+compactMinGain &&
+		time.Since(b.lastMaintain) >= growthGap
+	b.statMu.Unlock()
+	if grown {
+		select {
+		case b.grew <- struct{}{}:
+		default:
+		}
+	}
 }
