@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,10 +44,23 @@ func (c *core) consistent() error {
 		}
 		if r.Present {
 			present++
+			if _, ok := c.presentOn[r.HostID][k]; !ok {
+				return fmt.Errorf("present disk %q missing from the index of host %q", k, r.HostID)
+			}
 		}
 	}
 	if present != c.present {
 		return fmt.Errorf("%d present, counted %d", present, c.present)
+	}
+	indexed := 0
+	for _, keys := range c.presentOn {
+		if len(keys) == 0 {
+			return fmt.Errorf("an empty host in the present index")
+		}
+		indexed += len(keys)
+	}
+	if indexed != present {
+		return fmt.Errorf("%d present disks, %d indexed", present, indexed)
 	}
 	if len(c.hosts) != len(c.hostIDs) || len(c.hosts) != len(uses) {
 		return fmt.Errorf("%d hosts, %d host numbers, %d used", len(c.hosts), len(c.hostIDs), len(uses))
@@ -219,5 +233,65 @@ func TestGrowthAsksForMaintenance(t *testing.T) {
 			t.Fatal("a grown file did not wake the maintainer")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTier: the ASCII fast path answers as the general one does.
+func TestTier(t *testing.T) {
+	cases := []struct {
+		term, field string
+		want        int
+	}{
+		{"abc", "ABC", exactMatch},
+		{"abc", "AbCd", prefixMatch},
+		{"bcd", "aBCD", containsMatch},
+		{"bcd", "aBCe", noMatch},
+		{"abcd", "abc", noMatch},
+		{"é", "É", exactMatch},
+		{"k", "\u212a", exactMatch}, // Kelvin sign folds to k
+		{"ss", "Straße-ss", containsMatch},
+		{"straße", "STRASSE", noMatch},
+	}
+	for _, c := range cases {
+		lterm := strings.ToLower(c.term)
+		if got := tier(lterm, isASCII(lterm), c.field); got != c.want {
+			t.Errorf("tier(%q, %q) = %d, want %d", c.term, c.field, got, c.want)
+		}
+		if isASCII(lterm) && isASCII(c.field) {
+			if slow := tier(lterm, false, c.field); slow != c.want {
+				t.Errorf("slow tier(%q, %q) = %d, want %d", c.term, c.field, slow, c.want)
+			}
+		}
+	}
+}
+
+// TestCodec: a record survives encoding, and damaged encodings fail.
+func TestCodec(t *testing.T) {
+	r := &diskRec{HostID: "h", Device: "/dev/a", UUID: "u", Label: "L", Mounts: []string{"/m"}, First: 5e9, Last: 7e9,
+		Places:    []placeRec{{Host: 3, Device: "/dev/a"}, {Host: 70000, Device: "/dev/b"}},
+		Sightings: []sightRec{{From: 7, Until: 7, Place: 0}, {From: 5, Until: 6, Place: 1, Reason: 2}}}
+	r.Present = true
+	v, err := marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeDisk([]byte("uuid:u"), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Errorf("decoded %+v, want %+v", got, r)
+	}
+	for name, bad := range map[string][]byte{
+		"trailing byte": append(append([]byte{}, v...), 0xc0),
+		"cut short":     v[:len(v)-3],
+		"empty":         {},
+	} {
+		if _, err := decodeDisk([]byte("uuid:u"), bad); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+	if _, err := decodeDisk([]byte("uuid:other"), v); err == nil {
+		t.Errorf("a record under another key decoded without error")
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 type diskEntry struct {
@@ -33,17 +35,18 @@ type peerEntry struct {
 type core struct {
 	opts Options
 
-	mu      sync.RWMutex
-	disks   map[string]*diskEntry
-	dage    ageIndex
-	peers   map[string]*peerEntry
-	page    ageIndex
-	hosts   map[string]*hostEntry // by host id
-	hostIDs map[uint32]string     // host id by hostEntry.ref
-	nextRef uint32
-	present int
-	evicted uint64
-	closed  bool
+	mu        sync.RWMutex
+	disks     map[string]*diskEntry
+	dage      ageIndex
+	peers     map[string]*peerEntry
+	page      ageIndex
+	hosts     map[string]*hostEntry // by host id
+	hostIDs   map[uint32]string     // host id by hostEntry.ref
+	nextRef   uint32
+	present   int
+	presentOn map[string]map[string]struct{} // keys of present disks by host id
+	evicted   uint64
+	closed    bool
 
 	persist   bool
 	dirtyFull map[string]struct{} // disks to write whole (or delete when gone)
@@ -54,13 +57,14 @@ type core struct {
 
 func newCore(opts Options, persist bool) *core {
 	c := &core{
-		opts:    opts,
-		disks:   make(map[string]*diskEntry),
-		peers:   make(map[string]*peerEntry),
-		hosts:   make(map[string]*hostEntry),
-		hostIDs: make(map[uint32]string),
-		nextRef: 1,
-		persist: persist,
+		opts:      opts,
+		disks:     make(map[string]*diskEntry),
+		peers:     make(map[string]*peerEntry),
+		hosts:     make(map[string]*hostEntry),
+		hostIDs:   make(map[uint32]string),
+		presentOn: make(map[string]map[string]struct{}),
+		nextRef:   1,
+		persist:   persist,
 	}
 	c.resetDirty()
 	return c
@@ -159,8 +163,27 @@ func (c *core) addDisk(key string, r *diskRec) {
 	}
 	c.disks[key] = &diskEntry{rec: r, age: c.dage.add(key, r.Last)}
 	if r.Present {
-		c.present++
+		c.setPresent(key, r.HostID, true)
 	}
+}
+
+// setPresent keeps the count and the by-host index of present disks.
+func (c *core) setPresent(key, hostID string, on bool) {
+	keys := c.presentOn[hostID]
+	if on {
+		if keys == nil {
+			keys = make(map[string]struct{})
+			c.presentOn[hostID] = keys
+		}
+		keys[key] = struct{}{}
+		c.present++
+		return
+	}
+	delete(keys, key)
+	if len(keys) == 0 {
+		delete(c.presentOn, hostID)
+	}
+	c.present--
 }
 
 func (c *core) removeDisk(key string) {
@@ -171,7 +194,7 @@ func (c *core) removeDisk(key string) {
 		c.use(p.Host, -1)
 	}
 	if e.rec.Present {
-		c.present--
+		c.setPresent(key, e.rec.HostID, false)
 	}
 	c.evicted++
 	c.markDisk(key, true)
@@ -285,11 +308,11 @@ func (c *core) seen(ns int64, d DiskInfo) {
 	} else {
 		if r.Present { // it turned up elsewhere: the old sighting ends
 			r.Sightings[0].Reason = must(reasonCode(ReasonDetached))
-		} else {
-			c.present++
+			c.setPresent(key, r.HostID, false)
 		}
 		r.Present, r.GoneAt, r.Reason = true, 0, 0
 		r.HostID, r.Device = d.HostID, d.Device
+		c.setPresent(key, r.HostID, true)
 		r.setFields(d)
 		p, added := r.placeIndex(ref, d.Device)
 		if added {
@@ -316,7 +339,7 @@ func (c *core) gone(ns int64, code uint8, e *diskEntry, key string) {
 	r.Reason = code
 	r.Sightings[0].Reason = code
 	r.Sightings[0].Until = sec(r.Last)
-	c.present--
+	c.setPresent(key, r.HostID, false)
 	c.markDisk(key, true)
 }
 
@@ -379,10 +402,8 @@ func (c *core) HostGone(at time.Time, reason GoneReason, hostID string) error {
 	}
 	code, _ := reasonCode(reason)
 	return c.write(func() {
-		for key, e := range c.disks {
-			if e.rec.Present && e.rec.HostID == hostID {
-				c.gone(at.UnixNano(), code, e, key)
-			}
+		for _, key := range slices.Collect(maps.Keys(c.presentOn[hostID])) {
+			c.gone(at.UnixNano(), code, c.disks[key], key)
 		}
 	})
 }
@@ -490,7 +511,10 @@ const (
 )
 
 // tier returns the best tier of term (already lower case) against f.
-func tier(lterm, f string) int {
+func tier(lterm string, asciiTerm bool, f string) int {
+	if asciiTerm && isASCII(f) {
+		return tierASCII(lterm, f)
+	}
 	if strings.EqualFold(f, lterm) {
 		return exactMatch
 	}
@@ -504,16 +528,59 @@ func tier(lterm, f string) int {
 	return noMatch
 }
 
-func (c *core) tier(r *diskRec, lterm string, places bool) int {
+// tierASCII is tier for ASCII strings, without allocating.
+func tierASCII(lterm, f string) int {
+	m := len(lterm)
+	switch {
+	case m > len(f):
+		return noMatch
+	case !foldedASCII(f[:m], lterm):
+	case m == len(f):
+		return exactMatch
+	default:
+		return prefixMatch
+	}
+	for i := 1; i+m <= len(f); i++ {
+		if foldedASCII(f[i:i+m], lterm) {
+			return containsMatch
+		}
+	}
+	return noMatch
+}
+
+// foldedASCII says whether s, in lower case, is lower.
+func foldedASCII(s, lower string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *core) tier(r *diskRec, lterm string, asciiTerm, places bool) int {
 	best := noMatch
 	for _, f := range [...]string{r.UUID, r.PartUUID, r.Label, r.Device, c.hostname(r.HostID), r.HostID} {
-		best = max(best, tier(lterm, f))
+		best = max(best, tier(lterm, asciiTerm, f))
 	}
 	if places {
 		for _, p := range r.Places {
 			id, name := c.place(p)
 			for _, f := range [...]string{id, name, p.Device} {
-				best = max(best, tier(lterm, f))
+				best = max(best, tier(lterm, asciiTerm, f))
 			}
 		}
 	}
@@ -526,10 +593,11 @@ func (c *core) matching(term string, places bool) []string {
 	if lterm == "" {
 		return nil
 	}
+	asciiTerm := isASCII(lterm)
 	best := noMatch
 	var keys []string
 	for k, e := range c.disks {
-		t := c.tier(e.rec, lterm, places)
+		t := c.tier(e.rec, lterm, asciiTerm, places)
 		switch {
 		case t == noMatch || t < best:
 		case t > best:
