@@ -564,14 +564,7 @@ func (b *Bolt) commit(all bool) (err error) {
 	if bt.empty() {
 		return nil
 	}
-	err = func() (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("bbolt panicked: %v", r)
-			}
-		}()
-		return b.db.Update(bt.apply)
-	}()
+	err = safely(func() error { return b.db.Update(bt.apply) })
 	if err != nil {
 		b.restore(bt)
 		return b.report(fmt.Errorf("committing to %s: %w", b.path, err))

@@ -542,3 +542,51 @@ func TestOpenContextEnds(t *testing.T) {
 		t.Errorf("disks after reopening: %+v", s.Disks())
 	}
 }
+
+// TestPageDamagedWhileOpen: a page that goes bad after Open does not
+// bring the process down: writes fail with an error (and stay pending),
+// reads keep answering from memory, maintenance reports an error.
+func TestPageDamagedWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir)
+	var logs logBuf
+	s := openT(t, dir, store.Options{Logger: logs.logger(), FlushInterval: time.Hour})
+	root, pageSize, err := s.BucketRoot("disks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, store.FileName), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, pageSize), int64(root)*int64(pageSize)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := storetest.DiskAt("h", "/dev/new", "new")
+	if err := s.Seen(at(1000), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err == nil {
+		t.Fatal("a commit into a damaged page succeeded")
+	} else {
+		t.Logf("commit: %v", err)
+	}
+	st := s.Stats()
+	if st.LastError == "" || st.Pending == 0 {
+		t.Errorf("after a failed commit: last error %q, pending %d", st.LastError, st.Pending)
+	}
+	if got := s.Find("uuid-new"); len(got) != 1 {
+		t.Errorf("Find after a failed commit: %+v", got)
+	}
+	if n := len(s.Disks()); n != 301 {
+		t.Errorf("%d disks in memory, want 301", n)
+	}
+	if n := strings.Count(logs.String(), "writing failed"); n != 1 {
+		t.Errorf("failure logged %d times, want once:\n%s", n, logs.String())
+	}
+	_ = s.Maintain(t.Context()) // must not panic
+	_ = s.Close()               // must not panic
+}

@@ -48,6 +48,12 @@ func (b *Bolt) Maintain(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	b.mu.RLock()
+	closed := b.closed
+	b.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
 	b.pruneNow()
 	if err := b.commit(false); err != nil {
 		return err
@@ -57,7 +63,8 @@ func (b *Bolt) Maintain(ctx context.Context) error {
 	if b.db == nil {
 		return ErrClosed
 	}
-	size, content, err := b.sizes()
+	var size, content int64
+	err := safely(func() (err error) { size, content, err = b.sizes(); return err })
 	if err != nil {
 		return b.report(fmt.Errorf("measuring %s: %w", b.path, err))
 	}
@@ -69,7 +76,7 @@ func (b *Bolt) Maintain(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	if err := b.compactLocked(); err != nil {
+	if err := safely(b.compactLocked); err != nil {
 		return b.report(fmt.Errorf("compacting %s: %w", b.path, err))
 	}
 	after, content, _ := b.sizes()
@@ -112,21 +119,24 @@ func (b *Bolt) compactLocked() error {
 	if err != nil {
 		return err
 	}
+	done := false
+	defer func() { // also when bbolt panics
+		if !done {
+			_ = dst.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
 	dst.AllocSize = allocSize
-	fail := func(err error) error {
-		_ = dst.Close()
-		_ = os.Remove(tmp)
+	if err := bolt.Compact(dst, b.db, 16<<20); err != nil {
 		return err
 	}
-	if err := bolt.Compact(dst, b.db, 16<<20); err != nil {
-		return fail(err)
-	}
 	if err := dst.Sync(); err != nil {
-		return fail(err)
+		return err
 	}
 	if err := os.Rename(tmp, b.path); err != nil {
-		return fail(err)
+		return err
 	}
+	done = true
 	if err := syncDir(b.dir); err != nil {
 		b.log.Warn("state store: syncing the directory after compaction", "dir", b.dir, "err", err)
 	}
@@ -152,4 +162,15 @@ func (b *Bolt) checkGrowth() {
 		default:
 		}
 	}
+}
+
+// safely runs fn, turning a panic into an error: bbolt panics on some
+// damaged pages, and a page can go bad after Open checked the file.
+func safely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bbolt panicked: %v", r)
+		}
+	}()
+	return fn()
 }

@@ -282,9 +282,23 @@ func (r *diskRec) setFields(d DiskInfo) bool {
 	return changed
 }
 
+// vacate ends the presence of any other disk at the place (host id,
+// device): a device holds one filesystem at a time, so a disk reported
+// there replaces whatever was reported there before.
+func (c *core) vacate(ns int64, key, hostID, device string) {
+	for k := range c.presentOn[hostID] {
+		if e := c.disks[k]; k != key && e.rec.Device == device {
+			c.gone(ns, must(reasonCode(ReasonDetached)), e, k)
+		}
+	}
+}
+
 func (c *core) seen(ns int64, d DiskInfo) {
 	key := Identity(d)
 	e := c.disks[key]
+	if e == nil || !e.rec.Present || e.rec.HostID != d.HostID || e.rec.Device != d.Device {
+		c.vacate(ns, key, d.HostID, d.Device)
+	}
 	if e == nil {
 		for len(c.disks) >= c.opts.MaxEntries { // before hostRef: eviction may drop hosts
 			c.removeDisk(c.dage.oldest().key)

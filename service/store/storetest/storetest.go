@@ -56,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 		{"GoneAndBack", testGoneAndBack},
 		{"GoneElsewhereIgnored", testGoneElsewhere},
 		{"Move", testMove},
+		{"PlaceReplaced", testPlaceReplaced},
 		{"HostGone", testHostGone},
 		{"SightingsBound", testSightingsBound},
 		{"Find", testFind},
@@ -258,6 +259,30 @@ func testMove(t *testing.T, mk func(*testing.T, store.Options) store.Store) {
 	check(t, s.HostGone(at(22), store.ReasonTimeout, "h1"))
 	if got := mustDisk(t, s, b); !got.Present {
 		t.Errorf("old host's gone reached the moved disk")
+	}
+}
+
+func testPlaceReplaced(t *testing.T, mk func(*testing.T, store.Options) store.Store) {
+	s := mk(t, store.Options{})
+	old := DiskAt("h1", "/dev/sdb1", "old")
+	other := DiskAt("h1", "/dev/sdc1", "other")
+	check(t, s.Seen(at(0), old, other))
+	// Another filesystem at the same place: the old one is no longer there.
+	check(t, s.Seen(at(10), DiskAt("h1", "/dev/sdb1", "new")))
+	got := mustDisk(t, s, old)
+	if got.Present || got.GoneReason != store.ReasonDetached || !got.GoneAt.Equal(at(10)) {
+		t.Errorf("replaced disk: present %v, %q at %v; want detached at %v", got.Present, got.GoneReason, got.GoneAt, at(10))
+	}
+	if !mustDisk(t, s, other).Present {
+		t.Errorf("a disk at another device of the host went too")
+	}
+	// A disk with neither uuid nor partuuid is known by its place: seen
+	// again there it is the same disk.
+	bare := store.DiskInfo{HostID: "h2", Device: "/dev/sdz"}
+	check(t, s.Seen(at(20), bare))
+	check(t, s.Seen(at(30), bare))
+	if got := mustDisk(t, s, bare); !got.Present || len(got.Sightings) != 1 {
+		t.Errorf("bare disk seen twice at one place: %+v", got)
 	}
 }
 
