@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -384,168 +385,123 @@ func (b *Bolt) writer(ctx context.Context) {
 	}
 }
 
-type kv struct {
-	k string
-	v []byte
+// op is one write of a batch: a put, or a delete when v is nil.
+type op struct {
+	bucket []byte
+	k      string
+	v      []byte
 }
 
-// batch is one transaction's worth of changes.
-type batch struct {
-	hosts, disks, seen, peers []kv     // puts
-	dropHosts, dropDisks      []string // deletes
-	dropPeers                 []string
-	seenKeys                  []string // dirtySeen keys taken
-}
+// batch is the changes taken from memory for one commit, in the order
+// they must reach the file: new hosts before the disks that refer to
+// them, removed hosts after the disks that referred to them.
+type batch struct{ ops []op }
 
-func (bt *batch) empty() bool {
-	return len(bt.hosts)+len(bt.disks)+len(bt.seen)+len(bt.peers)+len(bt.dropHosts)+len(bt.dropDisks)+len(bt.dropPeers) == 0
+func sortOps(ops []op) []op {
+	slices.SortFunc(ops, func(a, b op) int { return strings.Compare(a.k, b.k) })
+	return ops
 }
 
 // take moves the pending changes into a batch, encoding the records.
 func (b *Bolt) take(withSeen bool) (*batch, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bt := &batch{}
+	var hostPuts, hostDels, disks, peers []op
 	for k := range b.dirtyHost {
 		h := b.hosts[k]
 		if h == nil {
-			bt.dropHosts = append(bt.dropHosts, k)
+			hostDels = append(hostDels, op{bucketHosts, k, nil})
 			continue
 		}
 		v, err := marshal(&hostRec{Ref: h.ref, Hostname: h.hostname})
 		if err != nil {
 			return nil, fmt.Errorf("encoding host %q: %w", k, err)
 		}
-		bt.hosts = append(bt.hosts, kv{k, v})
+		hostPuts = append(hostPuts, op{bucketHosts, k, v})
 	}
 	for k := range b.dirtyFull {
-		e := b.disks[k]
-		if e == nil {
-			bt.dropDisks = append(bt.dropDisks, k)
-			continue
+		// A disk written whole (or deleted) drops its last-seen entry.
+		var v []byte
+		if e := b.disks[k]; e != nil {
+			var err error
+			if v, err = marshal(e.rec); err != nil {
+				return nil, fmt.Errorf("encoding disk %q: %w", k, err)
+			}
 		}
-		v, err := marshal(e.rec)
-		if err != nil {
-			return nil, fmt.Errorf("encoding disk %q: %w", k, err)
-		}
-		bt.disks = append(bt.disks, kv{k, v})
+		disks = append(disks, op{bucketDisks, k, v})
 	}
 	if withSeen {
 		for k := range b.dirtySeen {
 			if e := b.disks[k]; e != nil {
-				bt.seen = append(bt.seen, kv{k, u64(uint64(e.rec.Last))})
-				bt.seenKeys = append(bt.seenKeys, k)
+				disks = append(disks, op{bucketSeen, k, u64(uint64(e.rec.Last))})
 			}
 		}
 	}
 	for k := range b.dirtyPeer {
-		e := b.peers[k]
-		if e == nil {
-			bt.dropPeers = append(bt.dropPeers, k)
-			continue
+		var v []byte
+		if e := b.peers[k]; e != nil {
+			var err error
+			if v, err = marshal(e.rec); err != nil {
+				return nil, fmt.Errorf("encoding peer %q: %w", k, err)
+			}
 		}
-		v, err := marshal(e.rec)
-		if err != nil {
-			return nil, fmt.Errorf("encoding peer %q: %w", k, err)
-		}
-		bt.peers = append(bt.peers, kv{k, v})
+		peers = append(peers, op{bucketPeers, k, v})
 	}
 	seen := b.dirtySeen
 	b.resetDirty()
 	if !withSeen {
 		b.dirtySeen = seen
 	}
+	bt := &batch{}
+	for _, g := range [][]op{hostPuts, disks, peers, hostDels} {
+		bt.ops = append(bt.ops, sortOps(g)...)
+	}
 	return bt, nil
 }
 
 // restore puts a failed batch's keys back into the pending sets.
-func (b *Bolt) restore(bt *batch) {
+func (b *Bolt) restore(ops []op) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, x := range bt.hosts {
-		b.markHost(x.k)
-	}
-	for _, k := range bt.dropHosts {
-		b.markHost(k)
-	}
-	for _, x := range bt.disks {
-		b.markDisk(x.k, true)
-	}
-	for _, k := range bt.dropDisks {
-		b.markDisk(k, true)
-	}
-	for _, k := range bt.seenKeys {
-		b.markDisk(k, false)
-	}
-	for _, x := range bt.peers {
-		b.markPeer(x.k)
-	}
-	for _, k := range bt.dropPeers {
-		b.markPeer(k)
+	for _, o := range ops {
+		switch string(o.bucket) {
+		case string(bucketHosts):
+			b.markHost(o.k)
+		case string(bucketDisks):
+			b.markDisk(o.k, true)
+		case string(bucketSeen):
+			b.markDisk(o.k, false)
+		case string(bucketPeers):
+			b.markPeer(o.k)
+		}
 	}
 }
 
-func byKey(a, b kv) int {
-	switch {
-	case a.k < b.k:
-		return -1
-	case a.k > b.k:
-		return 1
-	}
-	return 0
-}
-
-func (bt *batch) apply(tx *bolt.Tx) error {
-	hosts, disks, seen, peers := tx.Bucket(bucketHosts), tx.Bucket(bucketDisks), tx.Bucket(bucketSeen), tx.Bucket(bucketPeers)
-	for _, s := range [][]kv{bt.hosts, bt.disks, bt.seen, bt.peers} {
-		slices.SortFunc(s, byKey)
-	}
-	for _, x := range bt.hosts {
-		if err := hosts.Put([]byte(x.k), x.v); err != nil {
-			return err
+// apply writes ops in one transaction.
+func apply(tx *bolt.Tx, ops []op) error {
+	for _, o := range ops {
+		bk := tx.Bucket(o.bucket)
+		var err error
+		if o.v == nil {
+			err = bk.Delete([]byte(o.k))
+		} else {
+			err = bk.Put([]byte(o.k), o.v)
 		}
-	}
-	for _, k := range bt.dropHosts {
-		if err := hosts.Delete([]byte(k)); err != nil {
-			return err
+		if err == nil && string(o.bucket) == string(bucketDisks) {
+			err = tx.Bucket(bucketSeen).Delete([]byte(o.k))
 		}
-	}
-	for _, x := range bt.disks {
-		if err := disks.Put([]byte(x.k), x.v); err != nil {
-			return err
-		}
-		if err := seen.Delete([]byte(x.k)); err != nil {
-			return err
-		}
-	}
-	for _, x := range bt.seen {
-		if err := seen.Put([]byte(x.k), x.v); err != nil {
-			return err
-		}
-	}
-	for _, k := range bt.dropDisks {
-		if err := disks.Delete([]byte(k)); err != nil {
-			return err
-		}
-		if err := seen.Delete([]byte(k)); err != nil {
-			return err
-		}
-	}
-	for _, x := range bt.peers {
-		if err := peers.Put([]byte(x.k), x.v); err != nil {
-			return err
-		}
-	}
-	for _, k := range bt.dropPeers {
-		if err := peers.Delete([]byte(k)); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// commit writes the pending changes in one transaction; with all it also
-// writes the throttled last-seen times. A failed batch stays pending.
+// commit writes the pending changes, at most BatchSize records per
+// transaction (so a large batch does not need twice its size in new
+// pages); with all it also writes the throttled last-seen times. The
+// order of the batch keeps the file consistent between transactions.
+// What fails stays pending.
 func (b *Bolt) commit(all bool) (err error) {
 	b.dbMu.Lock()
 	defer b.dbMu.Unlock()
@@ -561,18 +517,21 @@ func (b *Bolt) commit(all bool) (err error) {
 	if withSeen {
 		b.lastSeenFlush = now
 	}
-	if bt.empty() {
-		return nil
+	for ops := bt.ops; len(ops) > 0; {
+		n := min(len(ops), b.opts.BatchSize)
+		err := safely(func() error {
+			return b.db.Update(func(tx *bolt.Tx) error { return apply(tx, ops[:n]) })
+		})
+		if err != nil {
+			b.restore(ops)
+			return b.report(fmt.Errorf("committing to %s: %w", b.path, err))
+		}
+		ops = ops[n:]
+		b.statMu.Lock()
+		b.commits++
+		b.lastCommit = now
+		b.statMu.Unlock()
 	}
-	err = safely(func() error { return b.db.Update(bt.apply) })
-	if err != nil {
-		b.restore(bt)
-		return b.report(fmt.Errorf("committing to %s: %w", b.path, err))
-	}
-	b.statMu.Lock()
-	b.commits++
-	b.lastCommit = now
-	b.statMu.Unlock()
 	return b.report(nil)
 }
 

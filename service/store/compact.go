@@ -23,7 +23,7 @@ const (
 const allocSize = 1 << 20
 
 // growthGap: the writer asks for a maintenance pass early when the file
-// has grown to twice its content, at most this often.
+// has grown past compactRatio times its content, at most this often.
 const growthGap = time.Minute
 
 func (b *Bolt) maintainer(ctx context.Context) {
@@ -146,14 +146,14 @@ func (b *Bolt) compactLocked() error {
 }
 
 // checkGrowth asks the maintainer for an early pass when the file has
-// grown to more than twice its content at the last pass.
+// grown past compactRatio times its content at the last pass.
 func (b *Bolt) checkGrowth() {
 	fi, err := os.Stat(b.path)
 	if err != nil {
 		return
 	}
 	b.statMu.Lock()
-	grown := fi.Size() >= compactMinSize && fi.Size() > 2*b.content+compactMinGain &&
+	grown := fi.Size() >= compactMinSize && float64(fi.Size()) > compactRatio*float64(b.content)+compactMinGain &&
 		time.Since(b.lastMaintain) >= growthGap
 	b.statMu.Unlock()
 	if grown {

@@ -15,12 +15,16 @@ import (
 //
 // Writes (Seen, Gone, HostGone, Heard) never wait for disk I/O: they change
 // the in-memory view at once and leave persisting to the implementation.
-// Reads always see every write that returned. All methods are safe for
-// concurrent use. Slices and structs returned are copies the caller owns.
+// Their times are when the caller learned the fact, from one clock; a
+// disk's last-seen time never moves backwards. Reads always see every
+// write that returned. All methods are safe for concurrent use. Slices
+// and structs returned are copies the caller owns.
 type Store interface {
 	// Seen records that each disk is attached and present at the given
 	// time. A disk seen at another place than its last one (another host
 	// or device) ends the old sighting as detached and starts a new one.
+	// Another disk present at the same host and device is gone
+	// (detached): a device holds one filesystem at a time.
 	Seen(at time.Time, disks ...DiskInfo) error
 	// Gone records that the disks are no longer present, for reason.
 	// Only a disk that is present at exactly that host id and device is
@@ -139,10 +143,11 @@ type Disk struct {
 	Sightings []Sighting `json:"sightings"`
 }
 
-// Sighting is one stretch of time a disk was present at one place. Its
-// times have a resolution of one second.
+// Sighting is one stretch of time a disk was present at one place (host
+// id and device). Its times have a resolution of one second.
 type Sighting struct {
-	HostID   string `json:"host_id"`
+	HostID string `json:"host_id"`
+	// Hostname is the host's latest known name (hosts are kept by id).
 	Hostname string `json:"hostname"`
 	Device   string `json:"device"`
 	// From is when it was first seen there; Until when it was last seen
