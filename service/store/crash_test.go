@@ -21,6 +21,7 @@ import (
 const (
 	envCrashDir   = "DISKD_STORE_CRASH_DIR"
 	envCrashStart = "DISKD_STORE_CRASH_START"
+	envCrashMax   = "DISKD_STORE_CRASH_MAX"
 	crashPerBatch = 20
 )
 
@@ -31,7 +32,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "crash child:", err)
 			os.Exit(2)
 		}
-		crashChild(dir, start)
+		maxEntries, _ := strconv.Atoi(os.Getenv(envCrashMax))
+		crashChild(dir, start, maxEntries)
 		os.Exit(3) // crashChild only returns on error
 	}
 	os.Exit(m.Run())
@@ -45,8 +47,8 @@ func crashDisk(batch, i int) store.DiskInfo {
 // at at(n), ends the even disks of batch n-1 as detached and moves the
 // peer mark to n; after each Flush it prints "committed n". A background
 // writer with a 1 ms interval commits parts of batches in between.
-func crashChild(dir string, start int) {
-	s, err := store.Open(context.Background(), dir, store.Options{FlushInterval: time.Millisecond, BatchSize: 7})
+func crashChild(dir string, start, maxEntries int) {
+	s, err := store.Open(context.Background(), dir, store.Options{FlushInterval: time.Millisecond, BatchSize: 7, MaxEntries: maxEntries})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		return
@@ -83,10 +85,10 @@ func crashChild(dir string, start int) {
 // runCrashChild starts a child at batch start, lets it commit at least
 // one batch, SIGKILLs it after a random delay and returns the last batch
 // it reported committed.
-func runCrashChild(t *testing.T, dir string, start int, rng *rand.Rand) int {
+func runCrashChild(t *testing.T, dir string, start, maxEntries int, rng *rand.Rand) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashStart+"="+strconv.Itoa(start))
+	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashStart+"="+strconv.Itoa(start), envCrashMax+"="+strconv.Itoa(maxEntries))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -146,7 +148,7 @@ func TestCrashSafety(t *testing.T) {
 	next := 0
 	ends := map[int]bool{} // batches a child was killed after
 	for round := range 20 {
-		last := runCrashChild(t, dir, next, rng)
+		last := runCrashChild(t, dir, next, 0, rng)
 		if last < next {
 			t.Fatalf("round %d: child reported batch %d, started at %d", round, last, next)
 		}
@@ -208,4 +210,43 @@ func containsReason(rs []store.GoneReason, r store.GoneReason) bool {
 		}
 	}
 	return false
+}
+
+// TestCrashSafetyWithEviction: the same with room for only 100 disks, so
+// that disks, and with them hosts, are removed in the transactions the
+// child is killed in. Every reopen must find a consistent file (no record
+// refers to a missing host) with the newest committed batches in it.
+func TestCrashSafetyWithEviction(t *testing.T) {
+	const room = 100
+	dir := t.TempDir()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	next := 0
+	for round := range 20 {
+		last := runCrashChild(t, dir, next, room, rng)
+		s, err := store.Open(t.Context(), dir, store.Options{MaxEntries: room})
+		if err != nil {
+			t.Fatalf("round %d: reopening after SIGKILL: %v", round, err)
+		}
+		if s.MovedAside() != "" {
+			t.Fatalf("round %d: the file was unusable after SIGKILL and moved to %s", round, s.MovedAside())
+		}
+		if n := len(s.Disks()); n > room {
+			t.Fatalf("round %d: %d disks, at most %d", round, n, room)
+		}
+		// A partly committed next batch may have evicted part of the
+		// oldest of the newest room/crashPerBatch batches.
+		for n := max(0, last-room/crashPerBatch+2); n <= last; n++ {
+			for i := range crashPerBatch {
+				if _, ok := s.Disk(store.Identity(crashDisk(n, i))); !ok {
+					t.Fatalf("round %d: committed batch %d (last %d) lacks disk %d", round, n, last, i)
+				}
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		next = last + 1
+	}
 }
