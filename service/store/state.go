@@ -158,11 +158,10 @@ func checkTime(what string, t time.Time) error {
 	return nil
 }
 
-// addDisk inserts a new record, evicting the oldest when full.
+// addDisk inserts a new record; the caller makes room first (loading
+// does not: it applies MaxEntries after everything is in, so that the
+// globally oldest go, not the oldest of what was loaded so far).
 func (c *core) addDisk(key string, r *diskRec) {
-	for len(c.disks) >= c.opts.MaxEntries {
-		c.removeDisk(c.dage.oldest().key)
-	}
 	c.disks[key] = &diskEntry{rec: r, age: c.dage.add(key, r.Last)}
 	if r.Present {
 		c.setPresent(key, r, true)
@@ -211,10 +210,8 @@ func (c *core) removeDisk(key string) {
 	c.markDisk(key, true)
 }
 
+// addPeer inserts a new peer; like addDisk, the caller makes room.
 func (c *core) addPeer(key string, r *peerRec) {
-	for len(c.peers) >= c.opts.MaxEntries {
-		c.removePeer(c.page.oldest().key)
-	}
 	c.peers[key] = &peerEntry{rec: r, age: c.page.add(key, r.Heard)}
 }
 
@@ -451,6 +448,9 @@ func (c *core) Heard(peers ...Peer) error {
 				e.rec = r
 				c.page.update(e.age, r.Heard)
 			} else {
+				for len(c.peers) >= c.opts.MaxEntries {
+					c.removePeer(c.page.oldest().key)
+				}
 				c.addPeer(p.HostID, r)
 			}
 			c.markPeer(p.HostID)
