@@ -130,7 +130,7 @@ func (s *server) run(ctx context.Context) {
 		}
 		if se.state != state {
 			state = se.state
-			log.Warn(s.problem(se.state), "bus", s.where, "err", se.err, "retry_in", delay.String())
+			log.Warn(s.problem(se.state), "err", se.err, "retry_in", delay.String())
 		} else {
 			log.Debug("D-Bus: retrying", "bus", s.where, "err", se.err, "retry_in", delay.String())
 		}

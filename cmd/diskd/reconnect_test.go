@@ -26,7 +26,7 @@ func TestRunClientTerminalIdleReconnect(t *testing.T) {
 		tm.typ("list")
 		tm.keys("Enter")
 		s := tm.wait("the list", func(s string) bool {
-			return strings.Count(s, "beta   /dev/sdd1  xfs   media") == i+1 && lastLine(s) == "=>"
+			return strings.Count(s, "beta   /dev/sdd1  xfs   media") == i+1 && tm.atPrompt(s)
 		})
 		if strings.Contains(s, "lost the connection") {
 			t.Fatalf("the client reported a lost connection:\n%s", s)

@@ -33,8 +33,12 @@
 //   - The argument of `list PATTERN` and `find TERM` is the rest of the line
 //     with surrounding blanks removed, so labels with spaces need no quoting
 //     (`find My Passport`). There is no quoting.
-//   - Unknown commands get `ERR unknown command "x"` (escaped) and wrong
-//     arguments `ERR usage: ...`; the connection stays usable either way.
+//   - Unknown commands get `ERR unknown command "x"` (escaped), followed by
+//     `; did you mean "list"?` when a command is close (an edit or two
+//     away, or the start of one command's name), and wrong arguments `ERR
+//     usage: ...`; the connection stays usable either way.
+//   - `help COMMAND` answers with two lines, `usage: ...` and what the
+//     command does.
 //   - `quit` is answered with `OK`, then the server closes the connection.
 //   - A query that selects nothing (list, find, peers) answers with no lines
 //     and `OK`, in human and --json form alike (`[]` for --json): ERR means
