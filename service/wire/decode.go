@@ -22,10 +22,11 @@ func Decode(b []byte, k *Keyring) (Message, error) {
 	return h.Message()
 }
 
-// Head is a datagram that DecodeHead has opened and checked, all but the
-// contents of its disks: an announcement's disk array is checked for
-// msgpack framing and count only, and kept as bytes until Message decodes
-// it. A receiver that already holds those exact bytes from the same sender
+// Head is a datagram that DecodeHead has opened and checked, all but its
+// disks: an announcement's disk array is kept as bytes until Message
+// decodes and checks it (when it is the last value of the message, as
+// Encode writes it, DecodeHead takes the rest of the body as it is;
+// otherwise it checks its msgpack framing and count). A receiver that already holds those exact bytes from the same sender
 // and generation can skip decoding them again.
 type Head struct {
 	m   Message // Disks nil
@@ -51,8 +52,8 @@ func (h *Head) Message() (Message, error) {
 	if err != nil {
 		return Message{}, within("disks", err)
 	}
-	if r.off != len(r.s) { // cannot happen: DecodeHead skipped exactly one value
-		return Message{}, dropf(ReasonMalformed, "%d bytes after the disks", len(r.s)-r.off)
+	if r.off != len(r.s) {
+		return Message{}, dropf(ReasonMalformed, "%d bytes after the message", len(r.s)-r.off)
 	}
 	m.Disks = disks
 	return m, nil
@@ -169,7 +170,14 @@ func (r *reader) message() (Head, *DropError) {
 			m.Gen, err = r.uint()
 		case "d":
 			bit = hasDisks
-			h.raw, err = r.rawDisks()
+			if i == n-1 {
+				// The last value, as Encode writes it: the rest of the
+				// body, checked when Message decodes it (a receiver that
+				// knows these bytes need not walk them at all).
+				h.raw, r.off = r.s[r.off:], len(r.s)
+			} else {
+				h.raw, err = r.rawDisks()
+			}
 		default:
 			err = r.skip()
 		}
