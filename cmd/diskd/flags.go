@@ -21,6 +21,7 @@ import (
 	"github.com/diskd/diskd/service/gossip"
 	"github.com/diskd/diskd/service/logging"
 	"github.com/diskd/diskd/service/multicast"
+	"github.com/diskd/diskd/service/peer"
 )
 
 // options is what the command line asks for.
@@ -85,7 +86,7 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
 	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents",
 	"join", "gossip-bind", "gossip-advertise", "gossip-insecure", "no-multicast",
-	"log-level"}
+	"log-level", "max-clock-skew"}
 
 // shortFlags are the one-letter spellings of long flags.
 var shortFlags = map[string]string{"d": "daemon", "V": "version"}
@@ -102,6 +103,7 @@ func defaults() options {
 		BlkidTimeout:     daemon.DefaultBlkidTimeout,
 		Blkid:            "blkid",
 		Bus:              "system",
+		MaxClockSkew:     peer.DefaultMaxClockSkew,
 	}}
 }
 
@@ -173,6 +175,7 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag, logLeve
 	fs.StringVar(&c.Bus, "bus", c.Bus, "D-Bus to export org.diskd on: system, session, none or an address")
 	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "keyring: seal every datagram, accept only sealed ones")
 	fs.BoolVar(&c.NoUevents, "no-uevents", c.NoUevents, "do not listen to kernel uevents and mount changes; poll only")
+	fs.Var(durationFlag{&c.MaxClockSkew}, "max-clock-skew", "with --key-file: drop sealed messages sent further than this from our clock (replay window)")
 	fs.Var(&o.join, "join", "turn the gossip mesh on and join this seed (repeatable; a name may resolve to several hosts; default port "+strconv.Itoa(gossip.DefaultPort)+")")
 	fs.StringVar(&o.gossipBind, "gossip-bind", o.gossipBind, "gossip address and port, UDP and TCP (turns the mesh on; default 0.0.0.0:"+strconv.Itoa(gossip.DefaultPort)+")")
 	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", o.gossipAdvertise, "address and port the other members reach this host on (behind NAT)")
@@ -240,6 +243,7 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		{"scan-interval", c.ScanInterval, 100 * time.Millisecond, 24 * time.Hour, false},
 		{"peer-timeout", c.PeerTimeout, 100 * time.Millisecond, 24 * time.Hour, true},
 		{"blkid-timeout", c.BlkidTimeout, 10 * time.Millisecond, time.Hour, false},
+		{"max-clock-skew", c.MaxClockSkew, 100 * time.Millisecond, 24 * time.Hour, false},
 	} {
 		if d.optional && d.v == 0 && !set[d.name] {
 			continue

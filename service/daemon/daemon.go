@@ -59,6 +59,7 @@ type Config struct {
 	Bus              string
 	KeyFile          string
 	NoUevents        bool
+	MaxClockSkew     time.Duration // sealed messages sent further from our clock are dropped; zero: peer.DefaultMaxClockSkew
 
 	// Join turns the gossip mesh on: the seeds (HOST[:PORT]) to join.
 	Join []string
@@ -222,7 +223,7 @@ func (d *daemon) run(ctx context.Context, id peer.Identity, ring *wire.Keyring, 
 		Status: func() string { return present.StatusLine(d.inv.Status()) },
 	})
 	d.peers = peer.New(d.inv, peer.Options{
-		Identity: id, Interval: d.cfg.AnnounceInterval, Keyring: ring, Log: d.log,
+		Identity: id, Interval: d.cfg.AnnounceInterval, Keyring: ring, Log: d.log, MaxClockSkew: d.cfg.MaxClockSkew,
 		OnPing: func(delay time.Duration) { d.annJob.Trigger(runCtx, delay) },
 	}, transports...)
 	firstScan := d.addJobs()
@@ -354,12 +355,16 @@ func (d *daemon) awaitFirstScan(ctx context.Context, firstScan <-chan struct{}, 
 // expiry job (a new peer's deadline).
 func (d *daemon) follow(ctx context.Context, sub *inventory.Subscription) {
 	defer sub.Close()
+	events := eventlog.NewWriter(d.log, nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case e := <-sub.C():
-			eventlog.Log(ctx, d.log, e)
+			events.Add(ctx, e)
+			if len(sub.C()) == 0 { // the end of a burst: one line per peer
+				events.Flush(ctx)
+			}
 			if peer.AnnouncesOn(e) {
 				d.annJob.Trigger(ctx, 0)
 			}

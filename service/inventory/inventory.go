@@ -7,8 +7,10 @@
 // local disk list, the multicast receiver hands it peers' announcements, and it
 // decides what changed. It enforces the receive-side rules that need memory of
 // the past: a peer's sequence numbers must move forward (replays are dropped,
-// also after the peer has gone), and the number of peers and of disks per peer
-// is capped so that a rogue sender cannot exhaust memory.
+// also after the peer has gone; Hear applies the rule to each datagram and
+// keeps the peer alive, and the marks it keeps can be saved and restored
+// across a restart with Marks and RestoreMarks), and the number of peers and
+// of disks per peer is capped so that a rogue sender cannot exhaust memory.
 //
 // Identity of a disk: within one host, a disk is its device path together with
 // its filesystem UUID. A new filesystem on the same device (reformatted) is a
@@ -155,7 +157,7 @@ type peerState struct {
 	disks map[diskKey]diskstate.Disk
 	// via is the last sequence number applied from each transport, so
 	// that a copy heard on a second one is told from a replay.
-	via map[string]uint64
+	via map[string]*viaMark
 	// supervised: a transport watches this peer's liveness (and drops it
 	// with Drop), so Expire leaves it alone.
 	supervised bool
@@ -164,6 +166,12 @@ type peerState struct {
 	// again at every call (in a profile of 16,000 disks, sorting was a
 	// third of a `list --json`).
 	order []diskstate.Disk
+	// sentAt is the send time of the highest accepted message (zero when
+	// it carried none), and parts the announcement parts accepted with
+	// sequence number info.Seq (bit i: part i): the parts of one
+	// announcement share a sequence number, and each is accepted once.
+	sentAt time.Time
+	parts  partSet
 }
 
 // sorted returns the peer's disks sorted, with their LastSeen.
@@ -183,8 +191,9 @@ type Inventory struct {
 	local      map[diskKey]diskstate.Disk
 	localOrder []diskstate.Disk // local sorted by device and uuid
 	peers      map[string]*peerState
-	tombs      *tombstones // last accepted sequence of departed peers
-	remote     int         // disks held for peers, for MaxDisks
+	tombs      *tombstones             // last accepted sequence of departed peers
+	pending    map[string]*pendingMark // hosts not held yet: parts accepted
+	remote     int                     // disks held for peers, for MaxDisks
 	scan       ScanState
 	stats      Stats
 	subs       map[*Subscription]struct{}
@@ -208,11 +217,12 @@ func New(opts Options) *Inventory {
 		opts.Now = time.Now
 	}
 	return &Inventory{
-		opts:  opts,
-		local: map[diskKey]diskstate.Disk{},
-		peers: map[string]*peerState{},
-		tombs: newTombstones(opts.MaxTombstones),
-		subs:  map[*Subscription]struct{}{},
+		opts:    opts,
+		local:   map[diskKey]diskstate.Disk{},
+		peers:   map[string]*peerState{},
+		tombs:   newTombstones(opts.MaxTombstones),
+		pending: map[string]*pendingMark{},
+		subs:    map[*Subscription]struct{}{},
 	}
 }
 
@@ -283,6 +293,17 @@ func (inv *Inventory) Apply(a Announcement) error {
 	if err := inv.admitLocked(a.HostID, a.Via, a.Seq); err != nil {
 		return err
 	}
+	if err := inv.applyLocked(&a, now); err != nil {
+		return err
+	}
+	ps := inv.peers[a.HostID]
+	ps.info.Seq, ps.sentAt, ps.parts = a.Seq, time.Time{}, allParts
+	return nil
+}
+
+// applyLocked replaces a peer's disk list with a's, once the replay rule
+// has admitted it; the caller sets the peer's mark.
+func (inv *Inventory) applyLocked(a *Announcement, now time.Time) error {
 	ps, known := inv.peers[a.HostID]
 	if !known && len(inv.peers) >= inv.opts.MaxPeers {
 		inv.stats.PeerCapHits++
@@ -303,10 +324,14 @@ func (inv *Inventory) Apply(a Announcement) error {
 	}
 	inv.tombs.forget(a.HostID)
 	if !known {
-		ps = &peerState{disks: map[diskKey]diskstate.Disk{}, via: map[string]uint64{}}
+		ps = &peerState{disks: map[diskKey]diskstate.Disk{}, via: map[string]*viaMark{}}
 		inv.peers[a.HostID] = ps
+	} else if a.Seq < ps.info.Seq {
+		a.Seq = ps.info.Seq // the mark does not move back
 	}
-	ps.via[a.Via] = a.Seq
+	if a.Via != "" {
+		ps.via[a.Via] = &viaMark{seq: a.Seq, parts: allParts}
+	}
 	ps.supervised = ps.supervised || a.Supervised
 	ps.info = diskstate.Peer{
 		HostID: a.HostID, Hostname: a.Hostname, Address: a.Address, BootID: a.BootID,
@@ -364,15 +389,8 @@ func unchanged(held, disks []diskstate.Disk, hostname string) bool {
 // disks; the sequence number must move forward as for Apply. Unknown hosts
 // are not added: only an announcement makes a peer.
 func (inv *Inventory) Touch(hostID, bootID string, seq uint64) error {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if err := inv.admitLocked(hostID, "", seq); err != nil {
-		return err
-	}
-	if ps, ok := inv.peers[hostID]; ok && ps.info.BootID == bootID {
-		ps.info.Seq, ps.info.LastHeard = seq, inv.opts.Now()
-	}
-	return nil
+	_, err := inv.Hear(Heard{HostID: hostID, BootID: bootID, Seq: seq, Part: -1})
+	return err
 }
 
 // Bye removes a peer that said goodbye. The sequence number must move forward
@@ -441,17 +459,11 @@ func (inv *Inventory) admitLocked(hostID, via string, seq uint64) error {
 	ps, live := inv.peers[hostID]
 	if live {
 		last, ok = ps.info.Seq, true
-	} else if seq, dead := inv.tombs.get(hostID); dead {
-		last, ok = seq, true
+	} else if m, dead := inv.tombs.get(hostID); dead {
+		last, ok = m.Seq, true
 	}
 	if ok && seq <= last {
-		if live && via != "" && seq > ps.via[via] {
-			if _, heard := ps.via[via]; !heard {
-				ps.via[via] = seq
-				ps.info.Via = ps.viaNames()
-			} else {
-				ps.via[via] = seq
-			}
+		if live && ps.heardVia(via, seq, -1) {
 			inv.stats.Duplicates++
 			return ErrDuplicate
 		}
@@ -479,7 +491,7 @@ func (ps *peerState) viaNames() string {
 func (inv *Inventory) removeLocked(hostID, reason string) {
 	ps := inv.peers[hostID]
 	delete(inv.peers, hostID)
-	inv.tombs.remember(hostID, ps.info.Seq)
+	inv.tombs.remember(hostID, Mark{BootID: ps.info.BootID, Seq: ps.info.Seq, SentAt: ps.sentAt})
 	inv.remote -= len(ps.disks)
 	for _, d := range ps.sorted() {
 		inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info})
