@@ -22,34 +22,25 @@ const (
 	exitInterrupted = 130
 )
 
-// argKind says whether a command takes arguments.
-type argKind int
-
-const (
-	argNone argKind = iota
-	argOptional
-	argRequired
-)
-
 // command is one diskctl command.
 type command struct {
 	name    string
 	args    string // the argument part of the usage line
 	summary string // one line for the overview
 	help    string // the rest of `diskctl CMD --help`
-	arg     argKind
+	arg     present.ArgKind
 	notify  bool // accepts --notify
 	run     func(ctx context.Context, e *env) int
 }
 
 func commands() []command {
 	return []command{
-		{name: "list", args: "[PATTERN]", arg: argOptional, run: runList,
+		{name: "list", args: "[PATTERN]", arg: present.ArgOptional, run: runList,
 			summary: "every known disk, or those PATTERN matches",
 			help: "PATTERN with * ? or [ is a shell glob, anything else a substring (ignoring case);\n" +
 				"it is matched against uuid, partuuid, label, device, hostname and host id.\n" +
 				"Several words are joined with one space."},
-		{name: "find", args: "TERM", arg: argRequired, run: runFind,
+		{name: "find", args: "TERM", arg: present.ArgRequired, run: runFind,
 			summary: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)",
 			help:    "Exits with status 1 when no disk matches. Several words are joined with one space."},
 		{name: "peers", run: runPeers, summary: "the other hosts heard on the network"},
@@ -188,9 +179,9 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	switch {
-	case cmd.arg == argNone && len(o.args) > 0:
+	case cmd.arg == present.ArgNone && len(o.args) > 0:
 		return usage(stderr, usageError(fmt.Sprintf("%s takes no arguments (got %q)", cmd.name, present.Escape(o.args[0]))))
-	case cmd.arg == argRequired && strings.TrimSpace(strings.Join(o.args, " ")) == "":
+	case cmd.arg == present.ArgRequired && strings.TrimSpace(strings.Join(o.args, " ")) == "":
 		return usage(stderr, usageError(fmt.Sprintf("%s needs %s", cmd.name, cmd.args)))
 	case o.notify && !cmd.notify:
 		return usage(stderr, usageError(fmt.Sprintf("option --notify is for monitor, not %s", cmd.name)))

@@ -12,15 +12,6 @@ import (
 	"github.com/diskd/diskd/service/present"
 )
 
-// argKind says whether a command takes an argument (the rest of the line).
-type argKind int
-
-const (
-	argNone argKind = iota
-	argOptional
-	argRequired
-)
-
 // command is one entry of the command table: its name, how it is used,
 // what help says of it, what the interactive client completes after it, and
 // the handler that answers it.
@@ -29,7 +20,7 @@ type command struct {
 	usage string
 	help  string
 	json  bool // accepts --json
-	arg   argKind
+	arg   present.ArgKind
 	// complete says what Tab offers for the argument: "" nothing, "disk"
 	// labels and uuids (and host names when hosts is set), "command" the
 	// command names.
@@ -43,15 +34,15 @@ type command struct {
 // commands is the command table, in the order help shows it.
 func commands() []command {
 	cmds := []command{
-		{name: "help", usage: "help [COMMAND]", arg: argOptional, complete: "command",
+		{name: "help", usage: "help [COMMAND]", arg: present.ArgOptional, complete: "command",
 			help: "show the commands, or one command's usage and help",
 			run:  func(_ *Server, _ context.Context, req request) ([]byte, error) { return helpText(req.arg) }},
-		{name: "list", usage: "list [--json] [PATTERN]", json: true, arg: argOptional, complete: "disk", hosts: true,
+		{name: "list", usage: "list [--json] [PATTERN]", json: true, arg: present.ArgOptional, complete: "disk", hosts: true,
 			help: "every known disk; PATTERN (substring, or glob with * ? [) matches uuid, partuuid, label, device or host",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
 				return disks(req, s.Inv.Match(req.arg))
 			}},
-		{name: "find", usage: "find [--json] TERM", json: true, arg: argRequired, complete: "disk",
+		{name: "find", usage: "find [--json] TERM", json: true, arg: present.ArgRequired, complete: "disk",
 			help: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
 				return disks(req, s.Inv.Find(req.arg))
@@ -181,7 +172,7 @@ func parseRequest(line string) (request, error) {
 			req.json, rest = true, strings.TrimRightFunc(rest[:i], unicode.IsSpace)
 		}
 	}
-	if (spec.arg == argNone && rest != "") || (spec.arg == argRequired && rest == "") {
+	if (spec.arg == present.ArgNone && rest != "") || (spec.arg == present.ArgRequired && rest == "") {
 		return req, fmt.Errorf("usage: %s", spec.usage)
 	}
 	req.arg = rest
