@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -113,25 +112,15 @@ func run() int {
 	return client(ctx, alpha, bin)
 }
 
-// findDiskd resolves the daemon binary.
+// findDiskd resolves the daemon binary: the flag, else diskd next to this
+// program, else diskd in PATH.
 func findDiskd(flagValue string) (string, error) {
-	if flagValue != "" {
-		if _, err := os.Stat(flagValue); err != nil {
-			return "", err
-		}
-		return filepath.Abs(flagValue)
+	p, err := testbed.FindDiskd(flagValue)
+	if errors.Is(err, testbed.ErrNoDiskd) {
+		return "", errors.New("no diskd binary next to me or in PATH; build one and pass it:\n" +
+			"  go build -o /tmp/diskd ./cmd/diskd && go run ./cmd/diskd-demo --diskd /tmp/diskd")
 	}
-	if exe, err := os.Executable(); err == nil {
-		cand := filepath.Join(filepath.Dir(exe), "diskd")
-		if st, err := os.Stat(cand); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return cand, nil
-		}
-	}
-	if p, err := exec.LookPath("diskd"); err == nil {
-		return filepath.Abs(p)
-	}
-	return "", errors.New("no diskd binary next to me or in PATH; build one and pass it:\n" +
-		"  go build -o /tmp/diskd ./cmd/diskd && go run ./cmd/diskd-demo --diskd /tmp/diskd")
+	return p, err
 }
 
 // ipv6Group is the IPv6 group of the --ipv6 demo, diskd's documented one.
