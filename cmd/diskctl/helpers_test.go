@@ -179,17 +179,7 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // error. Calling it again returns the same.
 func (p *proc) stop(t *testing.T) error {
 	t.Helper()
-	select {
-	case <-p.done:
-		return p.err
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if testbed.Terminate(p.cmd.Process, p.done, 5*time.Second) {
 		t.Errorf("%s ignored SIGTERM for 5s; killed", p.cmd.Path)
 	}
 	return p.err

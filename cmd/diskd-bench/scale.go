@@ -99,17 +99,7 @@ func startLoadgen(h *testbed.Host, c loadgenConfig) (*loadgenProc, error) {
 // stop ends the load generator by its PID (SIGTERM, SIGKILL after 5 s)
 // and returns what it printed.
 func (p *loadgenProc) stop() (string, error) {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
+	testbed.Terminate(p.cmd.Process, p.done, 5*time.Second)
 	out := strings.TrimSpace(p.out.String())
 	var ee *exec.ExitError
 	if p.err != nil && !(errors.As(p.err, &ee) && ee.ExitCode() == 0) {
