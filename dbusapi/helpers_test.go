@@ -162,13 +162,7 @@ func (s *signals) next(timeout time.Duration) (Event, *dbus.Signal) {
 			if !ok {
 				s.t.Fatal("signal channel closed")
 			}
-			if sig.Name == "org.freedesktop.DBus.Properties.PropertiesChanged" {
-				var iface string
-				var changed map[string]dbus.Variant
-				var inval []string
-				if err := dbus.Store(sig.Body, &iface, &changed, &inval); err != nil {
-					s.t.Fatal(err)
-				}
+			if changed, ok := s.propsChanged(sig); ok {
 				s.props <- changed
 				continue
 			}
@@ -185,6 +179,21 @@ func (s *signals) next(timeout time.Duration) (Event, *dbus.Signal) {
 	}
 }
 
+// propsChanged returns the properties a PropertiesChanged signal sets; ok
+// is false for any other signal.
+func (s *signals) propsChanged(sig *dbus.Signal) (changed map[string]dbus.Variant, ok bool) {
+	s.t.Helper()
+	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" {
+		return nil, false
+	}
+	var iface string
+	var inval []string
+	if err := dbus.Store(sig.Body, &iface, &changed, &inval); err != nil {
+		s.t.Fatal(err)
+	}
+	return changed, true
+}
+
 // waitProp waits for a PropertiesChanged that sets name to want.
 func (s *signals) waitProp(name string, want any, timeout time.Duration) {
 	s.t.Helper()
@@ -199,13 +208,7 @@ func (s *signals) waitProp(name string, want any, timeout time.Duration) {
 			if !ok {
 				s.t.Fatal("signal channel closed")
 			}
-			if sig.Name == "org.freedesktop.DBus.Properties.PropertiesChanged" {
-				var iface string
-				var changed map[string]dbus.Variant
-				var inval []string
-				if err := dbus.Store(sig.Body, &iface, &changed, &inval); err != nil {
-					s.t.Fatal(err)
-				}
+			if changed, ok := s.propsChanged(sig); ok {
 				if v, ok := changed[name]; ok && v.Value() == want {
 					return
 				}
