@@ -137,25 +137,8 @@ var linkScenarios = []struct {
 		a, b, c := linkOf(t, f)
 		startAll(t, f, a, b, c, []string{"--peer-timeout", "3s"}, nil, nil)
 		awaitPeerDisk(t, a, b)
-		if _, err := b.d.Do("announce"); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-		start := time.Now()
-		if err := b.d.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		for time.Since(start) < 1900*time.Millisecond {
-			if ok, desc := a.has(b); !ok {
-				t.Fatalf("beta's disk gone %v after SIGKILL, before the 3s peer timeout: %s", ms(time.Since(start)), desc)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		testbed.Eventually(t, 5*time.Second-time.Since(start), func() (bool, string) {
-			ok, desc := a.has(b)
-			return !ok, desc
-		})
-		t.Logf("killed peer's disk left after %v (peer timeout 3s)", ms(time.Since(start)))
+		took := killAndTimeOut(t, a, b)
+		t.Logf("killed peer's disk left after %v (peer timeout 3s)", ms(took))
 	}},
 	{"garbage dropped and counted", garbageDroppedAndCounted},
 	{"sealed with a key", func(t *testing.T, f netFamily) {
