@@ -195,15 +195,9 @@ func TestDualStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	add := func(name string, fam testbed.Family) *node {
-		h, err := lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &node{Host: h, disk: d}
+		return addNodes(t, func(name string) (*testbed.Host, error) {
+			return lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
+		}, name)[0]
 	}
 	dual, dual2 := add("dual", testbed.DualStack), add("dual2", testbed.DualStack)
 	four, six := add("four", testbed.IPv4), add("six", testbed.IPv6)

@@ -10,7 +10,6 @@ package main_test
 
 import (
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -82,15 +81,7 @@ func newRoutedNet(t *testing.T, f netFamily) *routedNet {
 // node adds a host with one ext4 disk labelled NAME-1 to seg.
 func (rn *routedNet) node(t *testing.T, seg *testbed.Segment, name string) *node {
 	t.Helper()
-	h, err := seg.AddHost(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &node{Host: h, disk: d}
+	return addNodes(t, seg.AddHost, name)[0]
 }
 
 // forwarded returns the router's multicast counters of the family: what
