@@ -1,12 +1,10 @@
 package dbusapi
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,25 +13,11 @@ import (
 
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // logBuffer collects log lines; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testbed.LockedBuffer }
 
 // count returns how many lines contain s.
 func (l *logBuffer) count(s string) int {

@@ -40,7 +40,7 @@ func buildDiskctl(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := openDir(t)
+	dir := testbed.OpenTempDir(t)
 	bin := filepath.Join(dir, "diskctl")
 	args := []string{"build", "-o", bin}
 	if raceEnabled {
@@ -52,18 +52,6 @@ func buildDiskctl(t *testing.T) string {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin
-}
-
-// openDir is a t.TempDir that every user may enter.
-func openDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // result is what a diskctl run gave.

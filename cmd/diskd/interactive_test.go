@@ -355,10 +355,10 @@ func TestRunClientTerminal(t *testing.T) {
 	if want := []string{"list", "status --json", "bogus"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("history %q, want the lines %q", data, want)
 	}
-	if m := fileMode(t, hist); m.Perm() != 0o600 {
+	if m := testbed.FileMode(t, hist); m.Perm() != 0o600 {
 		t.Errorf("history mode %v, want 0600", m)
 	}
-	if m := fileMode(t, filepath.Dir(hist)); m.Perm() != 0o700 {
+	if m := testbed.FileMode(t, filepath.Dir(hist)); m.Perm() != 0o700 {
 		t.Errorf("history directory mode %v, want 0700", m)
 	}
 	if got := ts.Actions.Calls(); len(got) != 0 {
@@ -662,13 +662,4 @@ func TestInteractiveHelper(t *testing.T) {
 	code := RunClient(ctx, os.Getenv("DISKD_TEST_SOCKET"), os.Stdin, os.Stdout, os.Stderr)
 	_ = os.WriteFile(os.Getenv("DISKD_TEST_EXITFILE"), []byte(strconv.Itoa(code)), 0o644)
 	os.Exit(code)
-}
-
-func fileMode(t *testing.T, path string) os.FileMode {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Mode()
 }
