@@ -24,7 +24,9 @@ type options struct {
 	daemon  bool
 	version bool
 	socket  string
-	cfg     daemon.Config
+	// stateDir is --state-dir as given ("" when not given).
+	stateDir string
+	cfg      daemon.Config
 }
 
 // usageError is a bad command line: one line on stderr, exit status 2.
@@ -50,6 +52,12 @@ func (f durationFlag) String() string {
 }
 
 func (f durationFlag) Set(v string) error {
+	if days, ok := strings.CutSuffix(v, "d"); ok { // "365d"
+		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 && n < 1e5 {
+			*f.d = time.Duration(n * float64(24*time.Hour))
+			return nil
+		}
+	}
 	if s, err := strconv.ParseFloat(v, 64); err == nil {
 		*f.d = time.Duration(s * float64(time.Second))
 		return nil
@@ -66,7 +74,8 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
 // daemonOnly are the flags that mean nothing to the client.
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
-	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents"}
+	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents",
+	"state-dir", "history-max", "history-max-age", "return-after"}
 
 // groupFlag collects --group values; String shows the default when none
 // was given.
@@ -134,6 +143,10 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag) *flag.F
 	fs.StringVar(&c.Bus, "bus", "system", "D-Bus to export org.diskd on: system, session, none or an address")
 	fs.StringVar(&c.KeyFile, "key-file", "", "keyring: seal every datagram, accept only sealed ones")
 	fs.BoolVar(&c.NoUevents, "no-uevents", false, "do not listen to kernel uevents and mount changes; poll only")
+	fs.StringVar(&o.stateDir, "state-dir", "", "directory of the store (history, replay marks), or none (default /var/lib/diskd for root, else $XDG_STATE_HOME/diskd)")
+	fs.IntVar(&c.HistoryMax, "history-max", daemon.DefaultHistoryMax, "remember at most this many disks (and peers)")
+	fs.Var(durationFlag{&c.HistoryMaxAge}, "history-max-age", "forget disks not seen for this long (default 365d)")
+	fs.Var(durationFlag{&c.ReturnAfter}, "return-after", "a disk back after being gone this long is announced as returned (default 1m)")
 	return fs
 }
 
@@ -146,6 +159,8 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		AnnounceInterval: daemon.DefaultAnnounceInterval,
 		ScanInterval:     daemon.DefaultScanInterval,
 		BlkidTimeout:     daemon.DefaultBlkidTimeout,
+		HistoryMaxAge:    daemon.DefaultHistoryMaxAge,
+		ReturnAfter:      daemon.DefaultReturnAfter,
 	}}
 	var ifaces, devices listFlag
 	var group groupFlag
@@ -189,6 +204,8 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		{"scan-interval", c.ScanInterval, 100 * time.Millisecond, 24 * time.Hour, false},
 		{"peer-timeout", c.PeerTimeout, 100 * time.Millisecond, 24 * time.Hour, true},
 		{"blkid-timeout", c.BlkidTimeout, 10 * time.Millisecond, time.Hour, false},
+		{"history-max-age", c.HistoryMaxAge, time.Hour, 100 * 365 * 24 * time.Hour, false},
+		{"return-after", c.ReturnAfter, 0, 24 * time.Hour, false},
 	} {
 		if d.optional && d.v == 0 && !set[d.name] {
 			continue
@@ -222,6 +239,19 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		if !strings.Contains(c.Bus, ":") {
 			return o, usagef("flag --bus: %q is not system, session, none or a D-Bus address (unix:path=...)", c.Bus)
 		}
+	}
+	if c.HistoryMax < 1 || c.HistoryMax > 10_000_000 {
+		return o, usagef("flag --history-max: %d is out of range 1..10000000", c.HistoryMax)
+	}
+	switch {
+	case set["state-dir"] && o.stateDir == "":
+		return o, usagef("flag --state-dir: empty; give a directory or none")
+	case o.stateDir == "none":
+		c.StateDir = ""
+	case o.stateDir != "":
+		c.StateDir = o.stateDir
+	default:
+		c.StateDir = stateDirPath(env, uid)
 	}
 	o.socket = socketPath(o.socket, env, uid)
 	// A client of an ordinary user with no daemon of its own talks to the
@@ -262,6 +292,23 @@ const systemSocket = "/run/diskd/diskd.sock"
 func pathExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// stateDirPath is --state-dir's default: /var/lib/diskd for root (the
+// unit's StateDirectory), else $XDG_STATE_HOME/diskd, else
+// ~/.local/state/diskd.
+func stateDirPath(env func(string) string, uid int) string {
+	switch {
+	case uid == 0:
+		return "/var/lib/diskd"
+	case env("XDG_STATE_HOME") != "":
+		return filepath.Join(env("XDG_STATE_HOME"), "diskd")
+	}
+	home := env("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".local", "state", "diskd")
 }
 
 // socketPath applies DESIGN.md's default: /run/diskd/diskd.sock for root,

@@ -29,11 +29,13 @@ import (
 	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/memory"
 	"github.com/diskd/diskd/service/multicast"
 	"github.com/diskd/diskd/service/peer"
 	"github.com/diskd/diskd/service/present"
 	"github.com/diskd/diskd/service/scan"
 	"github.com/diskd/diskd/service/schedule"
+	"github.com/diskd/diskd/service/store"
 	"github.com/diskd/diskd/service/wire"
 )
 
@@ -55,7 +57,20 @@ type Config struct {
 	Bus              string
 	KeyFile          string
 	NoUevents        bool
+	// StateDir holds the store (DIR/diskd.db); empty: remember in memory
+	// only, for this run.
+	StateDir      string
+	HistoryMax    int           // zero: DefaultHistoryMax
+	HistoryMaxAge time.Duration // zero: DefaultHistoryMaxAge
+	ReturnAfter   time.Duration // zero: DefaultReturnAfter
 }
+
+// Defaults of the store's retention and of "returned".
+const (
+	DefaultHistoryMax    = store.DefaultMaxEntries
+	DefaultHistoryMaxAge = store.DefaultMaxAge
+	DefaultReturnAfter   = memory.DefaultReturnAfter
+)
 
 // Default groups: DefaultGroup is used when no group is given;
 // DefaultGroup6 is the IPv6 group to give for IPv6 (see README: TTL and
@@ -92,6 +107,7 @@ type daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	inv     *inventory.Inventory
+	mem     *memory.Recorder
 	mc      *peer.Service
 	sched   *schedule.Scheduler
 	scanJob schedule.Handle
@@ -114,9 +130,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	d := &daemon{cfg: cfg, log: log, started: time.Now()}
+	// The store opens before anything listens: a state directory in use
+	// by another diskd ends this one before its control socket exists.
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warn("closing the store failed", "err", err)
+		}
+	}()
+	d.mem = memory.New(st, memory.Options{HostID: id.HostID, ReturnAfter: cfg.ReturnAfter, Log: log})
 	d.inv = inventory.New(inventory.Options{
-		HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout,
+		HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout, Annotate: d.mem.Annotate,
 	})
+	d.inv.RestoreMarks(d.mem.Marks()...)
 
 	ln, activated, err := control.Listen(cfg.Socket, log)
 	if err != nil {
@@ -195,6 +224,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Subscribed before the first scan can run, so that its "appeared"
 	// events trigger the first announcement.
 	sub := d.inv.Subscribe(0)
+	memSub := d.inv.Subscribe(0)
+	wg.Go(func() { fail(d.mem.Run(runCtx, d.inv, memSub)) })
 	wg.Go(func() { fail(d.sched.Run(runCtx)) })
 	<-d.sched.Started()
 	wg.Go(func() { fail(d.follow(runCtx, sub)) })
@@ -225,10 +256,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}
 	}
-	srv := &control.Server{Inv: d.inv, Actions: d, Log: log}
+	srv := &control.Server{Inv: d.inv, Actions: d, Memory: d.mem, Log: log}
 	wg.Go(whenAnswering(func() error { return srv.Serve(runCtx, ln) })) // Run closes ln if it never runs
 	wg.Go(whenAnswering(func() error {
-		return dbusapi.Serve(runCtx, dbusapi.Options{Bus: cfg.Bus, Inv: d.inv, Actions: d, Version: cfg.Version, Log: log})
+		return dbusapi.Serve(runCtx, dbusapi.Options{Bus: cfg.Bus, Inv: d.inv, Actions: d, Memory: d.mem, Version: cfg.Version, Log: log})
 	}))
 	if !cfg.NoUevents {
 		d.watchKernel(runCtx, &wg)
@@ -257,6 +288,29 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	wg.Wait()
 	log.Info("diskd stopped")
 	return runErr
+}
+
+// openStore opens the store in cfg.StateDir (made 0700 when missing), or
+// one in memory when there is none. A directory held by another diskd is
+// an error that wraps store.ErrLocked; a damaged file is moved aside and
+// logged by the store, and the daemon starts with an empty one.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	opts := store.Options{MaxEntries: cfg.HistoryMax, MaxAge: cfg.HistoryMaxAge, Logger: log}
+	if cfg.StateDir == "" {
+		return store.NewMemory(opts), nil
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w (set another with --state-dir, or --state-dir none)", err)
+	}
+	// The store's goroutines stop at Close, after the last events of the
+	// shutdown were written, not when ctx ends.
+	b, err := store.Open(context.WithoutCancel(ctx), cfg.StateDir, opts)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, err // its one line says it all
+	} else if err != nil {
+		return nil, fmt.Errorf("opening the store: %w", err)
+	}
+	return b, nil
 }
 
 // scan probes the local disks and hands the result to the inventory.

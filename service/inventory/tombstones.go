@@ -48,3 +48,32 @@ func (t *tombstones) forget(hostID string) {
 }
 
 func (t *tombstones) len() int { return len(t.byID) }
+
+// Mark is a peer's highest accepted sequence number, as diskd remembers it
+// across its own restarts.
+type Mark struct {
+	HostID string
+	Seq    uint64
+}
+
+// RestoreMarks makes the inventory refuse, from each host, announcements
+// whose sequence number does not exceed its mark, as if the host had left
+// after sending it: a restarted daemon keeps refusing datagrams it had
+// already accepted before. A host that is live now, or whose remembered
+// sequence is higher, keeps what the inventory has.
+func (inv *Inventory) RestoreMarks(marks ...Mark) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, m := range marks {
+		if m.HostID == "" || m.HostID == inv.opts.HostID {
+			continue
+		}
+		if _, live := inv.peers[m.HostID]; live {
+			continue
+		}
+		if seq, ok := inv.tombs.get(m.HostID); ok && seq >= m.Seq {
+			continue
+		}
+		inv.tombs.remember(m.HostID, m.Seq)
+	}
+}
