@@ -258,8 +258,13 @@ func churn(t *testing.T, h *testbed.Host, stop <-chan struct{}) {
 			seq++
 			id := fmt.Sprintf("fake%02d", p)
 			if rng.IntN(10) == 0 {
-				grams = append(grams, forge(t, wire.Message{Kind: wire.KindBye, HostID: id, Hostname: id,
-					BootID: "b1", Seq: seq}, 0, nil)...)
+				g, err := wire.Encode(wire.Message{Kind: wire.KindBye, HostID: id, Hostname: id,
+					BootID: "b1", Seq: seq, Interval: time.Second}, 0, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				grams = append(grams, g...)
 				continue
 			}
 			var disks []diskstate.Disk
@@ -274,10 +279,20 @@ func churn(t *testing.T, h *testbed.Host, stop <-chan struct{}) {
 				disks = append(disks, diskstate.Disk{Device: "/dev/sd" + string(rune('b'+i)) + "1", UUID: uuid,
 					Label: "FAKE-" + strconv.Itoa(p) + "-" + strconv.Itoa(i), Type: "ext4"})
 			}
-			grams = append(grams, forge(t, wire.Message{Kind: wire.KindAnnounce, HostID: id, Hostname: id,
-				BootID: "b1", Seq: seq, Interval: time.Second, Disks: disks}, 0, nil)...)
+			g, err := wire.Encode(wire.Message{Kind: wire.KindAnnounce, HostID: id, Hostname: id,
+				BootID: "b1", Seq: seq, Interval: time.Second, Disks: disks}, 0, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			grams = append(grams, g...)
 		}
-		sendDatagrams(t, h, grams, 0)
+		p := startSend(t, h, grams, 0)
+		<-p.done
+		if p.err != nil {
+			t.Errorf("churn sender: %v\n%s", p.err, p.out.String())
+			return
+		}
 		select {
 		case <-stop:
 			return
@@ -290,8 +305,8 @@ func TestKilledDuringChurn(t *testing.T) {
 	t.Parallel()
 	nodes := newNodes(t, "alpha", "beta", "mallory")
 	a, b, m := nodes[0], nodes[1], nodes[2]
-	b.startDefault(t, "--announce-interval", "1s")
-	a.startDefault(t)
+	launch(t, b, fastFlags()...)
+	launch(t, a)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
