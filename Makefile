@@ -1,16 +1,26 @@
 # diskd — build, test, demo. Targets that need root (test, demo) say so.
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
-# The release tag (git describe, without a leading v), else packaging/VERSION.
-VERSION     ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) && echo "$$v" | sed 's/^v//' || cat packaging/VERSION)
+# A release (a commit tagged vX.Y.Z) or a development build of the next
+# release, packaging/VERSION: 0.2.0~git20261201.153012.abc1234 (see
+# packaging/version.sh). Used as is for the binaries and the .deb.
+VERSION     ?= $(shell packaging/version.sh)
+# The build date (the commit's, for reproducible builds): man pages' .TH.
+BUILD_DATE  ?= $(shell packaging/version.sh --date)
 LDFLAGS     := -X main.version=$(VERSION)
 BIN         := bin
-# Debian packages the tests and the demo use (see .ci/run).
-# D-Bus tests: a real dbus-daemon; notifications: dunst on Xvfb; e2e: nspawn;
-# routed tests: smcroute (multicast routing) and nftables in router namespaces.
-DEB_PKGS    := iproute2 util-linux e2fsprogs dosfstools fdisk socat tmux systemd \
+# Debian packages `make demo` needs: simulated hosts (namespaces, loop
+# devices with ext4, vfat and swap on them).
+DEMO_PKGS   := iproute2 util-linux e2fsprogs dosfstools
+# Debian packages the tests need on top (.ci/run installs the same):
+# socket tests: socat, tmux; D-Bus: a real dbus-daemon; notifications: dunst
+# on Xvfb; e2e: nspawn; routed tests: smcroute (multicast routing) and
+# nftables in router namespaces; packaging: lintian; completion: the shells.
+TEST_PKGS   := $(DEMO_PKGS) fdisk socat tmux systemd \
                dbus dbus-session-bus-common dbus-x11 xvfb xauth dunst libnotify-bin \
-               systemd-container debootstrap zstd smcroute nftables
+               systemd-container debootstrap zstd smcroute nftables \
+               lintian bash-completion zsh fish man-db
+DEB_PKGS    := $(TEST_PKGS)
 
 .PHONY: all build test unit lint fuzz demo deps clean
 
@@ -19,7 +29,7 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-# Installs the Debian packages the tests and the demo need, when missing.
+# Installs the Debian packages the tests need (DEB_PKGS), when missing.
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -36,6 +46,7 @@ lint:
 # fuzz runs, and the end-to-end test of the .deb in real systemd machines.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	packaging/test-version.sh
 	$(MAKE) fuzz
 	$(MAKE) e2e
 
@@ -50,38 +61,57 @@ fuzz:
 # Three simulated hosts on this machine; opens the client on the first.
 # DEMOFLAGS=--ipv6: the hosts share an IPv6-only link.
 DEMOFLAGS   ?=
-demo: deps build
+demo:
+	$(MAKE) --no-print-directory deps DEB_PKGS='$(DEMO_PKGS)'
+	$(MAKE) --no-print-directory build
 	$(BIN)/diskd-demo --diskd $(BIN)/diskd $(DEMOFLAGS)
 
 clean:
 	rm -rf $(BIN)
 
 # ---- Debian package and its end-to-end test (packaging/) ----
-NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+# nfpm is built once into bin/tools and reused (rebuilt only when missing).
+NFPM_MOD    := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+NFPM        := $(BIN)/tools/nfpm
 DEB_ARCH    ?= $(shell $(GO) env GOARCH)
-# Debian-safe: 1.2.0-3-gabc1234-dirty (git describe) becomes 1.2.0+3+gabc1234+dirty.
-DEB_VERSION := $(subst -,+,$(VERSION))
+DEB_VERSION := $(VERSION)
 DEB_FILE    := $(BIN)/diskd_$(DEB_VERSION)_$(DEB_ARCH).deb
+# Static, stripped and reproducible: no cgo, no paths of this machine, no
+# symbol table or DWARF (Go's own tables keep panics' stack traces readable).
+DEB_LDFLAGS := -s -w -buildid= $(LDFLAGS)
 
-.PHONY: deb e2e
+.PHONY: deb e2e lintian
 
-# bin/diskd_VERSION_ARCH.deb: static binaries, units, D-Bus files, man pages.
-deb:
+$(NFPM):
+	GOBIN=$(abspath $(BIN)/tools) $(GO) install $(NFPM_MOD)
+
+# bin/diskd_VERSION_ARCH.deb: static binaries, units, D-Bus files, man
+# pages, shell completion, copyright and changelog.
+deb: $(NFPM)
 	rm -rf $(BIN)/deb $(BIN)/diskd_*.deb
 	mkdir -p $(BIN)/deb/man
-	CGO_ENABLED=0 GOARCH=$(DEB_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/deb/ ./cmd/diskd ./cmd/diskctl
-	gzip -9n < packaging/man/diskd.8 > $(BIN)/deb/man/diskd.8.gz
-	gzip -9n < packaging/man/diskctl.1 > $(BIN)/deb/man/diskctl.1.gz
-	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' $(GO) run $(NFPM) package \
-		--config packaging/nfpm.yaml --packager deb --target $(DEB_FILE)
+	CGO_ENABLED=0 GOARCH=$(DEB_ARCH) $(GO) build -trimpath -ldflags '$(DEB_LDFLAGS)' -o $(BIN)/deb/ ./cmd/diskd ./cmd/diskctl
+	for m in diskd.8 diskctl.1; do \
+		sed -e 's/@DATE@/$(BUILD_DATE)/g' -e 's/@VERSION@/$(VERSION)/g' packaging/man/$$m | gzip -9n > $(BIN)/deb/man/$$m.gz || exit 1; \
+	done
+	packaging/deb-changelog.sh '$(VERSION)' | gzip -9n > $(BIN)/deb/changelog.gz
+	SOURCE_DATE_EPOCH=$$(packaging/version.sh --epoch) DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' \
+		$(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DEB_FILE)
+
+# Debian's checks of the package: no error or warning may remain (the few
+# tags that every static Go binary gets are overridden, each with its
+# reason, in packaging/debian/lintian-overrides).
+lintian: deb
+	lintian --fail-on error,warning --display-info --tag-display-limit 0 $(DEB_FILE)
 
 # Needs root: boots two Debian 12 machines (systemd-nspawn) on a private
 # bridge, installs the package in both and checks the daemon end to end.
 e2e: deb
 	packaging/check-units.sh
+	lintian --fail-on error,warning --tag-display-limit 0 $(DEB_FILE)
 	packaging/e2e/run.sh $(DEB_FILE)
 
-# ---- Benchmark (issue 7) ----
+# ---- Benchmark ----
 .PHONY: bench
 
 # Debian packages the benchmark needs (installed with deps when missing).

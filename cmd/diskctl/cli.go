@@ -134,7 +134,7 @@ func parseArgs(args []string) (options, error) {
 		switch name {
 		case "-h", "--help":
 			o.help = true
-		case "--version":
+		case "-V", "--version":
 			o.version = true
 		case "--json":
 			o.json = true
@@ -310,13 +310,13 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Options (anywhere on the line; -- ends them):
-  --bus BUS   system (default; honours DBUS_SYSTEM_BUS_ADDRESS), session,
-              or a D-Bus address such as unix:path=/run/diskd-test.sock
-  --json      print JSON: one document (as the control socket's --json);
-              monitor prints one JSON object a line
-  --notify    monitor only: desktop notifications for remote disks
-  -h, --help  show this help, or a command's: diskctl COMMAND --help
-  --version   print the version
+  --bus BUS      system (default; honours DBUS_SYSTEM_BUS_ADDRESS), session,
+                 or a D-Bus address such as unix:path=/run/diskd-test.sock
+  --json         print JSON: one document (as the control socket's --json);
+                 monitor prints one JSON object a line
+  --notify       monitor only: desktop notifications for remote disks
+  -h, --help     show this help, or a command's: diskctl COMMAND --help
+  -V, --version  print the version
 
 Exit status: 0 ok, 1 find found nothing, 2 bad usage, 3 diskd (or the bus)
 is unreachable, 4 diskd refused or failed the request.

@@ -14,7 +14,7 @@ import (
 	"github.com/godbus/dbus/v5"
 )
 
-// The D-Bus names of DESIGN.md. The benchmark talks to the daemon as any
+// The D-Bus names of org.diskd.Finder. The benchmark talks to the daemon as any
 // D-Bus client would, with godbus, and so does not depend on dbusapi.
 const (
 	busName       = "org.diskd"

@@ -1,7 +1,7 @@
 package main
 
 // "diskd-bench gobench [FILE]" turns the output of `go test -bench` (as
-// make bench runs it: -benchmem -cpu 1) into a table with issue 7's
+// make bench runs it: -benchmem -cpu 1) into a table with their
 // targets. It exits non-zero only when the output holds no benchmark or a
 // FAIL, that is when the benchmarks could not run.
 

@@ -1,6 +1,6 @@
 package main
 
-// Item 4 of issue 7: a daemon with one peer and nothing changing: its
+// Idle: a daemon with one peer and nothing changing: its
 // memory, its CPU and how often it runs blkid over a window.
 
 import (

@@ -1,6 +1,6 @@
 package main
 
-// Items 1 and 2 of issue 7: how long a disk attached or detached on host B
+// Latency: how long a disk attached or detached on host B
 // takes to show on host A, with kernel uevents (the default) and poll-only
 // (--no-uevents, the old program's way); how long a peer that stops or is
 // killed takes to disappear.

@@ -1,6 +1,6 @@
 // Command diskd-bench measures diskd on simulated hosts, side by side with
 // the poll-only behaviour of the program it replaces (--no-uevents), and
-// prints a table of metric, value, target and whether it is met (issue 7).
+// prints a table of metric, value, target and whether it is met.
 // `make bench` builds it and runs it as root, then the Go benchmarks.
 //
 //	diskd-bench [--diskd PATH] [--quick] [flags]   the benchmark (root)

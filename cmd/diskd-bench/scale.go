@@ -1,6 +1,6 @@
 package main
 
-// Item 3 of issue 7: one daemon hears many simulated peers (a load
+// Scale: one daemon hears many simulated peers (a load
 // generator on a host of its own sends real datagrams); its CPU and memory
 // over a window, and how long listing every disk takes.
 

@@ -4,7 +4,7 @@ package main_test
 // 60s), so that no periodic job can be what makes these tests pass: kernel
 // uevents and mount-table changes make a host rescan and announce at once,
 // a ping makes peers re-announce at once and at most once a second, and
-// peer timeouts follow DESIGN.md. Hosts, disks and daemons come from
+// peer timeouts follow the documented defaults. Hosts, disks and daemons come from
 // service/testbed; the helpers (node, disk, findDisk, diskdBin) from
 // integration_test.go.
 

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,14 +17,16 @@ import (
 	"unicode/utf8"
 
 	"github.com/diskd/diskd/service/daemon"
+	"github.com/diskd/diskd/service/logging"
 	"github.com/diskd/diskd/service/multicast"
 )
 
 // options is what the command line asks for.
 type options struct {
-	daemon  bool
-	version bool
-	socket  string
+	daemon   bool
+	version  bool
+	socket   string
+	logLevel slog.Level
 	// stateDir is --state-dir as given ("" when not given).
 	stateDir string
 	cfg      daemon.Config
@@ -44,11 +47,20 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // durationFlag accepts Go durations ("1.5s", "10m") and plain seconds ("30").
 type durationFlag struct{ d *time.Duration }
 
+// String is the duration as Go writes it, without trailing zero units
+// ("1m", not "1m0s").
 func (f durationFlag) String() string {
 	if f.d == nil {
 		return ""
 	}
-	return f.d.String()
+	s := f.d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func (f durationFlag) Set(v string) error {
@@ -75,7 +87,28 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 // daemonOnly are the flags that mean nothing to the client.
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
 	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents",
-	"state-dir", "history-max", "history-max-age", "return-after"}
+	"log-level", "state-dir", "history-max", "history-max-age", "return-after"}
+
+// shortFlags are the one-letter spellings of long flags.
+var shortFlags = map[string]string{"d": "daemon", "V": "version"}
+
+// defaultLogLevel is --log-level's default.
+const defaultLogLevel = "info"
+
+// defaults are the options before any flag: what --help shows as defaults.
+func defaults() options {
+	return options{cfg: daemon.Config{
+		TTL:              1,
+		AnnounceInterval: daemon.DefaultAnnounceInterval,
+		ScanInterval:     daemon.DefaultScanInterval,
+		BlkidTimeout:     daemon.DefaultBlkidTimeout,
+		Blkid:            "blkid",
+		Bus:              "system",
+		HistoryMax:       daemon.DefaultHistoryMax,
+		HistoryMaxAge:    daemon.DefaultHistoryMaxAge,
+		ReturnAfter:      daemon.DefaultReturnAfter,
+	}}
+}
 
 // groupFlag collects --group values; String shows the default when none
 // was given.
@@ -121,32 +154,35 @@ func parseGroups(vals []string) ([]netip.AddrPort, error) {
 	return out, nil
 }
 
-func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag) *flag.FlagSet {
+// newFlagSet defines the flags on o, whose values are the defaults.
+func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag, logLevel *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("diskd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &o.cfg
-	fs.BoolVar(&o.daemon, "d", false, "run the network daemon (without it: the interactive client)")
-	fs.BoolVar(&o.daemon, "daemon", false, "same as -d")
-	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.BoolVar(&o.daemon, "d", o.daemon, "same as --daemon")
+	fs.BoolVar(&o.daemon, "daemon", o.daemon, "run the network daemon (without it: the interactive client)")
+	fs.BoolVar(&o.version, "V", o.version, "same as --version")
+	fs.BoolVar(&o.version, "version", o.version, "print the version and exit")
 	fs.StringVar(&o.socket, "socket", "", "control socket path")
 	fs.Var(group, "group", "multicast group and UDP port, IPv4 ADDR:PORT or IPv6 [ADDR]:PORT such as "+daemon.DefaultGroup6.String()+"; once per address family")
-	fs.Var(ifaces, "interface", "interface to use (repeatable; default: every up, multicast-capable, non-loopback one)")
-	fs.IntVar(&c.TTL, "ttl", 1, "multicast TTL (hops + 1 to cross routers)")
+	fs.Var(ifaces, "interface", "interface to use (repeatable)")
+	fs.IntVar(&c.TTL, "ttl", c.TTL, "multicast TTL (hops + 1 to cross routers)")
 	fs.Var(durationFlag{&c.AnnounceInterval}, "announce-interval", "full announcement period")
 	fs.Var(durationFlag{&c.ScanInterval}, "scan-interval", "safety rescan period")
-	fs.Var(durationFlag{&c.PeerTimeout}, "peer-timeout", "peer lost after this long unheard (default 3 × its own interval)")
-	fs.StringVar(&c.Blkid, "blkid", "blkid", "program run to probe devices")
+	fs.Var(durationFlag{&c.PeerTimeout}, "peer-timeout", "peer lost after this long unheard")
+	fs.StringVar(&c.Blkid, "blkid", c.Blkid, "program run to probe devices")
 	fs.Var(durationFlag{&c.BlkidTimeout}, "blkid-timeout", "a probe running longer is killed")
 	fs.Var(devices, "device", "probe only device paths matching this glob (repeatable)")
-	fs.StringVar(&c.HostID, "host-id", "", "stable identity of this host (default /etc/machine-id)")
-	fs.StringVar(&c.Hostname, "hostname", "", "name shown to people (default: the kernel's hostname)")
-	fs.StringVar(&c.Bus, "bus", "system", "D-Bus to export org.diskd on: system, session, none or an address")
-	fs.StringVar(&c.KeyFile, "key-file", "", "keyring: seal every datagram, accept only sealed ones")
-	fs.BoolVar(&c.NoUevents, "no-uevents", false, "do not listen to kernel uevents and mount changes; poll only")
-	fs.StringVar(&o.stateDir, "state-dir", "", "directory of the store (history, replay marks), or none (default /var/lib/diskd for root, else $XDG_STATE_HOME/diskd)")
-	fs.IntVar(&c.HistoryMax, "history-max", daemon.DefaultHistoryMax, "remember at most this many disks (and peers)")
-	fs.Var(durationFlag{&c.HistoryMaxAge}, "history-max-age", "forget disks not seen for this long (default 365d)")
-	fs.Var(durationFlag{&c.ReturnAfter}, "return-after", "a disk back after being gone this long is announced as returned (default 1m)")
+	fs.StringVar(&c.HostID, "host-id", c.HostID, "stable identity of this host")
+	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "name shown to people")
+	fs.StringVar(&c.Bus, "bus", c.Bus, "D-Bus to export org.diskd on: system, session, none or an address")
+	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "keyring: seal every datagram, accept only sealed ones")
+	fs.BoolVar(&c.NoUevents, "no-uevents", c.NoUevents, "do not listen to kernel uevents and mount changes; poll only")
+	fs.StringVar(&o.stateDir, "state-dir", o.stateDir, "directory of the store (history, replay marks), or none")
+	fs.IntVar(&c.HistoryMax, "history-max", c.HistoryMax, "remember at most this many disks (and peers)")
+	fs.Var(durationFlag{&c.HistoryMaxAge}, "history-max-age", "forget disks not seen for this long (such as 365d)")
+	fs.Var(durationFlag{&c.ReturnAfter}, "return-after", "a disk back after being gone this long is reported as returned")
+	fs.StringVar(logLevel, "log-level", defaultLogLevel, "log records of this level and above: "+strings.Join(logging.Levels, ", "))
 	return fs
 }
 
@@ -155,17 +191,13 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag) *flag.F
 // env reads an environment variable and exists whether a path exists; uid
 // is the caller's.
 func parseArgs(args []string, env func(string) string, uid int, exists func(string) bool) (options, error) {
-	o := options{cfg: daemon.Config{
-		AnnounceInterval: daemon.DefaultAnnounceInterval,
-		ScanInterval:     daemon.DefaultScanInterval,
-		BlkidTimeout:     daemon.DefaultBlkidTimeout,
-		HistoryMaxAge:    daemon.DefaultHistoryMaxAge,
-		ReturnAfter:      daemon.DefaultReturnAfter,
-	}}
+	o := defaults()
 	var ifaces, devices listFlag
 	var group groupFlag
-	fs := newFlagSet(&o, &ifaces, &devices, &group)
-	if err := fs.Parse(args); err != nil {
+	var logLevel string
+	fs := newFlagSet(&o, &ifaces, &devices, &group, &logLevel)
+	err := fs.Parse(args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
 		}
@@ -175,7 +207,12 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		return o, usagef("unexpected argument %q (see diskd --help)", fs.Arg(0))
 	}
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		if long, ok := shortFlags[f.Name]; ok {
+			set[long] = true
+		}
+	})
 	if !o.daemon {
 		for _, n := range daemonOnly {
 			if set[n] {
@@ -185,6 +222,9 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 	}
 	c := &o.cfg
 	c.Interfaces, c.Devices = ifaces, devices
+	if o.logLevel, err = logging.ParseLevel(logLevel); err != nil {
+		return o, usagef("flag --log-level: %v", err)
+	}
 
 	groups, err := parseGroups(group.vals)
 	if err != nil {
@@ -311,7 +351,7 @@ func stateDirPath(env func(string) string, uid int) string {
 	return filepath.Join(home, ".local", "state", "diskd")
 }
 
-// socketPath applies DESIGN.md's default: /run/diskd/diskd.sock for root,
+// socketPath applies the documented default: /run/diskd/diskd.sock for root,
 // else $XDG_RUNTIME_DIR/diskd.sock, else ~/.diskd/diskd.sock.
 func socketPath(flagValue string, env func(string) string, uid int) string {
 	switch {
@@ -331,26 +371,108 @@ func socketPath(flagValue string, env func(string) string, uid int) string {
 
 const usageText = `usage: diskd [--socket PATH]          interactive client on the control socket
        diskd -d [flags]               the network daemon
+       diskd -V | --version           print the version
 
 diskd finds disks on a network: every host runs the daemon, which learns its
 own disks with blkid, multicasts them to its peers and keeps the network-wide
 view. Without -d, diskd is the interactive client (type "help" at its prompt).
+Durations are Go durations (10s, 1m, 500ms) or plain seconds. See diskd(8).
 
 flags:
 `
 
-func printUsage(w io.Writer) {
-	var o options
+// flagArgs name the value of each flag that takes one, for the help.
+var flagArgs = map[string]string{
+	"socket": "PATH", "group": "ADDR:PORT", "interface": "NAME", "ttl": "N",
+	"announce-interval": "D", "scan-interval": "D", "peer-timeout": "D", "blkid": "PROGRAM",
+	"blkid-timeout": "D", "device": "GLOB", "host-id": "ID", "hostname": "NAME", "bus": "BUS",
+	"key-file": "PATH", "log-level": "LEVEL",
+}
+
+// defaultTexts say what a flag without a plain default value does when not
+// given; every other flag shows its value in defaults().
+var defaultTexts = map[string]string{
+	"socket":       systemSocket + " for root, else $XDG_RUNTIME_DIR/diskd.sock",
+	"interface":    "every up, multicast-capable, non-loopback interface",
+	"peer-timeout": "3 × the interval the peer announces",
+	"device":       "every block device",
+	"host-id":      "the contents of /etc/machine-id",
+	"hostname":     "the kernel's hostname",
+	"key-file":     "none: datagrams are neither sealed nor checked",
+}
+
+// usageLine is one flag's entry in the help: its spellings and value, its
+// meaning and its default.
+type usageLine struct {
+	names, usage, def string
+}
+
+// usageLines lists the flags as the help shows them: one entry per flag,
+// with its short spelling (-d, --daemon), in the order of the flag set.
+func usageLines() []usageLine {
+	o := defaults()
 	var a, b listFlag
 	var g groupFlag
-	fs := newFlagSet(&o, &a, &b, &g)
-	fmt.Fprint(w, usageText)
-	fs.SetOutput(w)
+	var l string
+	fs := newFlagSet(&o, &a, &b, &g, &l)
+	short := map[string]string{}
+	for s, long := range shortFlags {
+		short[long] = s
+	}
+	lines := []usageLine{{names: "-h, --help", usage: "print this help and exit"}}
 	fs.VisitAll(func(f *flag.Flag) {
-		def := ""
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
-			def = " (default " + f.DefValue + ")"
+		if _, ok := shortFlags[f.Name]; ok {
+			return
 		}
-		fmt.Fprintf(w, "  --%-18s %s%s\n", f.Name, f.Usage, def)
+		u := usageLine{names: "--" + f.Name, usage: f.Usage}
+		if s, ok := short[f.Name]; ok {
+			u.names = "-" + s + ", " + u.names
+		}
+		if arg, ok := flagArgs[f.Name]; ok {
+			u.names += " " + arg
+		}
+		switch {
+		case defaultTexts[f.Name] != "":
+			u.def = defaultTexts[f.Name]
+		case f.DefValue != "" && f.DefValue != "false":
+			u.def = f.DefValue
+		}
+		lines = append(lines, u)
 	})
+	return lines
+}
+
+// usageWidth is the width the help is wrapped to; usageIndent where the
+// text of a flag starts.
+const (
+	usageWidth  = 80
+	usageIndent = 28
+)
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usageText)
+	for _, u := range usageLines() {
+		text := u.usage
+		if u.def != "" {
+			text += " (default " + u.def + ")"
+		}
+		line := fmt.Sprintf("  %-*s", usageIndent-2, u.names)
+		if len(u.names)+3 > usageIndent {
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
+			line = strings.Repeat(" ", usageIndent)
+		}
+		n := 0
+		for _, word := range strings.Fields(text) {
+			if n > 0 && len(line)+1+len(word) > usageWidth {
+				fmt.Fprintln(w, line)
+				line, n = strings.Repeat(" ", usageIndent), 0
+			}
+			if n > 0 {
+				line += " "
+			}
+			line += word
+			n++
+		}
+		fmt.Fprintln(w, line)
+	}
 }

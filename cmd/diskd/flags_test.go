@@ -4,12 +4,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/daemon"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -52,6 +58,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-d", "--socket"}, "flag needs an argument: --socket"},
 		{[]string{"-d", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--group", "239.1.1.1:1"}, "flag --group needs -d"},
+		{[]string{"-d", "--log-level", "loud"}, `flag --log-level: "loud" is not one of debug, info, warning, error`},
+		{[]string{"-d", "--log-level"}, "flag needs an argument: --log-level"},
+		{[]string{"--log-level", "debug"}, "flag --log-level needs -d"},
 	} {
 		_, err := parseArgs(c.args, env(nil), 0, none)
 		var ue *usageError
@@ -157,6 +166,8 @@ func TestExitStatus(t *testing.T) {
 	}{
 		{"-d --ttl 0", 2, "", "diskd: flag --ttl: 0 is out of range 1..255\n"},
 		{"--version", 0, "diskd " + version + "\n", ""},
+		{"-V", 0, "diskd " + version + "\n", ""},
+		{"-d --log-level loud", 2, "", "diskd: flag --log-level: \"loud\" is not one of debug, info, warning, error\n"},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestExitStatus$")
 		cmd.Env = append(os.Environ(), "DISKD_FLAGS_CHILD=1", "DISKD_ARGS="+c.args)
@@ -172,5 +183,182 @@ func TestExitStatus(t *testing.T) {
 		if status != c.status || out.String() != c.stdout || errb.String() != c.stderr {
 			t.Errorf("diskd %s: status %d, stdout %q, stderr %q", c.args, status, out.String(), errb.String())
 		}
+	}
+}
+
+// helpEntries reads `diskd --help`: each flag's spellings (as printed,
+// e.g. "-d, --daemon" or "--ttl N") and its text, wrapped lines joined.
+func helpEntries(t *testing.T) map[string]string {
+	t.Helper()
+	var b strings.Builder
+	printUsage(&b)
+	_, flags, ok := strings.Cut(b.String(), "\nflags:\n")
+	if !ok {
+		t.Fatalf("no flags: section in the help:\n%s", b.String())
+	}
+	entries := map[string]string{}
+	var last string
+	for _, line := range strings.Split(strings.TrimSuffix(flags, "\n"), "\n") {
+		if len(line) > usageWidth {
+			t.Errorf("help line longer than %d: %q", usageWidth, line)
+		}
+		if strings.HasPrefix(line, strings.Repeat(" ", usageIndent)) {
+			entries[last] += " " + strings.TrimSpace(line)
+			continue
+		}
+		names, text, _ := strings.Cut(strings.TrimSpace(line), "  ")
+		last = names
+		entries[last] = strings.TrimSpace(text)
+	}
+	return entries
+}
+
+var helpDefaultRe = regexp.MustCompile(`\(default (.*)\)$`)
+
+// TestHelpShowsTrueDefaults: every default --help shows is what the daemon
+// uses when the flag is not given, and the duration and group defaults are
+// the daemon's constants: the help breaks this test if it and the code
+// disagree, whichever of them changed.
+func TestHelpShowsTrueDefaults(t *testing.T) {
+	entries := helpEntries(t)
+	base, err := parseArgs([]string{"-d"}, env(nil), 0, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaultOf := func(spelling string) string {
+		t.Helper()
+		text, ok := entries[spelling]
+		if !ok {
+			t.Fatalf("no %q in the help; it has %q", spelling, slices.Sorted(maps.Keys(entries)))
+		}
+		m := helpDefaultRe.FindStringSubmatch(text)
+		if m == nil {
+			t.Fatalf("%s: no default in %q", spelling, text)
+		}
+		return m[1]
+	}
+	// The values the daemon's own constants give.
+	for _, c := range []struct {
+		spelling string
+		want     time.Duration
+	}{
+		{"--announce-interval D", daemon.DefaultAnnounceInterval},
+		{"--scan-interval D", daemon.DefaultScanInterval},
+		{"--blkid-timeout D", daemon.DefaultBlkidTimeout},
+	} {
+		var d time.Duration
+		if err := (durationFlag{&d}).Set(defaultOf(c.spelling)); err != nil || d != c.want {
+			t.Errorf("%s: help says default %q, the daemon uses %v", c.spelling, defaultOf(c.spelling), c.want)
+		}
+	}
+	if got := defaultOf("--group ADDR:PORT"); got != daemon.DefaultGroup.String() {
+		t.Errorf("--group: help says %q, the daemon uses %v", got, daemon.DefaultGroup)
+	}
+	if got := defaultOf("--log-level LEVEL"); got != "info" || base.logLevel != slog.LevelInfo {
+		t.Errorf("--log-level: help says %q, parsed default is %v", got, base.logLevel)
+	}
+	// Every flag shown with a plain value as default: giving that value
+	// changes nothing.
+	checked := 0
+	for spelling, text := range entries {
+		m := helpDefaultRe.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		name := strings.TrimPrefix(strings.Fields(spelling)[0], "--")
+		if defaultTexts[name] != "" {
+			continue // a description, not a value
+		}
+		o, err := parseArgs([]string{"-d", "--" + name, m[1]}, env(nil), 0, none)
+		if err != nil {
+			t.Errorf("--%s %s (its default in --help): %v", name, m[1], err)
+			continue
+		}
+		if !reflect.DeepEqual(o, base) {
+			t.Errorf("--%s %s (its default in --help) changes the options:\n%+v\nwithout it:\n%+v", name, m[1], o, base)
+		}
+		checked++
+	}
+	if checked < 8 {
+		t.Errorf("only %d flags with a default value checked", checked)
+	}
+	for spelling, text := range entries {
+		if strings.Contains(text, "(default 0s)") || strings.Count(text, "(default") > 1 {
+			t.Errorf("%s: %q", spelling, text)
+		}
+	}
+}
+
+// TestHelpSpellsEveryFlag: --help names every flag once, as it is typed
+// (short and long spelling together, never "--d").
+func TestHelpSpellsEveryFlag(t *testing.T) {
+	entries := helpEntries(t)
+	var all strings.Builder
+	for spelling := range entries {
+		all.WriteString(spelling + "\n")
+	}
+	o := defaults()
+	var a, b listFlag
+	var g groupFlag
+	var l string
+	newFlagSet(&o, &a, &b, &g, &l).VisitAll(func(f *flag.Flag) {
+		want := "--" + f.Name
+		if len(f.Name) == 1 {
+			want = "-" + f.Name + ", --" + shortFlags[f.Name]
+		}
+		if !strings.Contains(all.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	})
+	if bad := regexp.MustCompile(`--[A-Za-z]\b[^-]`).FindString(all.String()); bad != "" {
+		t.Errorf("--help spells a one-letter flag with two dashes: %q", bad)
+	}
+	if _, ok := entries["-h, --help"]; !ok {
+		t.Error("--help lacks -h, --help")
+	}
+}
+
+// TestManPageCoversFlags: diskd(8) documents every flag, and the defaults
+// it states for the durations and the group are the daemon's.
+func TestManPageCoversFlags(t *testing.T) {
+	b, err := os.ReadFile("../../packaging/man/diskd.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := string(b)
+	roff := func(s string) string { return strings.ReplaceAll(s, "-", `\-`) }
+	o := defaults()
+	var a, d listFlag
+	var g groupFlag
+	var l string
+	newFlagSet(&o, &a, &d, &g, &l).VisitAll(func(f *flag.Flag) {
+		want := roff("--" + f.Name)
+		if len(f.Name) == 1 {
+			want = `.BR \-` + f.Name + ` ", " ` + roff("--"+shortFlags[f.Name])
+		}
+		if !strings.Contains(man, want) {
+			t.Errorf("diskd(8) does not document %q", want)
+		}
+	})
+	for _, c := range []struct {
+		flag string
+		want time.Duration
+	}{
+		{"announce-interval", daemon.DefaultAnnounceInterval},
+		{"scan-interval", daemon.DefaultScanInterval},
+		{"blkid-timeout", daemon.DefaultBlkidTimeout},
+	} {
+		re := regexp.MustCompile(`(?s)\.BI ` + regexp.QuoteMeta(roff("--"+c.flag)) + `[^\n]*\n[^.]*?\(default ([0-9a-z]+)\)`)
+		m := re.FindStringSubmatch(man)
+		var got time.Duration
+		if m == nil || (durationFlag{&got}).Set(m[1]) != nil || got != c.want {
+			t.Errorf("diskd(8) --%s: default %q, the daemon uses %v", c.flag, m, c.want)
+		}
+	}
+	if !strings.Contains(man, daemon.DefaultGroup.String()) {
+		t.Errorf("diskd(8) does not name the default group %v", daemon.DefaultGroup)
+	}
+	if !strings.Contains(man, `.TH DISKD 8 "@DATE@" "diskd @VERSION@"`) {
+		t.Error("diskd(8): .TH does not take the date and version make deb puts in")
 	}
 }

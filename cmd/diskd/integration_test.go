@@ -452,48 +452,11 @@ func TestMissingBlkid(t *testing.T) {
 	}
 }
 
+// TestGarbageDatagrams runs the garbage scenario of the family-generic
+// link scenarios on IPv4.
 func TestGarbageDatagrams(t *testing.T) {
 	t.Parallel()
-	a, b, c := lab3(t)
-	awaitPeerDisk(t, a, b)
-	before := a.status(t)
-
-	const n = 1000
-	took := sendDatagrams(t, c.Host, garbage(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), n), 0)
-	t.Logf("sent %d garbage datagrams from gamma in %v", n, took.Round(time.Millisecond))
-
-	var after status
-	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-		after = a.status(t)
-		d := after.PacketsDropped - before.PacketsDropped
-		return d >= 900, fmt.Sprintf("packets_dropped grew by %d (in: %d → %d, drops %v)", d, before.PacketsIn, after.PacketsIn, after.Drops)
-	})
-	time.Sleep(300 * time.Millisecond) // let stragglers be counted
-	after = a.status(t)
-	dropped := after.PacketsDropped - before.PacketsDropped
-	t.Logf("packets_dropped +%d, packets_in +%d, drops %v", dropped, after.PacketsIn-before.PacketsIn, after.Drops)
-	if dropped > n {
-		t.Errorf("packets_dropped grew by %d for %d garbage datagrams", dropped, n)
-	}
-	var sum uint64
-	for _, v := range after.Drops {
-		sum += v
-	}
-	if sum != after.PacketsDropped {
-		t.Errorf("drops %v add up to %d, packets_dropped is %d", after.Drops, sum, after.PacketsDropped)
-	}
-
-	if _, err := a.d.DoTimeout("list", time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if ok, desc := a.has(b); !ok {
-		t.Fatalf("beta's disk gone after the garbage: %s", desc)
-	}
-	// Still there a couple of announcements later: beta is not lost.
-	time.Sleep(2 * time.Second)
-	if ok, desc := a.has(b); !ok {
-		t.Fatalf("beta's disk gone after the garbage: %s", desc)
-	}
+	garbageDroppedAndCounted(t, ipv4)
 }
 
 // garbage returns n random datagrams of 1 to 1200 bytes: a quarter of them

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/diskd/diskd/service/daemon"
+	"github.com/diskd/diskd/service/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -40,24 +40,11 @@ func run(args []string) int {
 		return RunClient(ctx, o.socket, os.Stdin, os.Stdout, os.Stderr)
 	}
 	o.cfg.Version = version
-	if err := daemon.Run(ctx, o.cfg, newLogger()); err != nil {
+	// Under systemd every line carries its syslog priority (see
+	// service/logging), so `journalctl -p warning` shows only warnings.
+	if err := daemon.Run(ctx, o.cfg, logging.New(o.logLevel)); err != nil {
 		fmt.Fprintf(os.Stderr, "diskd: %v\n", err)
 		return 1
 	}
 	return 0
-}
-
-// newLogger logs to stderr; under systemd (JOURNAL_STREAM set) without a
-// timestamp, since the journal stamps every line itself.
-func newLogger() *slog.Logger {
-	opts := &slog.HandlerOptions{}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

@@ -8,8 +8,10 @@
 # Boots two Debian 12 machines with systemd-nspawn (systemd as PID 1, a real system bus) on a
 # bridge of their own, gives each its own loop-device disk (bound into that machine only),
 # installs the package in both with apt, exactly as README's Install section says, and checks
-# the daemon the way an administrator would: unit state, STATUS=, control socket and its
-# group, D-Bus and diskctl, restart, watchdog, goodbye, package removal and purge.
+# the daemon the way an administrator would: package contents and version, log priorities in
+# the journal, unit state, STATUS=, the README's key recipe, control socket and its group,
+# D-Bus and diskctl, the sandboxed user unit in a real user manager, restart, watchdog,
+# goodbye, package removal, purge and installing again.
 #
 # The Debian 12 root file system is made once with debootstrap and kept as a zstd tarball in
 # $DISKD_E2E_CACHE (default /var/cache/diskd-e2e): debootstrap (~40s) runs once, later runs
@@ -363,18 +365,58 @@ for f in /usr/bin/diskd /usr/bin/diskctl /usr/lib/systemd/system/diskd.service /
 	/usr/lib/systemd/user/diskd-notify.service /usr/lib/sysusers.d/diskd.conf /etc/default/diskd \
 	/usr/share/dbus-1/system.d/org.diskd.conf /usr/share/dbus-1/system-services/org.diskd.service \
 	/usr/share/dbus-1/interfaces/org.diskd.Finder.xml /usr/share/man/man8/diskd.8.gz \
-	/usr/share/man/man1/diskctl.1.gz /usr/share/bash-completion/completions/diskctl; do
+	/usr/share/man/man1/diskctl.1.gz /usr/share/bash-completion/completions/diskctl \
+	/usr/share/bash-completion/completions/diskd /usr/share/zsh/vendor-completions/_diskd \
+	/usr/share/zsh/vendor-completions/_diskctl /usr/share/fish/vendor_completions.d/diskd.fish \
+	/usr/share/fish/vendor_completions.d/diskctl.fish /usr/share/doc/diskd/copyright \
+	/usr/share/doc/diskd/changelog.gz /usr/share/lintian/overrides/diskd /etc/diskd; do
 	grep -qx -- "$f" <<<"$files" || die "the package lacks $f"
 	mexec "$A" test -e "$f" || die "$A: $f is not installed"
 done
+[ "$(mexec "$A" stat -c '%a %U:%G' /etc/diskd)" = "755 root:root" ] || die "$A: /etc/diskd is not root:root 0755"
 ver=$(mexec "$A" dpkg-query -W -f "\${Version}" diskd)
 got=$(mexec "$A" diskd --version)
-[ "$got" = "diskd ${ver//+/-}" ] || die "diskd --version says '$got', the package is $ver"
-pass "package contents in place; diskd --version: $got"
+[ "$got" = "diskd $ver" ] || die "diskd --version says '$got', the package is $ver"
+[ "$(mexec "$A" diskd -V)" = "$got" ] || die "diskd -V does not print the version"
+mexec "$A" sh -c 'zcat /usr/share/doc/diskd/changelog.gz | head -n 1' | grep -qF "diskd ($ver)" ||
+	die "the changelog's newest entry is not $ver"
+mexec "$A" sh -c 'zcat /usr/share/man/man8/diskd.8.gz | head -n 1' | grep -qE "^\.TH DISKD 8 \"[0-9]{4}-[0-9]{2}-[0-9]{2}\" \"diskd $ver\"" ||
+	die "diskd(8) is not dated and versioned: $(mexec "$A" sh -c 'zcat /usr/share/man/man8/diskd.8.gz | head -n 1')"
+pass "package contents in place (completion, copyright, changelog, /etc/diskd); diskd --version: $got"
 
-# Configure as the README and diskd(8) say, then the README's last line.
+# ---- logs in the journal: priorities, --log-level ----
+# A second daemon of its own (its own group, socket and no bus: the bus is missing, which is
+# a warning) as a transient service, so that its stderr is the journal.
+logtest() { # logtest UNIT [flags]: run it until it has warned, then stop it
+	local u=$1
+	shift
+	mexec "$A" systemd-run --quiet --unit="$u" --collect /usr/bin/diskd -d --group 239.255.77.78:4278 \
+		--interface host0 --device /dev/diskd-none --socket "/run/$u.sock" --bus unix:path=/nonexistent/bus "$@"
+	warned() { mexec "$A" journalctl -q -o cat -u "$u" | grep -q "D-Bus: cannot connect"; }
+	wait_for 10 warned || die "$u: no warning about the missing bus in the journal"
+	mexec "$A" systemctl stop "$u"
+}
+logtest diskd-logtest
+warnings=$(mexec "$A" journalctl -q -o cat -u diskd-logtest -p warning)
+everything=$(mexec "$A" journalctl -q -o cat -u diskd-logtest)
+grep -q "D-Bus: cannot connect" <<<"$warnings" || die "journalctl -p warning lacks the warning: $warnings"
+grep -q "msg=\"diskd starting\"" <<<"$everything" || die "the journal lacks the info line 'diskd starting': $everything"
+grep -q "level=INFO" <<<"$warnings" && die "journalctl -p warning shows info lines: $warnings"
+grep -q '^<[0-9]>' <<<"$everything" && die "the priority prefix was not taken by the journal: $everything"
+prio=$(mexec "$A" journalctl -q -o verbose -u diskd-logtest -p warning | sed -n 's/^ *PRIORITY=//p' | sort -u | tr '\n' ' ')
+[ "$prio" = "4 " ] || die "the warning's PRIORITY is '$prio', want 4"
+logtest diskd-logtest-quiet --log-level warning
+quiet=$(mexec "$A" journalctl -q -o cat -u diskd-logtest-quiet)
+grep -q "level=INFO" <<<"$quiet" && die "--log-level warning still logs info lines: $quiet"
+pass "journal: warnings at PRIORITY=4, journalctl -p warning shows no info line; --log-level warning drops them"
+
+# Configure as the README and diskd(8) say: a key made with the README's recipe on A (in the
+# /etc/diskd the package made), copied to B, then the README's last line.
+mexec "$A" sh -c '(umask 077; head -c 32 /dev/urandom | base64 > /etc/diskd/key) && chown diskd:diskd /etc/diskd/key' ||
+	die "$A: the README's key recipe failed"
+mexec "$A" cat /etc/diskd/key | mexec "$B" sh -c '(umask 077; cat > /etc/diskd/key) && chown diskd:diskd /etc/diskd/key'
 for m in "$A" "$B"; do
-	mexec "$m" sed -i 's|^DISKD_OPTS=.*|DISKD_OPTS="--interface host0 --device /dev/loop*"|' /etc/default/diskd
+	mexec "$m" sed -i 's|^DISKD_OPTS=.*|DISKD_OPTS="--interface host0 --device /dev/loop* --key-file /etc/diskd/key"|' /etc/default/diskd
 	mexec "$m" systemctl enable --now diskd
 	mexec "$m" systemctl restart diskd
 done
@@ -444,7 +486,8 @@ log "$A lists $B's disk after ${WAITED}s"
 wait_for 15 sees "$B" "$LABEL_A" || die "$B does not list $A's disk $LABEL_A after 15s"
 log "$B lists $A's disk after ${WAITED}s"
 ctl "$A" list | sed 's/^/    /' >&2
-pass "control socket (root): each machine lists the other's disk"
+ctl "$A" peers | grep -w "$B" | grep -qw yes || die "$A: $B is not authenticated (AUTH yes) with the shared key: $(ctl "$A" peers)"
+pass "control socket (root): each machine lists the other's disk, sealed with the README's key (AUTH yes)"
 
 # Group diskd may use the socket, others may not.
 mexec "$A" useradd -m -s /bin/sh alice
@@ -507,6 +550,46 @@ pass "kernel uevents: a change of $B's disk reaches $A at once"
 	active "$A" || die "$A: diskd.service is not active after a D-Bus call"
 	wait_for 15 sees "$A" "$LABEL_B" || die "$A: no view of $B after the D-Bus activation"
 	pass "D-Bus activation: a call to org.diskd starts diskd.service"
+}
+
+# ---- the user unit, sandboxed, in a real user manager ----
+# alice's user manager (user@UID.service) and a session bus where dbus-user-session puts it;
+# diskd-notify.service must reach the system bus (diskd) and the session bus from its sandbox.
+{
+	uid=$(mexec "$A" id -u alice)
+	# What pam_systemd would give the user manager (the image has no libpam-systemd).
+	mexec "$A" mkdir -p "/run/systemd/system/user@$uid.service.d"
+	printf '[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%%i\n' |
+		mexec "$A" tee "/run/systemd/system/user@$uid.service.d/e2e.conf" >/dev/null
+	mexec "$A" systemctl daemon-reload
+	mexec "$A" systemctl start "user@$uid.service" || die "$A: cannot start alice's user manager"
+	as_alice() {
+		mexec "$A" setpriv --reuid=alice --regid=alice --init-groups \
+			env HOME=/home/alice XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" "$@"
+	}
+	bus_pid=$(as_alice dbus-daemon --session --address="unix:path=/run/user/$uid/bus" --fork --print-pid) ||
+		die "$A: cannot start alice's session bus"
+	as_alice systemctl --user set-environment "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus"
+	as_alice systemctl --user start diskd-notify.service || die "$A: diskd-notify.service did not start"
+	on_session() { as_alice busctl --user list --no-legend | grep -qw diskctl; }
+	on_system() { mexec "$A" busctl list --no-legend | grep -qw diskctl; }
+	wait_for 10 on_session || die "$A: diskd-notify.service is not on the session bus: $(as_alice systemctl --user status diskd-notify.service 2>&1)"
+	wait_for 10 on_system || die "$A: diskd-notify.service is not on the system bus: $(as_alice systemctl --user status diskd-notify.service 2>&1)"
+	sleep 1
+	[ "$(as_alice systemctl --user is-active diskd-notify.service)" = active ] ||
+		die "$A: diskd-notify.service is not active: $(as_alice systemctl --user status diskd-notify.service 2>&1)"
+	pid=$(as_alice systemctl --user show -p MainPID --value diskd-notify.service)
+	st=$(mexec "$A" cat "/proc/$pid/status")
+	grep -Eq "^NoNewPrivs:[[:space:]]+1$" <<<"$st" || die "$A: diskd-notify may gain privileges"
+	grep -Eq "^Seccomp:[[:space:]]+2$" <<<"$st" || die "$A: diskd-notify has no system call filter"
+	[ "$(mexec "$A" readlink "/proc/$pid/ns/net")" != "$(mexec "$A" readlink /proc/1/ns/net)" ] ||
+		die "$A: diskd-notify has the machine's network (PrivateNetwork= not applied)"
+	[ "$(mexec "$A" readlink "/proc/$pid/ns/user")" != "$(mexec "$A" readlink /proc/1/ns/user)" ] ||
+		die "$A: diskd-notify has no user namespace of its own (PrivateUsers= not applied)"
+	as_alice systemctl --user stop diskd-notify.service
+	mexec "$A" systemctl stop "user@$uid.service"
+	mexec "$A" sh -c "kill $bus_pid"
+	pass "diskd-notify.service: runs sandboxed in alice's user manager (no_new_privs, seccomp, own user and network namespace) and reaches the system and session bus"
 }
 
 # ---- restart ----
@@ -582,13 +665,23 @@ for m in "$A" "$B"; do
 	[ -z "$left" ] || die "$m: processes of user diskd left after removal: $left"
 	mexec "$m" test -e "$SOCK" && die "$m: $SOCK left after removal"
 	mexec "$m" apt-get purge -y -q diskd >"$WORK/purge-$m.log" 2>&1 || { cat "$WORK/purge-$m.log" >&2; die "$m: purge failed"; }
-	mexec "$m" getent passwd diskd >/dev/null && die "$m: user diskd left after purge"
-	mexec "$m" getent group diskd >/dev/null && die "$m: group diskd left after purge"
-	for f in /var/lib/diskd /etc/default/diskd /usr/bin/diskd; do
+	for f in /var/lib/diskd /etc/default/diskd /usr/bin/diskd /usr/share/doc/diskd; do
 		mexec "$m" test -e "$f" && die "$m: $f left after purge"
 	done
+	# The admin's key stays (dpkg keeps /etc/diskd while it holds it); so do the user and
+	# group, as with every Debian package that makes a system user.
+	mexec "$m" test -f /etc/diskd/key || die "$m: purge removed the admin's /etc/diskd/key"
+	mexec "$m" getent passwd diskd >/dev/null || die "$m: purge removed user diskd"
+	# shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
+	[ "$(mexec "$m" dpkg-query -W -f '${db:Status-Status}' diskd 2>/dev/null || true)" != installed ] ||
+		die "$m: diskd still installed after purge"
 done
-pass "apt remove stops diskd and its socket (nothing of user diskd runs); purge removes user, group, state, config"
+pass "apt remove stops diskd and its socket (nothing of user diskd runs); purge removes state, config, files"
+# Installed again after the purge: the user is reused, the daemon starts.
+mexec "$A" sh -c 'cd /root && apt install -y -q ./bin/diskd_*.deb' >"$WORK/apt-again.log" 2>&1 ||
+	{ cat "$WORK/apt-again.log" >&2; die "$A: install after purge failed"; }
+wait_for 10 active "$A" || die "$A: diskd not active after installing again"
+pass "apt install after purge: diskd runs again"
 
 log "all done in $(dt "$T0" "$(now)")s"
 echo "e2e: ${#PASSED[@]} passed, 0 failed"

@@ -495,7 +495,7 @@ func TestServeStopsOnCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &control.Server{Inv: controltest.Inventory(t), Actions: &*controltest.NewActions()}
+	srv := &control.Server{Inv: controltest.Inventory(t), Actions: controltest.NewActions()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -152,7 +152,8 @@ type Status struct {
 	Hostname       string
 	Started        time.Time
 	Peers          int
-	Disks          int
+	Disks          int // local and remote
+	LocalDisks     int
 	LastScan       time.Time // zero: no scan yet
 	ScanError      string    // empty: the last scan succeeded
 	PacketsIn      uint64

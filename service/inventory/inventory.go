@@ -635,3 +635,16 @@ func sortedDisks(m map[diskKey]diskstate.Disk) []diskstate.Disk {
 	diskstate.SortDisks(out)
 	return out
 }
+
+// Status fills in what the inventory knows of the daemon's status: this
+// host's identity, the counts of peers and disks, and the last scan.
+func (inv *Inventory) Status() diskstate.Status {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	st := diskstate.Status{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname, Peers: len(inv.peers),
+		Disks: len(inv.local) + inv.remote, LocalDisks: len(inv.local), LastScan: inv.scan.At}
+	if inv.scan.Err != nil {
+		st.ScanError = inv.scan.Err.Error()
+	}
+	return st
+}

@@ -22,7 +22,10 @@ package memory
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -31,6 +34,28 @@ import (
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/store"
 )
+
+// OpenStore opens the store in dir (made 0700 when missing), or one in
+// memory for this run only when dir is empty. A directory held by another
+// diskd is an error that wraps store.ErrLocked and says so in one line; a
+// damaged file is moved aside and logged by the store, which then starts
+// empty. The store's goroutines outlive ctx: they stop at Close, after the
+// last writes of a shutdown.
+func OpenStore(ctx context.Context, dir string, opts store.Options) (store.Store, error) {
+	if dir == "" {
+		return store.NewMemory(opts), nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w (set another with --state-dir, or --state-dir none)", err)
+	}
+	b, err := store.Open(context.WithoutCancel(ctx), dir, opts)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, err // its one line says it all
+	} else if err != nil {
+		return nil, fmt.Errorf("opening the store: %w", err)
+	}
+	return b, nil
+}
 
 // Options tune a Recorder; zero values take the defaults.
 type Options struct {

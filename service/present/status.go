@@ -166,3 +166,13 @@ func JSONLine(v any) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// StatusLine is the one-line summary of a status that systemd shows
+// (STATUS=): local disks, remote disks and peers, and a failing scan.
+func StatusLine(st diskstate.Status) string {
+	s := fmt.Sprintf("%d local disks, %d disks on %d peers", st.LocalDisks, st.Disks-st.LocalDisks, st.Peers)
+	if st.ScanError != "" {
+		s += "; scan failing: " + Escape(st.ScanError)
+	}
+	return s
+}

@@ -1,7 +1,7 @@
 package testbed
 
 // Fake peers for benchmarks and the load generator (cmd/diskd-bench): what
-// issue 7's scale case is made of. Unlike the rest of the package, these
+// the benchmarks' scale case is made of. Unlike the rest of the package, these
 // need neither root nor any external tool.
 
 import (

@@ -1,0 +1,98 @@
+package diskstate
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTableMatchesStruct: the table lists Disk's fields in order, each
+// under its JSON tag, with the accessor of that very field.
+func TestTableMatchesStruct(t *testing.T) {
+	typ := reflect.TypeFor[Disk]()
+	fs := Fields()
+	if len(fs) != typ.NumField() || NumFields() != len(fs) {
+		t.Fatalf("table has %d fields, Disk %d", len(fs), typ.NumField())
+	}
+	for i, f := range fs {
+		sf := typ.Field(i)
+		if tag := strings.Split(sf.Tag.Get("json"), ",")[0]; tag != f.Key {
+			t.Errorf("field %d: table key %q, struct tag %q", i, f.Key, tag)
+		}
+		var d Disk
+		set(&f, &d)
+		if v := reflect.ValueOf(d).Field(i); v.IsZero() {
+			t.Errorf("table entry %q does not set struct field %s", f.Key, sf.Name)
+		}
+		if f.Kind == 0 || (f.Wire != "" && f.Kind != String && f.Kind != Strings) {
+			t.Errorf("field %q: kind %d cannot be used (announced fields are strings or lists)", f.Key, f.Kind)
+		}
+		if (f.Kind == String || f.Kind == Strings) && f.Wire != "" && f.Max <= 0 {
+			t.Errorf("announced field %q has no size limit", f.Key)
+		}
+		if got, ok := FieldByKey(f.Key); !ok || got.Key != f.Key {
+			t.Errorf("FieldByKey(%q) = %v", f.Key, ok)
+		}
+		if f.Wire != "" && WireIndex(f.Wire) != i {
+			t.Errorf("WireIndex(%q) = %d, want %d", f.Wire, WireIndex(f.Wire), i)
+		}
+	}
+	// The JSON of a disk has the table's keys in the table's order.
+	b, err := json.Marshal(Disk{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for _, f := range fs {
+		i := strings.Index(string(b), `"`+f.Key+`":`)
+		if i <= last {
+			t.Errorf("JSON key %q missing or out of order in %s", f.Key, b)
+		}
+		last = i
+	}
+}
+
+// set gives field f of d a non-zero value.
+func set(f *Field, d *Disk) {
+	switch f.Kind {
+	case String:
+		*f.Str(d) = "x"
+	case Strings:
+		*f.Strs(d) = []string{"x"}
+	case Bool:
+		*f.Bool(d) = true
+	case Time:
+		*f.Time(d) = time.Unix(1, 0)
+	}
+}
+
+// TestSameAnnouncedCoversTheTable: changing any announced field makes two
+// disks differ; changing any other field does not.
+func TestSameAnnouncedCoversTheTable(t *testing.T) {
+	for _, f := range Fields() {
+		var a, b Disk
+		set(&f, &b)
+		want := f.Wire == ""
+		if got := a.SameAnnounced(&b); got != want {
+			t.Errorf("field %q changed: SameAnnounced = %v, want %v", f.Key, got, want)
+		}
+		if f.Key == "hostname" && a.SameContent(&b) {
+			t.Error("SameContent ignores the hostname")
+		}
+	}
+}
+
+func TestHostAndSort(t *testing.T) {
+	ds := []Disk{{Hostname: "b", Device: "/dev/a"}, {HostID: "id", Device: "/dev/z"}, {Hostname: "a", Device: "/dev/b"},
+		{Hostname: "a", Device: "/dev/a", UUID: "2"}, {Hostname: "a", Device: "/dev/a", UUID: "1"}}
+	SortDisks(ds)
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.Host()+d.Device+d.UUID)
+	}
+	if want := "id/dev/z a/dev/a1 a/dev/a2 a/dev/b b/dev/a"; strings.Join(got, " ") != want {
+		t.Errorf("sorted: %q, want %q", strings.Join(got, " "), want)
+	}
+}
