@@ -334,10 +334,15 @@ func pathExists(path string) bool {
 	return err == nil
 }
 
-// stateDirPath is --state-dir's default: /var/lib/diskd for root (the
-// unit's StateDirectory), else $XDG_STATE_HOME/diskd, else
+// stateDirPath is --state-dir's default: the directory systemd made for the
+// unit's StateDirectory= ($STATE_DIRECTORY, its first entry), else
+// /var/lib/diskd for root, else $XDG_STATE_HOME/diskd, else
 // ~/.local/state/diskd.
 func stateDirPath(env func(string) string, uid int) string {
+	if dirs := env("STATE_DIRECTORY"); dirs != "" {
+		first, _, _ := strings.Cut(dirs, ":")
+		return first
+	}
 	switch {
 	case uid == 0:
 		return "/var/lib/diskd"
