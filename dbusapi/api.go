@@ -33,6 +33,7 @@ const (
 	ErrorInvalidArgument = "org.diskd.Error.InvalidArgument"
 	ErrorNotSupported    = "org.diskd.Error.NotSupported"
 	ErrorFailed          = "org.diskd.Error.Failed"
+	ErrorBusy            = "org.diskd.Error.Busy"
 	ErrorAccessDenied    = "org.freedesktop.DBus.Error.AccessDenied"
 )
 

@@ -47,6 +47,25 @@
 //     for it (4096 pending) loses signals; Serve logs that once per burst.
 //     Clients that must not miss anything call List again.
 //   - Method errors are org.diskd.Error.InvalidArgument (Find with an empty
-//     term), org.diskd.Error.NotSupported (no actions in this daemon) and
-//     org.diskd.Error.Failed (the action failed; the message says why).
+//     term), org.diskd.Error.NotSupported (no actions in this daemon),
+//     org.diskd.Error.Failed (the action failed; the message says why) and
+//     org.diskd.Error.Busy (a query waited 10s for its answer).
+//   - Memory stays bounded however many calls are in flight, whoever sends
+//     them: the answers of List, ListTable, Find and Peers are built once per
+//     inventory change (events drop the cached answer before their signal
+//     goes out, so a client that saw a signal lists the change; an answer is
+//     also rebuilt when it is older than a second, since a peer heard again
+//     moves last_seen without an event) and every call gets the same
+//     immutable value. godbus encodes replies one at a time (under its
+//     connection's send lock), so a call in flight costs its message being
+//     encoded, not a reply of its own. Calls wait for each other while an
+//     answer is built, up to 10s, then get org.diskd.Error.Busy.
+//   - ListTable is List as one string (DiskTable, DiskTableDecode; the
+//     format is in the XML file): an aa{sv} of 16,000 disks is 160,000
+//     variants that godbus marshals by reflection (twice: its unix
+//     transport encodes each message once to count file descriptors) and a
+//     6.5 MB message; the table is one 3 MB string that both sides copy as
+//     a block. Client.List, which diskctl uses, calls ListTable and falls
+//     back to List when the daemon does not know it (UnknownMethod) or an
+//     older policy file refuses it (AccessDenied).
 package dbusapi

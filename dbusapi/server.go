@@ -135,7 +135,7 @@ func (s *server) run(ctx context.Context) {
 		}
 		if se.state != state {
 			state = se.state
-			log.Warn(s.problem(se.state), "bus", s.where, "err", se.err, "retry_in", delay.String())
+			log.Warn(s.problem(se.state), "err", se.err, "retry_in", delay.String())
 		} else {
 			log.Debug("D-Bus: retrying", "bus", s.where, "err", se.err, "retry_in", delay.String())
 		}
@@ -183,7 +183,7 @@ func (s *server) session(ctx context.Context, up func()) error {
 	sub := s.o.Inv.Subscribe(0)
 	defer sub.Close()
 
-	f := &finder{s: s, conn: conn, ctx: sctx}
+	f := &finder{s: s, conn: conn, ctx: sctx, replies: newReplies(s.o.Inv)}
 	// Deferred calls run last-in first-out: cancel the calls in progress,
 	// wait for them, then close the connection.
 	defer f.close()
@@ -216,6 +216,9 @@ func (s *server) session(ctx context.Context, up func()) error {
 		case <-tick.C:
 			f.syncProps()
 		case e := <-sub.C():
+			// Before the signal: a client that saw it and calls List
+			// gets the change.
+			f.replies.invalidate()
 			if err := f.emit(e); err != nil {
 				var fe dbus.FormatError
 				if !errors.As(err, &fe) {
@@ -227,6 +230,7 @@ func (s *server) session(ctx context.Context, up func()) error {
 				f.syncProps()
 			}
 			if n := sub.Dropped(); n != dropped {
+				f.replies.invalidate()
 				s.o.Log.Warn("D-Bus: events were dropped; signals for them were not sent (clients should List again)",
 					"dropped_total", n)
 				dropped = n
@@ -252,6 +256,8 @@ type finder struct {
 	conn  *dbus.Conn
 	ctx   context.Context // ends with the session
 	props *prop.Properties
+
+	replies *replies // the answers of List, ListTable, Find and Peers
 
 	// calls is read-locked by every method call in progress; close takes
 	// it for writing, so it waits for them and refuses later ones.
@@ -388,7 +394,20 @@ func (f *finder) List() ([]map[string]dbus.Variant, *dbus.Error) {
 		return nil, errClosing()
 	}
 	defer f.leave()
-	return disksReply(f.s.o.Inv.Disks()), nil
+	var out []map[string]dbus.Variant
+	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.listDicts() })
+	return out, derr
+}
+
+// ListTable returns every known disk as one string (see DiskTable).
+func (f *finder) ListTable() (string, *dbus.Error) {
+	if !f.enter() {
+		return "", errClosing()
+	}
+	defer f.leave()
+	var out string
+	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.listTable() })
+	return out, derr
 }
 
 // Find returns the disks that term selects (see inventory.Find).
@@ -400,11 +419,12 @@ func (f *finder) Find(term string) ([]map[string]dbus.Variant, *dbus.Error) {
 	if term == "" {
 		return nil, dbus.NewError(ErrorInvalidArgument, []any{"Find needs a search term (a uuid, partuuid or label)"})
 	}
-	found := f.s.o.Inv.Find(term)
-	if len(found) == 0 && f.s.o.Memory != nil {
-		found = absent(f.s.o.Memory.Find(term))
+	var out []map[string]dbus.Variant
+	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.find(term) })
+	if derr == nil && len(out) == 0 && f.s.o.Memory != nil {
+		out = disksReply(absent(f.s.o.Memory.Find(term)))
 	}
-	return disksReply(found), nil
+	return out, derr
 }
 
 // ListAll returns every known disk and then every remembered one that is
@@ -414,11 +434,12 @@ func (f *finder) ListAll() ([]map[string]dbus.Variant, *dbus.Error) {
 		return nil, errClosing()
 	}
 	defer f.leave()
-	all := f.s.o.Inv.Disks()
-	if f.s.o.Memory != nil {
-		all = append(all, absent(f.s.o.Memory.Disks())...)
+	var out []map[string]dbus.Variant
+	derr := f.replies.with(f.ctx, func(s *snapshot) { out = slices.Clone(s.listDicts()) })
+	if derr == nil && f.s.o.Memory != nil {
+		out = append(out, disksReply(absent(f.s.o.Memory.Disks()))...)
 	}
-	return disksReply(all), nil
+	return out, derr
 }
 
 // History returns every sighting of the disks that term selects, newest
@@ -453,12 +474,9 @@ func (f *finder) Peers() ([]map[string]dbus.Variant, *dbus.Error) {
 		return nil, errClosing()
 	}
 	defer f.leave()
-	peers := f.s.o.Inv.Peers()
-	out := make([]map[string]dbus.Variant, len(peers))
-	for i, p := range peers {
-		out[i] = PeerDict(p)
-	}
-	return out, nil
+	var out []map[string]dbus.Variant
+	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.peerDicts(f.s.o.Inv) })
+	return out, derr
 }
 
 // Refresh rescans the local disks.
@@ -489,6 +507,7 @@ func (f *finder) action(sender dbus.Sender, name diskstate.Action) *dbus.Error {
 		return dbus.NewError(ErrorNotSupported, []any{string(name) + " is not available in this daemon"})
 	}
 	err := name.Run(ctx, a, f.s.o.ActionTimeout)
+	f.replies.invalidate() // its events may still be on their way
 	if name == diskstate.ActionRefresh {
 		f.syncProps()
 	}

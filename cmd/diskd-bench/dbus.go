@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/diskd/diskd/dbusapi/dbustest"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/diskd/diskd/dbusapi"
+	"github.com/diskd/diskd/dbusapi/dbustest"
 )
 
-// The D-Bus names of org.diskd.Finder. The benchmark talks to the daemon as any
-// D-Bus client would, with godbus, and so does not depend on dbusapi.
+// The D-Bus names of org.diskd.Finder. The benchmark talks to the daemon
+// with godbus as diskctl does, decoding ListTable's answer with dbusapi.
 const (
 	busName       = "org.diskd"
 	busPath       = dbus.ObjectPath("/org/diskd/Finder")
@@ -137,24 +139,21 @@ func watchSignals(address, hostID string) (*sigWatcher, error) {
 
 func (w *sigWatcher) close() error { return w.conn.Close() }
 
-// listOverBus calls List once and returns how long the call took (sent
-// to the reply read and decoded by godbus into its own values) and how
-// many disks it returned.
+// listOverBus lists every disk once as diskctl does (ListTable, decoded
+// into disks) and returns how long that took, from the call sent to the
+// disks decoded, and how many disks it returned.
 func listOverBus(ctx context.Context, c *dbus.Conn) (time.Duration, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	call := c.Object(busName, busPath).CallWithContext(ctx, busInterface+".List", 0)
+	var table string
+	if err := c.Object(busName, busPath).CallWithContext(ctx, busInterface+".ListTable", 0).Store(&table); err != nil {
+		return 0, 0, fmt.Errorf("D-Bus ListTable: %w", err)
+	}
+	disks, err := dbusapi.DiskTableDecode(table)
 	took := time.Since(start)
-	if call.Err != nil {
-		return 0, 0, fmt.Errorf("D-Bus List: %w", call.Err)
-	}
-	if len(call.Body) != 1 {
-		return 0, 0, fmt.Errorf("D-Bus List: %d values in the reply, want 1", len(call.Body))
-	}
-	disks, ok := call.Body[0].([]map[string]dbus.Variant)
-	if !ok {
-		return 0, 0, fmt.Errorf("D-Bus List: reply of type %T, want aa{sv}", call.Body[0])
+	if err != nil {
+		return 0, 0, fmt.Errorf("D-Bus ListTable: %w", err)
 	}
 	return took, len(disks), nil
 }

@@ -276,7 +276,7 @@ func (b *bench) busList(ctx context.Context, bus *dbustest.Bus, res *scaleResult
 	}
 	defer c.Close()
 	for i := range b.o.listRuns {
-		b.prog.set("scale", "D-Bus List %d/%d", i+1, b.o.listRuns)
+		b.prog.set("scale", "D-Bus ListTable %d/%d", i+1, b.o.listRuns)
 		took, n, err := listOverBus(ctx, c)
 		if err != nil {
 			return err
@@ -316,7 +316,7 @@ func (b *bench) scaleRows(res scaleResult) {
 			"budget (16 disks: 2 datagrams) and sent by service/multicast's socket, the sends spread evenly. "+
 			"CPU: utime+stime of the daemon from /proc/PID/stat (10 ms ticks) over the window; memory: "+
 			"VmRSS, the largest of one sample a second. list --json: connect, ask, read to OK; "+
-			"D-Bus List: call to decoded reply, godbus. %s", res.loadgenOut)))
+			"D-Bus ListTable (as diskctl lists): call to decoded disks, godbus. %s", res.loadgenOut)))
 	if !res.ran {
 		b.rep.add(3, row{metric: "scale case", value: "not measured (see the error above)", met: metNo})
 		return
@@ -357,14 +357,14 @@ func (b *bench) scaleRows(res scaleResult) {
 	ok, why := b.dbus()
 	switch {
 	case !ok:
-		b.rep.add(3, row{metric: "D-Bus List, every disk", value: why, target: "≤ 100.0 ms", met: metPending})
+		b.rep.add(3, row{metric: "D-Bus ListTable, every disk", value: why, target: "≤ 100.0 ms", met: metPending})
 	case res.busErr != nil:
-		b.rep.add(3, row{metric: "D-Bus List, every disk", value: "failed: " + res.busErr.Error(), target: "≤ 100.0 ms", met: metNo})
+		b.rep.add(3, row{metric: "D-Bus ListTable, every disk", value: "failed: " + res.busErr.Error(), target: "≤ 100.0 ms", met: metNo})
 	default:
 		b.rep.add(3,
-			row{metric: fmt.Sprintf("D-Bus List, %s disks, godbus client  p50 (n=%d)", thousands(int64(res.busDisks)), res.busTimes.n()),
+			row{metric: fmt.Sprintf("D-Bus ListTable, %s disks, as diskctl  p50 (n=%d)", thousands(int64(res.busDisks)), res.busTimes.n()),
 				value: fmtDur(res.busTimes.pct(50)), target: "≤ 100.0 ms", met: metLE(res.busTimes.pct(50), 100*time.Millisecond)},
-			row{metric: "D-Bus List, godbus client  max", value: fmtDur(res.busTimes.max()), met: metNone})
+			row{metric: "D-Bus ListTable, as diskctl  max", value: fmtDur(res.busTimes.max()), met: metNone})
 		switch {
 		case res.busctlErr != nil:
 			b.rep.add(3, row{metric: "D-Bus List, busctl -q", value: "not measured: " + res.busctlErr.Error(), met: metNone})

@@ -4,20 +4,27 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ergochat/readline"
 	"golang.org/x/sys/unix"
 
 	"github.com/diskd/diskd/service/control"
+	"github.com/diskd/diskd/service/present"
 )
 
 // historyLimit is how many lines the interactive client's history keeps.
@@ -26,14 +33,20 @@ const historyLimit = 1000
 // RunClient is the client that `diskd` without -d runs: it connects to the
 // control socket at path, sends the lines it reads from in, and prints the
 // answers without their OK to out and ERR answers as "error: <message>" to
-// errOut. It returns the exit status.
+// errOut. A list, find or peers that selects nothing says so on errOut
+// (`no disk matches "X"`, "no disks known", "no peers heard"; nothing for
+// --json, whose answer says it). `exit` is quit and `?` is help. It returns
+// the exit status.
 //
 // When in is a terminal it is interactive: line editing with the prompt
-// "=> ", a history file ($XDG_STATE_HOME/diskd/history, else
+// "HOST=> " (the daemon's host name, escaped; "=> " when it cannot be
+// had), a history file ($XDG_STATE_HOME/diskd/history, else
 // ~/.local/state/diskd/history; none when it cannot be created), Tab
-// completion of command names and --json, ^C clears the line, ^D (on an
-// empty line) or `quit` ends with status 0. Otherwise it reads lines until
-// the end of in (or `quit`) and returns 0 when every answer was OK, else 1.
+// completion of command names, --json, and after list and find of the
+// daemon's labels, uuids and (for list) host names; ^C clears the line, ^D
+// (on an empty line), `quit` or `exit` ends with status 0. Otherwise it
+// reads lines until the end of in (or quit or exit) and returns 0 when every
+// answer was OK and every find found a disk, as diskctl does, else 1.
 // Blank lines are skipped in both modes. When the daemon cannot be reached,
 // goes away, or ctx is done, it prints why (not for ctx) and returns 1.
 func RunClient(ctx context.Context, path string, in io.Reader, out, errOut io.Writer) int {
@@ -66,12 +79,19 @@ type outcome int
 const (
 	sentOK outcome = iota
 	sentERR
+	notFound // a find that found nothing
 	connLost
 	interrupted
 )
 
-// send sends one line and prints its answer.
+// send sends one line and prints its answer; the client's own words (`?`)
+// are turned into requests first.
 func send(ctx context.Context, c *control.Client, path, line string, out, errOut io.Writer) outcome {
+	line = rewrite(line)
+	if text, ok := clientHelp(line); ok {
+		_, _ = io.WriteString(out, text)
+		return sentOK
+	}
 	if err := control.CheckRequestLine(line); err != nil {
 		fmt.Fprintf(errOut, "error: %v\n", err)
 		return sentERR
@@ -94,14 +114,71 @@ func send(ctx context.Context, c *control.Client, path, line string, out, errOut
 		b.WriteByte('\n')
 	}
 	_, _ = out.Write(b.Bytes())
+	req, err := control.ParseRequest(line)
+	if err != nil {
+		return sentOK // the daemon took what it does not understand itself
+	}
+	return noteEmpty(req, lines, errOut)
+}
+
+// noteEmpty says on errOut that a list, find or peers selected nothing, as
+// diskctl does; the protocol answers it with a bare OK (or [] for --json).
+// It returns notFound for a find that found nothing.
+func noteEmpty(req control.Request, lines []string, errOut io.Writer) outcome {
+	if len(lines) > 1 || (len(lines) == 1 && !(req.JSON && lines[0] == "[]")) {
+		return sentOK
+	}
+	var msg string
+	switch req.Command {
+	case "list", "find":
+		msg = "no disks known"
+		if req.Arg != "" {
+			msg = fmt.Sprintf("no disk matches %q", present.Escape(req.Arg))
+		}
+	case "peers":
+		msg = "no peers heard"
+	default:
+		return sentOK
+	}
+	if !req.JSON {
+		fmt.Fprintln(errOut, msg)
+	}
+	if req.Command == "find" {
+		return notFound
+	}
 	return sentOK
 }
 
-// isQuit reports whether a line is the quit command, which the client
-// handles itself.
+// isQuit reports whether a line is quit or exit, which the client handles
+// itself.
 func isQuit(line string) bool {
 	f := strings.Fields(line)
-	return len(f) == 1 && strings.EqualFold(f[0], "quit")
+	return len(f) == 1 && (strings.EqualFold(f[0], "quit") || strings.EqualFold(f[0], "exit"))
+}
+
+// rewrite turns `?` (alone or before a command name) into help.
+func rewrite(line string) string {
+	word, rest, _ := cutBlank(strings.TrimSpace(line))
+	if word != "?" {
+		return line
+	}
+	return strings.TrimSpace("help " + rest)
+}
+
+// clientHelp is the answer of help for the client's own words, which the
+// daemon does not know.
+func clientHelp(line string) (string, bool) {
+	f := strings.Fields(line)
+	if len(f) != 2 || !strings.EqualFold(f[0], "help") {
+		return "", false
+	}
+	switch strings.ToLower(f[1]) {
+	case "exit":
+		return "usage: exit\nleave the client, as quit\n", true
+	case "?":
+		return "usage: ? [COMMAND]\nthe same as help\n", true
+	}
+	return "", false
 }
 
 func runBatch(ctx context.Context, c *control.Client, path string, in io.Reader, out, errOut io.Writer) int {
@@ -114,7 +191,7 @@ func runBatch(ctx context.Context, c *control.Client, path string, in io.Reader,
 				return status
 			}
 			switch send(ctx, c, path, line, out, errOut) {
-			case sentERR:
+			case sentERR, notFound:
 				status = 1
 			case connLost, interrupted:
 				return 1
@@ -154,10 +231,10 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 		t.size = int(f.Fd())
 	}
 	cfg := &readline.Config{
-		Prompt:             "=> ",
+		Prompt:             hostPrompt(ctx, path),
 		HistoryFile:        prepareHistory(historyPath(), historyLimit),
 		HistoryLimit:       historyLimit,
-		AutoComplete:       completer(),
+		AutoComplete:       newCompleter(ctx, path),
 		Stdin:              in,
 		Stdout:             out,
 		Stderr:             errOut,
@@ -196,15 +273,12 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 			}
 		}
 	})
-	wg.Go(func() {
-		select {
-		case <-stop:
-		case <-ctx.Done():
-			rl.Close()
-		case <-c.Lost():
-			rl.Close()
-		}
-	})
+	renewed := make(chan *control.Client, 1)
+	defer func() { c.Close() }()
+	// The watcher gets the first connection as a value: the loop below
+	// replaces c when it reconnects, and passes the new one on renewed.
+	first := c
+	wg.Go(func() { watchConn(ctx, stop, first, path, renewed, func() { rl.Close() }) })
 
 	for {
 		line, err := rl.ReadLine()
@@ -212,11 +286,9 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 			continue // ^C: the line is discarded, read the next one
 		}
 		if err != nil {
-			select {
-			case <-c.Lost():
+			if lostForGood(ctx, c, path) {
 				fmt.Fprintf(errOut, "\ndiskd: lost the connection to the daemon at %s: %v\n", path, c.LostErr())
 				return 1
-			default:
 			}
 			if ctx.Err() != nil {
 				return 1
@@ -230,6 +302,19 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 		if isQuit(line) {
 			return 0
 		}
+		nc, err := renewConn(ctx, c, path)
+		if err != nil {
+			fmt.Fprintf(errOut, "diskd: lost the connection to the daemon at %s: %v\n", path, err)
+			return 1
+		}
+		if nc != c {
+			c = nc
+			select {
+			case <-renewed: // not picked up yet: replaced by the newer one
+			default:
+			}
+			renewed <- c
+		}
 		switch send(ctx, c, path, line, out, errOut) {
 		case connLost, interrupted:
 			return 1
@@ -237,18 +322,297 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 	}
 }
 
-// completer completes command names and, after list, find, peers and
-// status, the --json option.
-func completer() readline.AutoCompleter {
-	var items []*readline.PrefixCompleter
-	for _, c := range control.Commands() {
-		if c.JSON {
-			items = append(items, readline.PcItem(c.Name, readline.PcItem("--json")))
-		} else {
-			items = append(items, readline.PcItem(c.Name))
+// watchConn interrupts the prompt (closePrompt) when ctx ends or the daemon
+// goes away. A connection that the daemon closed while it still answers on
+// path (the idle timeout of a client left at its prompt) is not the end: the
+// next line reconnects (renewConn), and the new connection, sent on
+// renewed, is watched from then on. It returns when stop is closed.
+func watchConn(ctx context.Context, stop <-chan struct{}, c *control.Client, path string,
+	renewed <-chan *control.Client, closePrompt func()) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			closePrompt()
+			return
+		case c = <-renewed:
+			continue
+		case <-c.Lost():
+		}
+		if !daemonAnswers(ctx, path) {
+			closePrompt()
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			closePrompt()
+			return
+		case c = <-renewed:
 		}
 	}
-	return readline.NewPrefixCompleter(items...)
+}
+
+// lostForGood reports whether c is lost and the daemon no longer answers
+// (not merely closed an idle connection).
+func lostForGood(ctx context.Context, c *control.Client, path string) bool {
+	select {
+	case <-c.Lost():
+		return !daemonAnswers(ctx, path)
+	default:
+		return false
+	}
+}
+
+// daemonAnswers reports whether something accepts connections on path.
+func daemonAnswers(ctx context.Context, path string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// renewConn returns c while it is connected, else (the daemon closed an
+// idle connection) c closed and a new connection to path.
+func renewConn(ctx context.Context, c *control.Client, path string) (*control.Client, error) {
+	select {
+	case <-c.Lost():
+	default:
+		return c, nil
+	}
+	c.Close()
+	nc, err := control.Dial(ctx, path)
+	if err != nil {
+		return c, fmt.Errorf("reconnecting: %w", err)
+	}
+	return nc, nil
+}
+
+// How the client asks the daemon for its prompt and completions: on a
+// connection of its own, so that a slow answer abandoned at the timeout
+// cannot put the session's connection out of step.
+const (
+	queryTimeout   = time.Second
+	maxCandidates  = 64  // Tab offers at most this many disk values
+	maxPromptRunes = 64  // of the host name in the prompt
+	maxValueBytes  = 256 // longer disk values are not offered
+)
+
+// query sends one request on a connection of its own and returns the
+// answer's lines, giving up after timeout.
+func query(ctx context.Context, path, line string, timeout time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := control.Dial(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Do(ctx, line)
+}
+
+// hostPrompt is "HOST=> " with the host name from the daemon's
+// `status --json`, escaped and cut to maxPromptRunes, or "=> " when there
+// is none.
+func hostPrompt(ctx context.Context, path string) string {
+	const plain = "=> "
+	lines, err := query(ctx, path, "status --json", queryTimeout)
+	if err != nil || len(lines) != 1 {
+		return plain
+	}
+	var st struct {
+		Hostname string `json:"hostname"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &st); err != nil {
+		return plain
+	}
+	host := []rune(present.Escape(st.Hostname))
+	if len(host) > maxPromptRunes {
+		host = append(host[:maxPromptRunes-1], '…')
+	}
+	return string(host) + plain
+}
+
+// completer is the interactive client's Tab completion: command names (and
+// exit) for the first word; after a command, --json where it takes it, a
+// command name after help, and after list and find the labels and uuids of
+// the daemon's disks (host names too after list, whose pattern matches
+// them), asked of the daemon with `list --json` at each Tab. Disk values
+// are offered only when every character is printable, and at most
+// maxCandidates of them: when more match, Tab inserts what they all start
+// with, if that is more than was typed.
+type completer struct {
+	ctx     context.Context
+	path    string
+	timeout time.Duration
+	max     int
+	cmds    []control.CommandInfo
+}
+
+func newCompleter(ctx context.Context, path string) *completer {
+	return &completer{ctx: ctx, path: path, timeout: queryTimeout, max: maxCandidates, cmds: control.Commands()}
+}
+
+// Do is readline's AutoCompleter: it returns what may follow the text
+// before pos and how many runes of that text the candidates complete.
+func (c *completer) Do(line []rune, pos int) ([][]rune, int) {
+	text := strings.TrimLeftFunc(string(line[:pos]), unicode.IsSpace)
+	word, rest, more := cutBlank(text)
+	if !more {
+		return suffixes(word, c.commandNames(), " ")
+	}
+	info, ok := c.lookup(word)
+	if !ok {
+		return nil, 0
+	}
+	hasJSON, opts := false, true
+	for opts {
+		opt, after, more := cutBlank(rest)
+		switch {
+		case !more:
+			opts = false
+		case opt == "--json" && info.JSON:
+			hasJSON, rest = true, after
+		case opt == "--":
+			rest, opts = after, false
+		default:
+			opts = false
+		}
+	}
+	var cands []string
+	if info.JSON && !hasJSON && strings.HasPrefix("--json", rest) {
+		cands = append(cands, "--json ")
+	}
+	switch info.Complete {
+	case "command":
+		if strings.ContainsFunc(rest, unicode.IsSpace) {
+			return nil, 0
+		}
+		return suffixes(rest, c.commandNames()[:len(c.cmds)], "")
+	case "disk":
+		cands = append(cands, c.diskValues(rest, info.Hosts)...)
+	}
+	return suffixes(rest, cands, "")
+}
+
+func (c *completer) lookup(word string) (control.CommandInfo, bool) {
+	for _, ci := range c.cmds {
+		if strings.EqualFold(ci.Name, word) {
+			return ci, true
+		}
+	}
+	return control.CommandInfo{}, false
+}
+
+// commandNames is the command names, then the client's own exit.
+func (c *completer) commandNames() []string {
+	var names []string
+	for _, ci := range c.cmds {
+		names = append(names, ci.Name)
+	}
+	return append(names, "exit")
+}
+
+// diskValues returns the labels, uuids and, with hosts, host names of the
+// daemon's disks that start with prefix; none when the daemon does not
+// answer within the timeout.
+func (c *completer) diskValues(prefix string, hosts bool) []string {
+	lines, err := query(c.ctx, c.path, "list --json", c.timeout)
+	if err != nil || len(lines) != 1 {
+		return nil
+	}
+	var disks []struct {
+		Hostname string `json:"hostname"`
+		UUID     string `json:"uuid"`
+		Label    string `json:"label"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &disks); err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var vals []string
+	add := func(v string) {
+		if v != "" && !seen[v] && strings.HasPrefix(v, prefix) && completable(v) {
+			seen[v] = true
+			vals = append(vals, v)
+		}
+	}
+	for _, d := range disks {
+		add(d.Label)
+		add(d.UUID)
+		if hosts {
+			add(d.Hostname)
+		}
+	}
+	slices.Sort(vals)
+	if len(vals) <= c.max {
+		return vals
+	}
+	// Too many to show: only what they all start with, which the first
+	// and the last in order share.
+	common := commonPrefix(vals[0], vals[len(vals)-1])
+	if len(common) > len(prefix) {
+		return []string{common}
+	}
+	return nil
+}
+
+// completable reports whether a value from the network may go into the
+// line: short enough, and every character printable (no control, format
+// or invalid character, no U+FFFD standing for invalid UTF-8).
+func completable(v string) bool {
+	if len(v) > maxValueBytes || !utf8.ValidString(v) {
+		return false
+	}
+	for _, r := range v {
+		if r == utf8.RuneError || (r != ' ' && !unicode.IsGraphic(r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// commonPrefix is the longest common prefix of a and b, in whole runes.
+func commonPrefix(a, b string) string {
+	n := 0
+	for n < len(a) && n < len(b) {
+		r, size := utf8.DecodeRuneInString(a[n:])
+		if r2, size2 := utf8.DecodeRuneInString(b[n:]); r2 != r || size2 != size {
+			break
+		}
+		n += size
+	}
+	return a[:n]
+}
+
+// suffixes returns, for each candidate that starts with typed, the rest of
+// it followed by tail, and the length of typed in runes: what readline
+// takes from an AutoCompleter.
+func suffixes(typed string, cands []string, tail string) ([][]rune, int) {
+	var out [][]rune
+	for _, cand := range cands {
+		if rest, ok := strings.CutPrefix(cand, typed); ok {
+			out = append(out, []rune(rest+tail))
+		}
+	}
+	return out, utf8.RuneCountInString(typed)
+}
+
+// cutBlank cuts s at its first blank: the word before it, the rest after
+// the blanks, and whether there was a blank.
+func cutBlank(s string) (word, rest string, found bool) {
+	i := strings.IndexFunc(s, unicode.IsSpace)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], strings.TrimLeftFunc(s[i:], unicode.IsSpace), true
 }
 
 // historyPath is $XDG_STATE_HOME/diskd/history, else

@@ -261,7 +261,7 @@ func mib(kib int) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 // after t0: p's honest datagrams are still accepted.
 func awaitLastHeardAfter(t *testing.T, a, p *node, t0 time.Time) {
 	t.Helper()
-	testbed.Eventually(t, 3*time.Second, func() (bool, string) {
+	testbed.Eventually(t, 15*time.Second, func() (bool, string) { // generous: a loaded machine
 		e := findPeer(peersOf(t, a), p.HostID)
 		if e == nil {
 			return false, fmt.Sprintf("%s is not among %s's peers", p.Name, a.Name)
@@ -1039,7 +1039,7 @@ func TestSixHundredDisks(t *testing.T) {
 		inject("whole-600", "whole-boot", disks, -1))
 	sendDatagrams(t, m.Host, grams, 0)
 	sent := time.Now()
-	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
+	testbed.Eventually(t, 30*time.Second, func() (bool, string) { // generous: a loaded machine
 		n := countHost(listOf(t, a), "whole-600")
 		return n == count, fmt.Sprintf("alpha lists %d disks of whole-600, the complete injection", n)
 	})

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
@@ -33,8 +34,10 @@ type command struct {
 	all   bool // accepts --all
 	arg   argKind
 	// complete says what Tab offers for the argument: "" nothing, "disk"
-	// labels, uuids and hosts.
+	// labels and uuids (and host names when hosts is set), "command" the
+	// command names.
 	complete string
+	hosts    bool // the argument also matches host names
 	// run answers a parsed request with the answer's lines (each ending in
 	// "\n"), or an error whose text becomes the ERR message.
 	run func(s *Server, ctx context.Context, req request) ([]byte, error)
@@ -43,9 +46,10 @@ type command struct {
 // commands is the command table, in the order help shows it.
 func commands() []command {
 	cmds := []command{
-		{name: "help", usage: "help", help: "show the commands",
-			run: func(*Server, context.Context, request) ([]byte, error) { return helpText(), nil }},
-		{name: "list", usage: "list [--json] [--all] [PATTERN]", json: true, all: true, arg: argOptional, complete: "disk",
+		{name: "help", usage: "help [COMMAND]", arg: argOptional, complete: "command",
+			help: "show the commands, or one command's usage and help",
+			run:  func(_ *Server, _ context.Context, req request) ([]byte, error) { return helpText(req.arg) }},
+		{name: "list", usage: "list [--json] [--all] [PATTERN]", json: true, all: true, arg: argOptional, complete: "disk", hosts: true,
 			help: "every known disk (--all: remembered absent ones too); PATTERN (substring, or glob with * ? [) matches uuid, partuuid, label, device or host",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
 				if !req.all {
@@ -124,8 +128,12 @@ type CommandInfo struct {
 	Help  string
 	JSON  bool // accepts --json
 	// Complete says what may follow the command: "" nothing, "disk" disk
-	// labels, uuids and hosts.
+	// labels and uuids, and host names too when Hosts is set; "command" a
+	// command name.
 	Complete string
+	// Hosts says that the command's argument also matches host names (list
+	// does, find does not).
+	Hosts bool
 }
 
 // Commands returns the control protocol's commands in the order help shows
@@ -133,9 +141,25 @@ type CommandInfo struct {
 func Commands() []CommandInfo {
 	var out []CommandInfo
 	for _, c := range commands() {
-		out = append(out, CommandInfo{Name: c.name, Usage: c.usage, Help: c.help, JSON: c.json, Complete: c.complete})
+		out = append(out, CommandInfo{Name: c.name, Usage: c.usage, Help: c.help, JSON: c.json,
+			Complete: c.complete, Hosts: c.hosts})
 	}
 	return out
+}
+
+// Request is a request line as the server understands it.
+type Request struct {
+	Command string // lower case; empty for a blank line
+	JSON    bool   // --json was given
+	Arg     string // the argument, surrounding blanks removed
+}
+
+// ParseRequest parses a request line as the server does, so that a client
+// can tell what it asked for; its error is the server's ERR message
+// (unescaped).
+func ParseRequest(line string) (Request, error) {
+	req, err := parseRequest(line)
+	return Request{Command: req.cmd, JSON: req.json, Arg: req.arg}, err
 }
 
 func lookupCommand(name string) (command, bool) {
@@ -166,7 +190,7 @@ func parseRequest(line string) (request, error) {
 	req := request{cmd: strings.ToLower(word)}
 	spec, ok := lookupCommand(req.cmd)
 	if !ok {
-		return req, fmt.Errorf(`unknown command "%s"`, word)
+		return req, unknownCommand(word)
 	}
 	dashdash := false
 	for strings.HasPrefix(rest, "--") {
@@ -219,8 +243,105 @@ func (s *Server) action(ctx context.Context, name diskstate.Action) error {
 	return nil
 }
 
-// helpText is the answer of help: each command's usage and help, aligned.
-func helpText() []byte {
+// unknownCommand is the error for a word that is no command; it names the
+// command the word most likely meant, when one is close.
+func unknownCommand(word string) error {
+	if s := suggest(word); s != "" {
+		return fmt.Errorf(`unknown command "%s"; did you mean "%s"?`, word, s)
+	}
+	return fmt.Errorf(`unknown command "%s"`, word)
+}
+
+// suggest returns the command that word most likely meant, or "" when none
+// is close: the other programs' words for quit and help (exit, ?, ls), a
+// command that word is the start of (at least three letters, one command),
+// else the command nearest by edit distance (a transposed pair counts as
+// one edit), when at most one edit away, or two from a name of six letters
+// or more. Ties go to the command help shows first.
+func suggest(word string) string {
+	w := strings.ToLower(word)
+	switch w {
+	case "exit", "bye", "logout":
+		return "quit"
+	case "?", "h", "-h", "--help":
+		return "help"
+	case "ls":
+		return "list"
+	}
+	cmds := commands()
+	if utf8.RuneCountInString(w) >= 3 {
+		var starts []string
+		for _, c := range cmds {
+			if strings.HasPrefix(c.name, w) {
+				starts = append(starts, c.name)
+			}
+		}
+		if len(starts) == 1 {
+			return starts[0]
+		}
+	}
+	if utf8.RuneCountInString(w) > maxNameRunes+2 {
+		return "" // too long to be two edits from any name
+	}
+	best, bestDist := "", 3
+	for _, c := range cmds {
+		limit := 1
+		if len(c.name) >= 6 {
+			limit = 2
+		}
+		if d := editDistance(w, c.name); d <= limit && d < bestDist {
+			best, bestDist = c.name, d
+		}
+	}
+	return best
+}
+
+// maxNameRunes is longer than every command name.
+const maxNameRunes = 16
+
+// editDistance is the optimal string alignment distance between a and b, in
+// runes: insertions, deletions, substitutions and transpositions of two
+// neighbours, each one edit.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	// Three rows of the table: two back, one back, and this one.
+	prev2 := make([]int, len(rb)+1)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(rb)]
+}
+
+// helpText is the answer of help: with no argument each command's usage and
+// help, aligned; with a command name that command's usage and help.
+func helpText(arg string) ([]byte, error) {
+	if arg != "" {
+		word, rest := cutWord(arg)
+		if rest != "" {
+			return nil, fmt.Errorf("usage: help [COMMAND]")
+		}
+		c, ok := lookupCommand(strings.ToLower(word))
+		if !ok {
+			return nil, unknownCommand(word)
+		}
+		return fmt.Appendf(nil, "usage: %s\n%s\n", c.usage, c.help), nil
+	}
 	var b bytes.Buffer
 	cmds := commands()
 	width := 0
@@ -230,7 +351,7 @@ func helpText() []byte {
 	for _, c := range cmds {
 		fmt.Fprintf(&b, "%-*s  %s\n", width, c.usage, c.help)
 	}
-	return b.Bytes()
+	return b.Bytes(), nil
 }
 
 // memoryDisks is every remembered disk; none without Memory.

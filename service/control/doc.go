@@ -33,8 +33,12 @@
 //   - The argument of `list PATTERN` and `find TERM` is the rest of the line
 //     with surrounding blanks removed, so labels with spaces need no quoting
 //     (`find My Passport`). There is no quoting.
-//   - Unknown commands get `ERR unknown command "x"` (escaped) and wrong
-//     arguments `ERR usage: ...`; the connection stays usable either way.
+//   - Unknown commands get `ERR unknown command "x"` (escaped), followed by
+//     `; did you mean "list"?` when a command is close (an edit or two
+//     away, or the start of one command's name), and wrong arguments `ERR
+//     usage: ...`; the connection stays usable either way.
+//   - `help COMMAND` answers with two lines, `usage: ...` and what the
+//     command does.
 //   - `quit` is answered with `OK`, then the server closes the connection.
 //   - A query that selects nothing (list, find, peers) answers with no lines
 //     and `OK`, in human and --json form alike (`[]` for --json): ERR means
@@ -53,14 +57,41 @@
 //     shows them as \xNN.
 //   - Each write of an answer has a deadline (Server.WriteTimeout, 10s by
 //     default): a client that stops reading is disconnected instead of
-//     pinning a goroutine. There is no idle timeout for a client that is
-//     between requests.
-//   - At most Server.MaxConns connections (64 by default) are served at
-//     once; a further one gets `ERR too many connections` and is closed.
+//     pinning a goroutine.
 //   - status prints "key: value" lines (version, host, host id, started,
 //     peers, disks, last scan as RFC 3339 and how long ago or "never", scan
 //     error or "none", packets in/out/dropped, drops by reason as
 //     "reason=N ..." or "none", then the daemon's extra lines).
 //   - refresh, announce and ping run with a deadline (Server.ActionTimeout,
 //     2 minutes by default) and are cancelled when the server stops.
+//
+// # Limits
+//
+// Any member of the socket's group may be hostile, so no one user can keep
+// the others out:
+//
+//   - A connection that sends no request for Server.IdleTimeout (60s by
+//     default) is closed, silently: an unasked ERR line would be read as
+//     the answer to the client's next request. Clients that stay open
+//     reconnect when they find the connection closed (the interactive
+//     client does).
+//   - A request line must be complete (its "\n" received) within
+//     Server.RequestTimeout (5s by default) of its first byte, else the
+//     server answers `ERR request line not complete within 5s; closing
+//     connection` and closes the connection: a client that trickles bytes
+//     cannot hold a slot.
+//   - At most Server.MaxConns connections (64 by default) are served at
+//     once, of which an eighth (at least one) is kept for root. Every other
+//     user may hold at most Server.MaxConnsPerUser (16 by default); the
+//     user is the one that connected (SO_PEERCRED). Root is exempt from
+//     the per-user cap.
+//   - When a limit is reached, the connection that has been idle longest
+//     (at least Server.EvictAfter, 5s by default) among those that count
+//     against it is closed to make room, preferring the user that holds
+//     the most. When none is idle that long, the new connection gets `ERR
+//     too many connections` (or `ERR too many connections from uid N (at
+//     most M)` for the per-user cap) and is closed.
+//   - So a `list` from a user who holds no connections is always answered,
+//     whatever one other user does: a user can only lock out themselves
+//     (root is trusted and has no per-user cap).
 package control

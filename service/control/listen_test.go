@@ -29,6 +29,10 @@ func TestHelperProcess(t *testing.T) {
 	switch os.Getenv("DISKD_CONTROL_HELPER") {
 	case "serve":
 		os.Exit(helperServe())
+	case "hog":
+		os.Exit(helperHog())
+	case "lister":
+		os.Exit(helperLister())
 	}
 }
 

@@ -44,8 +44,21 @@ type Server struct {
 	Memory diskstate.Memory
 	// Log receives connection and error logs (default: discarded).
 	Log *slog.Logger
-	// MaxConns caps the connections served at once (default 64).
+	// MaxConns caps the connections served at once (default 64); an
+	// eighth of them (at least one) is kept for root.
 	MaxConns int
+	// MaxConnsPerUser caps the connections of one user other than root
+	// (default DefaultMaxConnsPerUser).
+	MaxConnsPerUser int
+	// IdleTimeout closes a connection that sends no request for this long
+	// (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// RequestTimeout bounds a request line from its first byte to its line
+	// end (default DefaultRequestTimeout).
+	RequestTimeout time.Duration
+	// EvictAfter is how long a connection must have been idle before it may
+	// be closed to make room for a new one (default DefaultEvictAfter).
+	EvictAfter time.Duration
 	// WriteTimeout bounds each write of an answer (default 10s).
 	WriteTimeout time.Duration
 	// ActionTimeout bounds refresh, announce and ping (default 2m).
@@ -89,19 +102,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	log := s.log()
 	maxConns := orDefault(s.MaxConns, DefaultMaxConns)
 
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-	)
+	table := newConnTable(maxConns, orDefault(s.MaxConnsPerUser, DefaultMaxConnsPerUser),
+		orDefault(s.EvictAfter, DefaultEvictAfter))
+	var wg sync.WaitGroup
+	var stopMu sync.Mutex // orders admissions against the stop
 	wg.Go(func() {
 		<-ctx.Done()
 		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for c := range conns {
-			c.Close()
-		}
+		stopMu.Lock()
+		defer stopMu.Unlock()
+		table.closeAll()
 	})
 
 	var err error
@@ -127,30 +137,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		mu.Lock()
+		cn := &conn{c: c, uid: peerUID(c)}
+		stopMu.Lock()
 		if ctx.Err() != nil {
-			mu.Unlock()
+			stopMu.Unlock()
 			c.Close()
 			break
 		}
-		if len(conns) >= maxConns {
-			mu.Unlock()
-			log.Warn("control socket: too many connections; refusing one", "max", maxConns)
+		refusal := table.admit(cn, time.Now())
+		stopMu.Unlock()
+		if refusal != "" {
+			log.Warn("control socket: refusing a connection", "uid", cn.uid, "reason", refusal)
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, "ERR too many connections\n")
+			_, _ = io.WriteString(c, "ERR "+refusal+"\n")
 			c.Close()
 			continue
 		}
-		conns[c] = struct{}{}
-		mu.Unlock()
 		wg.Go(func() {
 			defer func() {
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
+				table.remove(cn)
 				c.Close()
 			}()
-			s.serveConn(ctx, c)
+			s.serveConn(ctx, table, cn)
 		})
 	}
 	cancel()
@@ -169,6 +177,11 @@ func temporary(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && errors.As(err, &ne) && ne.Timeout()
 }
 
 // lineTooLongError is returned by readRequest for an over-long line.
@@ -196,14 +209,40 @@ func readRequest(br *bufio.Reader) (string, error) {
 	return string(b), err
 }
 
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
-	log := s.log()
+func (s *Server) serveConn(ctx context.Context, table *connTable, cn *conn) {
+	c := cn.c
+	log := s.log().With("uid", cn.uid)
 	log.Debug("control socket: connection opened")
 	defer log.Debug("control socket: connection closed")
 	br := bufio.NewReaderSize(c, MaxLineBytes+2)
 	w := &deadlineWriter{c: c, timeout: orDefault(s.WriteTimeout, DefaultWriteTimeout)}
+	idleTimeout := orDefault(s.IdleTimeout, DefaultIdleTimeout)
+	requestTimeout := orDefault(s.RequestTimeout, DefaultRequestTimeout)
 	for {
+		// Wait for the first byte of the next request, then give the
+		// whole line its own deadline.
+		table.setIdle(cn, true, time.Now())
+		if br.Buffered() == 0 {
+			if err := c.SetReadDeadline(time.Now().Add(idleTimeout)); err != nil {
+				return
+			}
+			if _, err := br.Peek(1); err != nil {
+				if isTimeout(err) {
+					log.Debug("control socket: idle timeout; closing connection", "idle", idleTimeout)
+				}
+				return
+			}
+		}
+		table.setIdle(cn, false, time.Now())
+		if err := c.SetReadDeadline(time.Now().Add(requestTimeout)); err != nil {
+			return
+		}
 		line, rerr := readRequest(br)
+		if isTimeout(rerr) {
+			log.Warn("control socket: request line not complete in time; closing connection", "timeout", requestTimeout)
+			_ = w.respond(nil, fmt.Sprintf("request line not complete within %s; closing connection", requestTimeout))
+			return
+		}
 		if errors.Is(rerr, lineTooLongError{}) {
 			log.Warn("control socket: request line too long; closing connection")
 			_ = w.respond(nil, rerr.Error())

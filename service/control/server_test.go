@@ -104,6 +104,91 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// TestHelpCommand: `help COMMAND` answers with that command's usage and
+// help, whatever the case of the name.
+func TestHelpCommand(t *testing.T) {
+	ts := controltest.Start(t, &control.Server{})
+	c := dialClient(t, ts.Path)
+	for _, cmd := range control.Commands() {
+		for _, line := range []string{"help " + cmd.Name, "HELP " + strings.ToUpper(cmd.Name), "help   " + cmd.Name + "  "} {
+			got, err := c.Do(context.Background(), line)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			if want := []string{"usage: " + cmd.Usage, cmd.Help}; !slices.Equal(got, want) {
+				t.Errorf("%q = %q, want %q", line, got, want)
+			}
+		}
+	}
+	got, err := c.Do(context.Background(), "help list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "usage: list [--json] [PATTERN]"; got[0] != want {
+		t.Errorf("help list starts with %q, want %q", got[0], want)
+	}
+}
+
+// TestUnknownCommandSuggestion: an unknown command close to a command (a
+// typo, the start of a name, another program's word for it) names that
+// command; one far from every command does not.
+func TestUnknownCommandSuggestion(t *testing.T) {
+	ts := controltest.Start(t, &control.Server{})
+	c := dialClient(t, ts.Path)
+	for _, tc := range []struct{ word, want string }{
+		{"lsit", "list"},
+		{"LSIT", "list"},
+		{"lis", "list"},
+		{"lst", "list"},
+		{"ls", "list"},
+		{"fnd", "find"},
+		{"fnid", "find"},
+		{"fing", "find"}, // as close to ping: the first in help wins
+		{"peer", "peers"},
+		{"pees", "peers"},
+		{"stauts", "status"},
+		{"sttaus", "status"},
+		{"stat", "status"},
+		{"statsu", "status"},
+		{"refesh", "refresh"},
+		{"rfrsh", "refresh"}, // two edits from a long name
+		{"ref", "refresh"},
+		{"anounce", "announce"},
+		{"annnounce", "announce"},
+		{"pign", "ping"},
+		{"hlep", "help"},
+		{"?", "help"},
+		{"qiut", "quit"},
+		{"exit", "quit"},
+		{"Exit", "quit"},
+		// Far from every command: no suggestion.
+		{"bogus", ""},
+		{"p", ""},
+		{"pe", ""},
+		{"sts", ""},
+		{"lsitx", ""},
+		{"fxxd", ""}, // two edits from find, a short name
+		{"refreshments", ""},
+		{strings.Repeat("list", 100), ""},
+		{"日本語", ""},
+	} {
+		t.Run(tc.word, func(t *testing.T) {
+			_, err := c.Do(context.Background(), tc.word)
+			var re *control.RemoteError
+			if !errors.As(err, &re) {
+				t.Fatalf("%q: %v, want an ERR answer", tc.word, err)
+			}
+			want := fmt.Sprintf("unknown command %q", tc.word)
+			if tc.want != "" {
+				want += fmt.Sprintf("; did you mean %q?", tc.want)
+			}
+			if re.Msg != want {
+				t.Errorf("%q: ERR %s, want ERR %s", tc.word, re.Msg, want)
+			}
+		})
+	}
+}
+
 // jsonDisks runs a --json disk query and returns the parsed answer.
 func jsonDisks(t *testing.T, c *control.Client, line string) []diskstate.Disk {
 	t.Helper()
@@ -299,7 +384,13 @@ func TestProtocol(t *testing.T) {
 		{"CRLF", "status\r\n", 13, "OK", false},
 		{"CRLF after error", "bogus\r\n", 0, `ERR unknown command "bogus"`, false},
 		{"invalid UTF-8", "list \xff\xfe\n", 0, "ERR request is not valid UTF-8", false},
-		{"NUL in request", "li\x00st\n", 0, `ERR unknown command "li\x00st"`, false},
+		{"NUL in request", "li\x00st\n", 0, `ERR unknown command "li\x00st"; did you mean "list"?`, false},
+		{"unknown command close to one", "lsit\n", 0, `ERR unknown command "lsit"; did you mean "list"?`, false},
+		{"help command", "help find\n", 2, "OK", false},
+		{"help unknown command", "help lsit\n", 0, `ERR unknown command "lsit"; did you mean "list"?`, false},
+		{"help far unknown command", "help bogus\n", 0, `ERR unknown command "bogus"`, false},
+		{"help two words", "help list find\n", 0, "ERR usage: help [COMMAND]", false},
+		{"help --json", "help --json\n", 0, `ERR usage: help [COMMAND] (unknown option "--json")`, false},
 		{"longest line", long + "\n", 0, "OK", false},
 		{"longest line with CRLF", long + "\r\n", 0, "OK", false},
 		{"line too long", long + "x\n", 0, fmt.Sprintf("ERR request line too long (more than %d bytes)", control.MaxLineBytes), true},
