@@ -124,7 +124,7 @@ func TestHelpCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "usage: list [--json] [PATTERN]"; got[0] != want {
+	if want := "usage: list [--json] [--all] [PATTERN]"; got[0] != want {
 		t.Errorf("help list starts with %q, want %q", got[0], want)
 	}
 }
