@@ -315,6 +315,7 @@ Options (anywhere on the line; -- ends them):
   --json         print JSON: one document (as the control socket's --json);
                  monitor prints one JSON object a line
   --notify       monitor only: desktop notifications for remote disks
+  --all          list only: also the remembered disks not attached now
   -h, --help     show this help, or a command's: diskctl COMMAND --help
   -V, --version  print the version
 

@@ -68,7 +68,11 @@ func TestRunWithoutBus(t *testing.T) {
 		stdout     string
 		stderrLine string // the whole (single) stderr line
 	}{
-		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]  print changes as they happen"},
+		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]      print changes as they happen"},
+		{args: []string{"--help"}, code: 0, stdout: "  history TERM            every place and time a matching disk was seen"},
+		{args: []string{"history", "--help"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] history TERM"},
+		{args: []string{"history"}, code: 2, stderrLine: "diskctl: history needs TERM (see diskctl --help)"},
+		{args: []string{"find", "--all", "x"}, code: 2, stderrLine: "diskctl: option --all is for list, not find (see diskctl --help)"},
 		{args: []string{"help"}, code: 0, stdout: "Exit status: 0 ok, 1 find found nothing"},
 		{args: []string{"help", "find"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] find TERM"},
 		{args: []string{"list", "--help"}, code: 0, stdout: "PATTERN with * ? or [ is a shell glob"},
