@@ -19,6 +19,7 @@ import (
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/logging"
 	"github.com/diskd/diskd/service/multicast"
+	"github.com/diskd/diskd/service/peer"
 )
 
 // options is what the command line asks for.
@@ -87,7 +88,7 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 // daemonOnly are the flags that mean nothing to the client.
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
 	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents",
-	"log-level", "state-dir", "history-max", "history-max-age", "return-after"}
+	"log-level", "max-clock-skew", "state-dir", "history-max", "history-max-age", "return-after"}
 
 // shortFlags are the one-letter spellings of long flags.
 var shortFlags = map[string]string{"d": "daemon", "V": "version"}
@@ -107,6 +108,7 @@ func defaults() options {
 		HistoryMax:       daemon.DefaultHistoryMax,
 		HistoryMaxAge:    daemon.DefaultHistoryMaxAge,
 		ReturnAfter:      daemon.DefaultReturnAfter,
+		MaxClockSkew:     peer.DefaultMaxClockSkew,
 	}}
 }
 
@@ -182,6 +184,7 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag, logLeve
 	fs.IntVar(&c.HistoryMax, "history-max", c.HistoryMax, "remember at most this many disks (and peers)")
 	fs.Var(durationFlag{&c.HistoryMaxAge}, "history-max-age", "forget disks not seen for this long (such as 365d)")
 	fs.Var(durationFlag{&c.ReturnAfter}, "return-after", "a disk back after being gone this long is reported as returned")
+	fs.Var(durationFlag{&c.MaxClockSkew}, "max-clock-skew", "with --key-file: drop sealed messages sent further than this from our clock (replay window)")
 	fs.StringVar(logLevel, "log-level", defaultLogLevel, "log records of this level and above: "+strings.Join(logging.Levels, ", "))
 	return fs
 }
@@ -246,6 +249,7 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		{"blkid-timeout", c.BlkidTimeout, 10 * time.Millisecond, time.Hour, false},
 		{"history-max-age", c.HistoryMaxAge, time.Hour, 100 * 365 * 24 * time.Hour, false},
 		{"return-after", c.ReturnAfter, 0, 24 * time.Hour, false},
+		{"max-clock-skew", c.MaxClockSkew, 100 * time.Millisecond, 24 * time.Hour, false},
 	} {
 		if d.optional && d.v == 0 && !set[d.name] {
 			continue

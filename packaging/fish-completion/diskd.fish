@@ -24,4 +24,5 @@ complete -c diskd -l state-dir -r -F -d 'directory of the store (history, replay
 complete -c diskd -l history-max -r -d 'remember at most this many disks (and peers)'
 complete -c diskd -l history-max-age -r -d 'forget disks not seen for this long'
 complete -c diskd -l return-after -r -d 'a disk back after being gone this long is reported as returned'
+complete -c diskd -l max-clock-skew -x -d 'with --key-file: drop sealed messages sent further than this from our clock (duration)'
 complete -c diskd -l log-level -x -a 'debug info warning error' -d 'log records of this level and above'

@@ -69,6 +69,7 @@ type Config struct {
 	HistoryMax    int           // zero: DefaultHistoryMax
 	HistoryMaxAge time.Duration // zero: DefaultHistoryMaxAge
 	ReturnAfter   time.Duration // zero: DefaultReturnAfter
+	MaxClockSkew  time.Duration // sealed messages sent further from our clock are dropped; zero: peer.DefaultMaxClockSkew
 
 	// Transports, when not nil, are the transports the peer protocol runs
 	// over instead of the multicast socket that Groups, Interfaces and TTL
@@ -174,7 +175,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	d.mem = memory.New(st, memory.Options{HostID: id.HostID, ReturnAfter: cfg.ReturnAfter, Log: log})
 	d.inv = inventory.New(inventory.Options{HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout,
 		Annotate: d.mem.Annotate})
-	d.inv.RestoreMarks(d.mem.Marks()...)
+	d.inv.RestoreMarks(d.mem.Marks())
 	log.LogAttrs(ctx, slog.LevelInfo, "diskd starting", append([]slog.Attr{
 		slog.String("version", cfg.Version), slog.String("host_id", id.HostID), slog.String("hostname", id.Hostname),
 		slog.String("socket", ln.Addr().String()), slog.Bool("socket_activated", activated),
@@ -233,7 +234,7 @@ func (d *daemon) run(ctx context.Context, id peer.Identity, ring *wire.Keyring, 
 		Status: func() string { return present.StatusLine(d.inv.Status()) },
 	})
 	d.peers = peer.New(d.inv, peer.Options{
-		Identity: id, Interval: d.cfg.AnnounceInterval, Keyring: ring, Log: d.log,
+		Identity: id, Interval: d.cfg.AnnounceInterval, Keyring: ring, Log: d.log, MaxClockSkew: d.cfg.MaxClockSkew,
 		OnPing: func(delay time.Duration) { d.annJob.Trigger(runCtx, delay) },
 	}, transports...)
 	firstScan := d.addJobs()
@@ -357,12 +358,16 @@ func (d *daemon) awaitFirstScan(ctx context.Context, firstScan <-chan struct{}, 
 // expiry job (a new peer's deadline).
 func (d *daemon) follow(ctx context.Context, sub *inventory.Subscription) {
 	defer sub.Close()
+	events := eventlog.NewWriter(d.log, nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case e := <-sub.C():
-			eventlog.Log(ctx, d.log, e)
+			events.Add(ctx, e)
+			if len(sub.C()) == 0 { // the end of a burst: one line per peer
+				events.Flush(ctx)
+			}
 			if peer.AnnouncesOn(e) {
 				d.annJob.Trigger(ctx, 0)
 			}

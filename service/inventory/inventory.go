@@ -7,8 +7,10 @@
 // local disk list, the multicast receiver hands it peers' announcements, and it
 // decides what changed. It enforces the receive-side rules that need memory of
 // the past: a peer's sequence numbers must move forward (replays are dropped,
-// also after the peer has gone), and the number of peers and of disks per peer
-// is capped so that a rogue sender cannot exhaust memory.
+// also after the peer has gone; Hear applies the rule to each datagram and
+// keeps the peer alive, and the marks it keeps can be saved and restored
+// across a restart with Marks and RestoreMarks), and the number of peers and
+// of disks per peer is capped so that a rogue sender cannot exhaust memory.
 //
 // Identity of a disk: within one host, a disk is its device path together with
 // its filesystem UUID. A new filesystem on the same device (reformatted) is a
@@ -159,6 +161,12 @@ type peerState struct {
 	// again at every call (in a profile of 16,000 disks, sorting was a
 	// third of a `list --json`).
 	order []diskstate.Disk
+	// sentAt is the send time of the highest accepted message (zero when
+	// it carried none), and parts the announcement parts accepted with
+	// sequence number info.Seq (bit i: part i): the parts of one
+	// announcement share a sequence number, and each is accepted once.
+	sentAt time.Time
+	parts  partSet
 }
 
 // sorted returns the peer's disks sorted, with their LastSeen.
@@ -178,8 +186,9 @@ type Inventory struct {
 	local      map[diskKey]diskstate.Disk
 	localOrder []diskstate.Disk // local sorted by device and uuid
 	peers      map[string]*peerState
-	tombs      *tombstones // last accepted sequence of departed peers
-	remote     int         // disks held for peers, for MaxDisks
+	tombs      *tombstones             // last accepted sequence of departed peers
+	pending    map[string]*pendingMark // hosts not held yet: parts accepted
+	remote     int                     // disks held for peers, for MaxDisks
 	scan       ScanState
 	stats      Stats
 	subs       map[*Subscription]struct{}
@@ -203,11 +212,12 @@ func New(opts Options) *Inventory {
 		opts.Now = time.Now
 	}
 	return &Inventory{
-		opts:  opts,
-		local: map[diskKey]diskstate.Disk{},
-		peers: map[string]*peerState{},
-		tombs: newTombstones(opts.MaxTombstones),
-		subs:  map[*Subscription]struct{}{},
+		opts:    opts,
+		local:   map[diskKey]diskstate.Disk{},
+		peers:   map[string]*peerState{},
+		tombs:   newTombstones(opts.MaxTombstones),
+		pending: map[string]*pendingMark{},
+		subs:    map[*Subscription]struct{}{},
 	}
 }
 
@@ -271,6 +281,17 @@ func (inv *Inventory) Apply(a Announcement) error {
 	if err := inv.admitLocked(a.HostID, a.BootID, a.Seq); err != nil {
 		return err
 	}
+	if err := inv.applyLocked(&a, now); err != nil {
+		return err
+	}
+	ps := inv.peers[a.HostID]
+	ps.info.Seq, ps.sentAt, ps.parts = a.Seq, time.Time{}, allParts
+	return nil
+}
+
+// applyLocked replaces a peer's disk list with a's, once the replay rule
+// has admitted it; the caller sets the peer's mark.
+func (inv *Inventory) applyLocked(a *Announcement, now time.Time) error {
 	ps, known := inv.peers[a.HostID]
 	if !known && len(inv.peers) >= inv.opts.MaxPeers {
 		inv.stats.PeerCapHits++
@@ -293,6 +314,8 @@ func (inv *Inventory) Apply(a Announcement) error {
 	if !known {
 		ps = &peerState{disks: map[diskKey]diskstate.Disk{}}
 		inv.peers[a.HostID] = ps
+	} else if a.Seq < ps.info.Seq {
+		a.Seq = ps.info.Seq // the mark does not move back
 	}
 	ps.info = diskstate.Peer{
 		HostID: a.HostID, Hostname: a.Hostname, Address: a.Address, BootID: a.BootID,
@@ -350,15 +373,8 @@ func unchanged(held, disks []diskstate.Disk, hostname string) bool {
 // disks; the sequence number must move forward as for Apply. Unknown hosts
 // are not added: only an announcement makes a peer.
 func (inv *Inventory) Touch(hostID, bootID string, seq uint64) error {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if err := inv.admitLocked(hostID, bootID, seq); err != nil {
-		return err
-	}
-	if ps, ok := inv.peers[hostID]; ok && ps.info.BootID == bootID {
-		ps.info.Seq, ps.info.LastHeard = seq, inv.opts.Now()
-	}
-	return nil
+	_, err := inv.Hear(Heard{HostID: hostID, BootID: bootID, Seq: seq, Part: -1})
+	return err
 }
 
 // Bye removes a peer that said goodbye. The sequence number must move forward
@@ -407,8 +423,8 @@ func (inv *Inventory) admitLocked(hostID, bootID string, seq uint64) error {
 	last, ok := uint64(0), false
 	if ps, live := inv.peers[hostID]; live {
 		last, ok = ps.info.Seq, true
-	} else if seq, dead := inv.tombs.get(hostID); dead {
-		last, ok = seq, true
+	} else if m, dead := inv.tombs.get(hostID); dead {
+		last, ok = m.Seq, true
 	}
 	if ok && seq <= last {
 		inv.stats.Replays++
@@ -420,7 +436,7 @@ func (inv *Inventory) admitLocked(hostID, bootID string, seq uint64) error {
 func (inv *Inventory) removeLocked(hostID, reason string) {
 	ps := inv.peers[hostID]
 	delete(inv.peers, hostID)
-	inv.tombs.remember(hostID, ps.info.Seq)
+	inv.tombs.remember(hostID, Mark{BootID: ps.info.BootID, Seq: ps.info.Seq, SentAt: ps.sentAt})
 	inv.remote -= len(ps.disks)
 	for _, d := range ps.sorted() {
 		inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info, Reason: reason})

@@ -88,8 +88,8 @@ type Recorder struct {
 	opts Options
 
 	mu     sync.Mutex
-	marks  map[string]uint64 // the last seq written per peer
-	failed uint64            // store writes refused
+	marks  map[string]inventory.Mark // the last mark written per peer
+	failed uint64                    // store writes refused
 }
 
 // New returns a recorder writing into st.
@@ -109,22 +109,21 @@ func New(st store.Store, opts Options) *Recorder {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Recorder{st: st, opts: opts, marks: map[string]uint64{}}
-	for _, p := range st.Peers() {
-		r.marks[p.HostID] = p.Mark.Seq
-	}
+	r := &Recorder{st: st, opts: opts, marks: r0Marks(st)}
 	return r
+}
+
+func r0Marks(st store.Store) map[string]inventory.Mark {
+	out := map[string]inventory.Mark{}
+	for _, p := range st.Peers() {
+		out[p.HostID] = inventory.Mark{BootID: p.Mark.BootID, Seq: p.Mark.Seq, SentAt: p.Mark.SentAt}
+	}
+	return out
 }
 
 // Marks returns every remembered peer's replay mark, for the inventory's
 // RestoreMarks.
-func (r *Recorder) Marks() []inventory.Mark {
-	var out []inventory.Mark
-	for _, p := range r.st.Peers() {
-		out = append(out, inventory.Mark{HostID: p.HostID, Seq: p.Mark.Seq})
-	}
-	return out
-}
+func (r *Recorder) Marks() map[string]inventory.Mark { return r0Marks(r.st) }
 
 // Annotate marks a disk that appears as returned when the store remembers
 // it as gone for at least ReturnAfter (not because diskd restarted, which
@@ -193,10 +192,7 @@ func (r *Recorder) event(e inventory.Event) {
 			r.check(r.st.Seen(e.Disk.LastSeen, d))
 		}
 		r.check(r.st.Gone(r.opts.Now(), goneReason(e.Reason), d))
-	case inventory.PeerJoined:
-		r.heard(e.Peer)
 	case inventory.PeerLost:
-		r.heard(e.Peer)
 		r.check(r.st.HostGone(r.opts.Now(), goneReason(e.Reason), e.Peer.HostID))
 	}
 }
@@ -211,23 +207,37 @@ func goneReason(peerLost string) store.GoneReason {
 	return store.ReasonDetached
 }
 
-// heard records a peer's mark when it moved.
-func (r *Recorder) heard(p diskstate.Peer) {
+// recordMarks writes every mark of the inventory (peers held and
+// departed ones) that moved since it was last written, with the peer's
+// hostname, address and last-heard time when it is held (else as
+// remembered).
+func (r *Recorder) recordMarks(inv *inventory.Inventory) {
+	marks := inv.Marks()
 	r.mu.Lock()
-	last, ok := r.marks[p.HostID]
-	if ok && last == p.Seq {
-		r.mu.Unlock()
+	var moved []string
+	for id, m := range marks {
+		if last, ok := r.marks[id]; !ok || last.Seq != m.Seq || last.BootID != m.BootID || !last.SentAt.Equal(m.SentAt) {
+			moved = append(moved, id)
+			r.marks[id] = m
+		}
+	}
+	r.mu.Unlock()
+	if len(moved) == 0 {
 		return
 	}
-	r.marks[p.HostID] = p.Seq
-	r.mu.Unlock()
-	r.check(r.st.Heard(store.Peer{HostID: p.HostID, Hostname: p.Hostname, Addr: p.Address, LastHeard: p.LastHeard,
-		Mark: store.Mark{BootID: p.BootID, Seq: p.Seq}}))
-}
-
-func (r *Recorder) recordMarks(inv *inventory.Inventory) {
+	live := map[string]diskstate.Peer{}
 	for _, p := range inv.Peers() {
-		r.heard(p)
+		live[p.HostID] = p
+	}
+	for _, id := range moved {
+		m := marks[id]
+		p := store.Peer{HostID: id, Mark: store.Mark{BootID: m.BootID, Seq: m.Seq, SentAt: m.SentAt}}
+		if lp, ok := live[id]; ok {
+			p.Hostname, p.Addr, p.LastHeard = lp.Hostname, lp.Address, lp.LastHeard
+		} else if old, ok := r.st.Peer(id); ok {
+			p.Hostname, p.Addr, p.LastHeard = old.Hostname, old.Addr, old.LastHeard
+		}
+		r.check(r.st.Heard(p))
 	}
 }
 

@@ -111,7 +111,7 @@ func TestRecorderFollowsTheInventory(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha"})
-	fresh.RestoreMarks(rec.Marks()...)
+	fresh.RestoreMarks(rec.Marks())
 	if err := fresh.Apply(inventory.Announcement{HostID: "b", Hostname: "beta", BootID: "b1", Seq: 11,
 		Interval: time.Second, Disks: []diskstate.Disk{usb}}); !errors.Is(err, inventory.ErrReplay) {
 		t.Errorf("a replay of beta's seq 11 after the restart: %v, want ErrReplay", err)

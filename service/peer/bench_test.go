@@ -55,6 +55,7 @@ func benchPeerMessage(peer int, disks []diskstate.Disk) wire.Message {
 		BootID:   fmt.Sprintf("%032x", 0xb0070000+peer),
 		Seq:      benchSeqBase,
 		Interval: 10 * time.Second,
+		Gen:      1,
 		Disks:    disks,
 	}
 }
@@ -160,7 +161,9 @@ func benchReceiver(b *testing.B, peers, disks, versions, budget int) (*Service, 
 			if v > 0 {
 				d[0].Label = fmt.Sprintf("P%04d-V%d", p, v)
 			}
-			all[p] = append(all[p], encodeBench(b, benchPeerMessage(p, d), budget))
+			m := benchPeerMessage(p, d)
+			m.Gen = uint64(v + 1) // each version of the list is a generation
+			all[p] = append(all[p], encodeBench(b, m, budget))
 		}
 		all[p][0].feed(rx, src, benchSeqBase)
 	}

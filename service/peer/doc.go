@@ -37,7 +37,31 @@
 // Sequence numbers start at the wall clock in microseconds when the daemon
 // starts and grow by one per message, so a restarted daemon moves forward
 // and its peers' replay check (strictly increasing per host) accepts it at
-// once.
+// once. Messages are numbered and sent one at a time, so they leave in the
+// order of their numbers.
+//
+// # Loss
+//
+// Every message carries the sender's clock (SentAt), and every
+// announcement its list's generation, which changes only when the list
+// does. A receiver groups an announcement's parts by generation, so the
+// parts of an unchanged list combine across rounds and a part lost in one
+// is made up by the next; the first four announcements of a changed list
+// are sent twice, so that the change arrives within a few intervals even
+// on a lossy link. Every datagram that passes decoding, authentication,
+// the clock-skew window and the replay rule keeps its peer alive, whatever
+// it carries: a peer is lost only when nothing valid was heard from it for
+// its timeout. A part that repeats the bytes of the last generation
+// applied (by a keyed hash) only does that, without its disks being
+// decoded again.
+//
+// # Replays
+//
+// With a keyring, a sealed message whose send time is further than
+// MaxClockSkew from the receiver's clock is dropped as "stale": a captured
+// datagram can be replayed only within that window of its capture, and
+// only to a receiver without a mark for its sender (the inventory's replay
+// rule refuses it otherwise; see inventory.Mark).
 //
 // # Adding a transport
 //

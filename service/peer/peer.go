@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/wire"
 )
@@ -31,7 +32,21 @@ const (
 	DropPeerCap = "peercap" // too many peers
 	DropDiskCap = "diskcap" // too many disks held for peers in all
 	DropSize    = "size"    // larger than the largest datagram we accept
+	DropStale   = "stale"   // sealed, sent at a time outside the clock-skew window
 )
+
+// DefaultMaxClockSkew is the default of Options.MaxClockSkew: how far a
+// sealed message's send time may be from the receiver's clock. Hosts that
+// keep time with NTP agree within milliseconds; 30 seconds leaves room for
+// a host whose clock drifted for days, and bounds how long after its
+// capture a sealed datagram can be replayed to a receiver without a mark
+// for its sender.
+const DefaultMaxClockSkew = 30 * time.Second
+
+// freshRounds is how many announcements of a changed disk list are sent
+// twice: a new generation has no parts at its receivers yet, so on a lossy
+// link it is the redundancy that lets it arrive within a few intervals.
+const freshRounds = 4
 
 // Identity says who this host is on the wire.
 type Identity struct {
@@ -53,6 +68,13 @@ type Options struct {
 	// AssemblerPending bounds the partly received multi-part announcements
 	// of each transport (default 256).
 	AssemblerPending int
+	// MaxClockSkew is how far the send time of a sealed message may be
+	// from this host's clock, either way (0: DefaultMaxClockSkew; negative:
+	// no check). A sealed message outside it is dropped as "stale".
+	// Unsealed messages are not checked: anyone can forge them anyway.
+	MaxClockSkew time.Duration
+	// Now is the clock (default time.Now); tests may set it.
+	Now func() time.Time
 }
 
 // Stats count datagrams, over every transport.
@@ -75,6 +97,16 @@ type Service struct {
 	lastLogged map[string]time.Time
 	pingSeen   map[string]time.Time
 	pingLimit  *rate.Limiter
+
+	// The content generation of the announced list: it changes only when
+	// the list does (announced is the list it was given for), and fresh
+	// counts the announcements of it still to be sent twice.
+	sendMu sync.Mutex // held while a message is numbered and sent
+
+	genMu     sync.Mutex
+	gen       uint64
+	announced []diskstate.Disk
+	fresh     int
 }
 
 // New returns a service that sends on and hears every one of transports;
@@ -86,6 +118,12 @@ func New(inv *inventory.Inventory, opts Options, transports ...Transport) *Servi
 	}
 	if opts.AssemblerPending <= 0 {
 		opts.AssemblerPending = 256
+	}
+	if opts.MaxClockSkew == 0 {
+		opts.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	s := &Service{
 		inv: inv, opts: opts, transports: slices.Clone(transports),
@@ -101,36 +139,51 @@ func New(inv *inventory.Inventory, opts Options, transports ...Transport) *Servi
 func (s *Service) header(kind wire.Kind) wire.Message {
 	return wire.Message{
 		Kind: kind, HostID: s.opts.HostID, Hostname: s.opts.Hostname, BootID: s.opts.BootID,
-		Seq: s.seq.Add(1), Interval: s.opts.Interval,
+		Seq: s.seq.Add(1), Interval: s.opts.Interval, SentAt: s.opts.Now(),
 	}
 }
 
 // send sends m on every transport, cut at each one's budget (encoded once
 // for transports of the same budget). A transport that fails does not keep
 // m from the others; the error names every one that failed.
-func (s *Service) send(m wire.Message) error {
+// It returns the most datagrams m took on one transport.
+func (s *Service) send(m wire.Message) (int, error) {
 	var (
 		errs   []error
 		grams  [][]byte
 		budget int
+		most   int
 	)
 	for _, t := range s.transports {
 		if b := t.Budget(); grams == nil || b != budget {
 			g, err := encode(m, b, s.opts.Keyring, s.opts.Log)
 			if err != nil {
-				return err
+				return most, err
 			}
 			grams, budget = g, b
 		}
+		most = max(most, len(grams))
+		// A part that cannot be sent does not keep the others from going:
+		// receivers combine the parts of one generation across rounds, so
+		// the next announcement makes up for it. (Local loss, such as a
+		// firewall dropping some datagrams on output, fails single sends.)
+		var failed []error
 		for _, g := range grams {
 			if _, err := t.Send(g); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", t.Name(), err))
-				break // the announcement is incomplete on t without this part
+				failed = append(failed, err)
+				continue
 			}
 			s.out.Add(1)
 		}
+		switch {
+		case len(failed) == len(grams):
+			errs = append(errs, fmt.Errorf("%s: %w", t.Name(), failed[0]))
+		case len(failed) > 0: // partial loss: logged at most once a minute
+			s.warnOnce("partial-send", "some datagrams of a message were not sent (logged once a minute)",
+				"transport", t.Name(), "failed", len(failed), "of", len(grams), "err", failed[0])
+		}
 	}
-	return errors.Join(errs...)
+	return most, errors.Join(errs...)
 }
 
 // encode encodes m into datagrams. A disk the format cannot carry (a mount
@@ -149,18 +202,77 @@ func encode(m wire.Message, budget int, ring *wire.Keyring, log *slog.Logger) ([
 	return grams, nil
 }
 
-// Announce sends this host's full disk list on every transport.
+// warnOnce logs msg at most once a minute per key.
+func (s *Service) warnOnce(key, msg string, args ...any) {
+	now := time.Now()
+	s.mu.Lock()
+	logIt := now.Sub(s.lastLogged[key]) >= time.Minute
+	if logIt {
+		s.lastLogged[key] = now
+	}
+	s.mu.Unlock()
+	if logIt {
+		s.opts.Log.Warn(msg, args...)
+	}
+}
+
+// Announce sends this host's full disk list on every transport, with its
+// content generation. The first announcements of a changed list go out
+// twice (each copy with its own sequence number) when it takes more than
+// one datagram: a receiver needs every part, and on a lossy link the more
+// parts, the likelier one is missing; a list of one datagram arrives as
+// often as any single datagram does, and is not repeated.
 func (s *Service) Announce(context.Context) error {
-	m := s.header(wire.KindAnnounce)
-	m.Disks = s.inv.LocalDisks() // the encoder writes the announced fields only
-	return s.send(m)
+	disks := s.inv.LocalDisks() // the encoder writes the announced fields only
+	s.genMu.Lock()
+	if s.gen == 0 || !sameList(s.announced, disks) {
+		s.gen++
+		s.announced, s.fresh = disks, freshRounds
+	}
+	gen, fresh := s.gen, s.fresh > 0
+	if fresh {
+		s.fresh--
+	}
+	s.genMu.Unlock()
+	fill := func(m *wire.Message) { m.Disks, m.Gen = disks, gen }
+	parts, err := s.sendNew(wire.KindAnnounce, fill)
+	if fresh && parts > 1 {
+		_, again := s.sendNew(wire.KindAnnounce, fill)
+		err = errors.Join(err, again)
+	}
+	return err
+}
+
+// sameList reports whether two disk lists announce the same, in order.
+func sameList(a, b []diskstate.Disk) bool {
+	return slices.EqualFunc(a, b, func(x, y diskstate.Disk) bool { return x.SameAnnounced(&y) })
 }
 
 // Ping asks every peer to re-announce.
-func (s *Service) Ping(context.Context) error { return s.send(s.header(wire.KindPing)) }
+func (s *Service) Ping(context.Context) error {
+	_, err := s.sendNew(wire.KindPing, nil)
+	return err
+}
 
 // Bye tells peers this host is leaving, so they drop its disks at once.
-func (s *Service) Bye() error { return s.send(s.header(wire.KindBye)) }
+func (s *Service) Bye() error {
+	_, err := s.sendNew(wire.KindBye, nil)
+	return err
+}
+
+// sendNew numbers a new message of kind, lets fill complete it, and sends
+// it, one message at a time: messages leave in the order of their
+// sequence numbers, which receivers require (a ping numbered before an
+// announcement but sent after it would be refused as a replay).
+func (s *Service) sendNew(kind wire.Kind, fill func(*wire.Message)) (int, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	m := s.header(kind)
+	if fill != nil {
+		fill(&m)
+	}
+	return s.send(m)
+}
 
 // Stats returns the datagram counters.
 func (s *Service) Stats() Stats {

@@ -45,14 +45,16 @@ type packet struct {
 }
 
 // listener is the receive side of one transport: its own reassembly, since
-// every transport cuts messages at its own budget.
+// every transport cuts messages at its own budget, and its memory of the
+// announcement parts it last applied.
 type listener struct {
-	s   *Service
-	asm *wire.Assembler
+	s     *Service
+	asm   *wire.Assembler
+	known *knownParts
 }
 
 func (s *Service) newListener() *listener {
-	return &listener{s: s, asm: wire.NewAssembler(s.opts.AssemblerPending, 5*time.Second)}
+	return &listener{s: s, asm: wire.NewAssembler(s.opts.AssemblerPending, 5*time.Second), known: newKnownParts()}
 }
 
 // receive is the loop of one transport. It returns nil when ctx ends, and
@@ -84,24 +86,54 @@ func (s *Service) receive(ctx context.Context, t Transport) error {
 }
 
 // handle decodes one datagram and applies it: a complete announcement, a
-// goodbye or a ping.
+// goodbye or a ping. Every datagram that passes decoding, authentication,
+// the clock-skew window and the replay rule keeps its peer alive, whatever
+// it carries; a part of an announcement already applied (the same
+// generation and the same bytes) does only that, without its disks being
+// decoded again.
 func (rx *listener) handle(p packet, now time.Time) {
 	s := rx.s
-	m, err := wire.Decode(p.data, s.opts.Keyring)
+	h, err := wire.DecodeHead(p.data, s.opts.Keyring)
 	if err != nil {
-		reason := "malformed"
-		if de, ok := errors.AsType[*wire.DropError](err); ok {
-			reason = string(de.Reason)
-		}
-		s.drop(reason, p, err)
+		s.decodeDrop(p, err)
 		return
 	}
+	m := h.Header()
 	if m.HostID == s.opts.HostID {
 		s.drop(DropSelf, p, nil)
 		return
 	}
+	if err := s.checkTime(&m, now); err != nil {
+		s.drop(DropStale, p, err)
+		return
+	}
+	heard := inventory.Heard{HostID: m.HostID, BootID: m.BootID, Seq: m.Seq, Part: -1, SentAt: m.SentAt}
 	switch m.Kind {
 	case wire.KindAnnounce:
+		heard.Part = m.Part
+		sum := rx.known.sum(h.RawDisks())
+		fast := rx.known.has(&m, sum)
+		if !fast {
+			whole, err := h.Message()
+			if err != nil {
+				s.decodeDrop(p, err)
+				return
+			}
+			m = whole
+		}
+		live, err := s.inv.Hear(heard)
+		if s.refused(err, p, 1) || fast && live {
+			return
+		}
+		if fast { // known bytes, but the peer was lost meanwhile: apply them again
+			whole, err := h.Message()
+			if err != nil {
+				s.decodeDrop(p, err)
+				return
+			}
+			m = whole
+		}
+		rx.known.add(&m, sum)
 		whole, ok := rx.asm.Add(m, now)
 		if !ok {
 			return
@@ -113,17 +145,43 @@ func (rx *listener) handle(p packet, now time.Time) {
 			Interval: whole.Interval, Address: p.src.String(), Authenticated: s.opts.Keyring != nil,
 			Disks: whole.Disks, // the inventory keeps copies and sets the host's fields
 		}
-		// m is the part that completed the announcement, and its Parts is
-		// how many datagrams carried it: a refusal drops every one of them.
-		s.refused(s.inv.Apply(a), p, m.Parts)
+		if !s.refused(s.inv.Update(a), p, 1) {
+			rx.known.complete(&whole)
+		}
 	case wire.KindBye:
 		s.refused(s.inv.Bye(m.HostID, m.BootID, m.Seq), p, 1)
 	case wire.KindPing:
-		if s.refused(s.inv.Touch(m.HostID, m.BootID, m.Seq), p, 1) {
+		if _, err := s.inv.Hear(heard); s.refused(err, p, 1) {
 			return
 		}
 		s.answerPing(m.HostID+"/"+m.BootID, now)
 	}
+}
+
+// decodeDrop counts a datagram that wire refused.
+func (s *Service) decodeDrop(p packet, err error) {
+	reason := "malformed"
+	if de, ok := errors.AsType[*wire.DropError](err); ok {
+		reason = string(de.Reason)
+	}
+	s.drop(reason, p, err)
+}
+
+// checkTime refuses a sealed message sent at a time further than
+// MaxClockSkew from now, either way. A message without a send time (from
+// an older diskd) passes.
+func (s *Service) checkTime(m *wire.Message, now time.Time) error {
+	skew := s.opts.MaxClockSkew
+	if s.opts.Keyring == nil || skew < 0 || m.SentAt.IsZero() {
+		return nil
+	}
+	switch d := now.Sub(m.SentAt); {
+	case d > skew:
+		return fmt.Errorf("sent %v ago, more than the allowed clock skew of %v (replayed, or the sender's clock is behind)", d.Round(time.Millisecond), skew)
+	case d < -skew:
+		return fmt.Errorf("sent %v from now, more than the allowed clock skew of %v (the sender's clock is ahead)", (-d).Round(time.Millisecond), skew)
+	}
+	return nil
 }
 
 // refused counts an inventory refusal of a message that n datagrams

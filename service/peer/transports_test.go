@@ -53,7 +53,8 @@ func localDisks(n int) []diskstate.Disk {
 
 // TestSendsOnEveryTransport: announcements, pings and goodbyes go out on
 // every transport, each cut at its own budget, with one sequence number
-// per message whatever the transport.
+// per message whatever the transport. The first announcement of a list
+// goes out twice (a new generation), each copy with its own number.
 func TestSendsOnEveryTransport(t *testing.T) {
 	inv := inventory.New(inventory.Options{HostID: "me", Hostname: "me-name"})
 	inv.SetLocal(localDisks(20), nil)
@@ -79,14 +80,18 @@ func TestSendsOnEveryTransport(t *testing.T) {
 		if len(whole.Disks) != 20 || whole.HostID != "me" {
 			t.Fatalf("%s: the announcement carried %d disks of %q, want 20 of \"me\"", ear.Name(), len(whole.Disks), whole.HostID)
 		}
-		seqs, parts = append(seqs, whole.Seq), append(parts, uint64(first.Parts))
+		again := listen(t, ear, first.Parts)
+		if again[0].Seq != whole.Seq+1 || again[0].Gen != whole.Gen || whole.Gen == 0 {
+			t.Errorf("%s: second copy seq %d gen %d, want seq %d gen %d (not 0)", ear.Name(), again[0].Seq, again[0].Gen, whole.Seq+1, whole.Gen)
+		}
+		seqs, parts = append(seqs, whole.Seq+1), append(parts, uint64(first.Parts))
 	}
 	if seqs[0] != seqs[1] {
 		t.Errorf("one announcement, sequence numbers %d and %d", seqs[0], seqs[1])
 	}
-	if out != parts[0]+parts[1] || parts[1] <= parts[0] {
+	if out != 2*(parts[0]+parts[1]) || parts[1] <= parts[0] {
 		t.Errorf("%d datagrams counted out; received %d on multicast (budget 1472) and %d on gossip (600): "+
-			"want the sum, and more parts where the budget is smaller", out, parts[0], parts[1])
+			"want twice the sum, and more parts where the budget is smaller", out, parts[0], parts[1])
 	}
 
 	if err := s.Ping(context.Background()); err != nil {

@@ -274,7 +274,7 @@ func load(db *bolt.DB, c *core) error {
 		}
 		if err := seen.ForEach(func(k, v []byte) error {
 			e := c.disks[string(k)]
-			if len(v) != 8 || (e == nil && len(c.disks) < c.opts.MaxEntries) {
+			if len(v) != 8 || e == nil {
 				return &corruptError{fmt.Errorf("last-seen entry %q of %d bytes without its disk", k, len(v))}
 			}
 			if t := int64(binary.BigEndian.Uint64(v)); e != nil && e.rec.Present && t > e.rec.Last {

@@ -472,12 +472,13 @@ func TestRetentionAndCompaction(t *testing.T) {
 // rewritten all reach the new file.
 func TestCompactionKeepsConcurrentWrites(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, store.Options{FlushInterval: time.Millisecond, BatchSize: 10})
+	s := openT(t, dir, store.Options{FlushInterval: time.Millisecond, BatchSize: 100})
+	const most = 3000 // bounds the work on a slow machine
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	n := 0 // disks written
 	wg.Go(func() {
-		for ; ; n++ {
+		for ; n < most; n++ {
 			select {
 			case <-stop:
 				return
@@ -589,4 +590,29 @@ func TestPageDamagedWhileOpen(t *testing.T) {
 	}
 	_ = s.Maintain(t.Context()) // must not panic
 	_ = s.Close()               // must not panic
+}
+
+// TestReopenWithSmallerMax: opening a file with more disks than
+// MaxEntries keeps the newest, whatever the order of their keys.
+func TestReopenWithSmallerMax(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, store.Options{})
+	for i := range 30 { // keys sort u-0, u-1, u-10, ..., u-2, u-20, ...
+		if err := s.Seen(at(i), store.DiskInfo{HostID: "h", Device: fmt.Sprint("/dev/", i), UUID: fmt.Sprint("u-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir, store.Options{MaxEntries: 10})
+	ds := s.Disks()
+	if len(ds) != 10 {
+		t.Fatalf("%d disks, want 10", len(ds))
+	}
+	for i, d := range ds {
+		if want := fmt.Sprint("u-", 29-i); d.UUID != want {
+			t.Errorf("disk %d is %s, want %s (the newest ten)", i, d.UUID, want)
+		}
+	}
 }

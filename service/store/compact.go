@@ -153,15 +153,21 @@ func (b *Bolt) checkGrowth() {
 		return
 	}
 	b.statMu.Lock()
-	grown := fi.Size() >= compactMinSize && float64(fi.Size()) > compactRatio*float64(b.content)+compactMinGain &&
-		time.Since(b.lastMaintain) >= growthGap
+	due := growthDue(fi.Size(), b.content, b.lastMaintain, time.Now())
 	b.statMu.Unlock()
-	if grown {
+	if due {
 		select {
 		case b.grew <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// growthDue says whether a file of size bytes, whose content was measured
+// at the last maintenance pass, calls for an early pass at now.
+func growthDue(size, content int64, last, now time.Time) bool {
+	return size >= compactMinSize && float64(size) > compactRatio*float64(content)+compactMinGain &&
+		now.Sub(last) >= growthGap
 }
 
 // safely runs fn, turning a panic into an error: bbolt panics on some

@@ -45,6 +45,7 @@ type core struct {
 	nextRef   uint32
 	present   int
 	presentOn map[string]map[string]struct{} // keys of present disks by host id
+	presentAt map[string]string              // key of the present disk by place
 	evicted   uint64
 	closed    bool
 
@@ -63,6 +64,7 @@ func newCore(opts Options, persist bool) *core {
 		hosts:     make(map[string]*hostEntry),
 		hostIDs:   make(map[uint32]string),
 		presentOn: make(map[string]map[string]struct{}),
+		presentAt: make(map[string]string),
 		nextRef:   1,
 		persist:   persist,
 	}
@@ -156,21 +158,26 @@ func checkTime(what string, t time.Time) error {
 	return nil
 }
 
-// addDisk inserts a new record, evicting the oldest when full.
+// addDisk inserts a new record; the caller makes room first (loading
+// does not: it applies MaxEntries after everything is in, so that the
+// globally oldest go, not the oldest of what was loaded so far).
 func (c *core) addDisk(key string, r *diskRec) {
-	for len(c.disks) >= c.opts.MaxEntries {
-		c.removeDisk(c.dage.oldest().key)
-	}
 	c.disks[key] = &diskEntry{rec: r, age: c.dage.add(key, r.Last)}
 	if r.Present {
-		c.setPresent(key, r.HostID, true)
+		c.setPresent(key, r, true)
 	}
 }
 
-// setPresent keeps the count and the by-host index of present disks.
-func (c *core) setPresent(key, hostID string, on bool) {
+// placeKey names a place (host id and device) in presentAt.
+func placeKey(hostID, device string) string { return hostID + "\x00" + device }
+
+// setPresent keeps the count and the indexes of present disks, for r at
+// its current place.
+func (c *core) setPresent(key string, r *diskRec, on bool) {
+	hostID, place := r.HostID, placeKey(r.HostID, r.Device)
 	keys := c.presentOn[hostID]
 	if on {
+		c.presentAt[place] = key
 		if keys == nil {
 			keys = make(map[string]struct{})
 			c.presentOn[hostID] = keys
@@ -183,6 +190,9 @@ func (c *core) setPresent(key, hostID string, on bool) {
 	if len(keys) == 0 {
 		delete(c.presentOn, hostID)
 	}
+	if c.presentAt[place] == key {
+		delete(c.presentAt, place)
+	}
 	c.present--
 }
 
@@ -194,16 +204,14 @@ func (c *core) removeDisk(key string) {
 		c.use(p.Host, -1)
 	}
 	if e.rec.Present {
-		c.setPresent(key, e.rec.HostID, false)
+		c.setPresent(key, e.rec, false)
 	}
 	c.evicted++
 	c.markDisk(key, true)
 }
 
+// addPeer inserts a new peer; like addDisk, the caller makes room.
 func (c *core) addPeer(key string, r *peerRec) {
-	for len(c.peers) >= c.opts.MaxEntries {
-		c.removePeer(c.page.oldest().key)
-	}
 	c.peers[key] = &peerEntry{rec: r, age: c.page.add(key, r.Heard)}
 }
 
@@ -286,10 +294,8 @@ func (r *diskRec) setFields(d DiskInfo) bool {
 // device): a device holds one filesystem at a time, so a disk reported
 // there replaces whatever was reported there before.
 func (c *core) vacate(ns int64, key, hostID, device string) {
-	for k := range c.presentOn[hostID] {
-		if e := c.disks[k]; k != key && e.rec.Device == device {
-			c.gone(ns, must(reasonCode(ReasonDetached)), e, k)
-		}
+	if k, ok := c.presentAt[placeKey(hostID, device)]; ok && k != key {
+		c.gone(ns, must(reasonCode(ReasonDetached)), c.disks[k], k)
 	}
 }
 
@@ -322,11 +328,11 @@ func (c *core) seen(ns int64, d DiskInfo) {
 	} else {
 		if r.Present { // it turned up elsewhere: the old sighting ends
 			r.Sightings[0].Reason = must(reasonCode(ReasonDetached))
-			c.setPresent(key, r.HostID, false)
+			c.setPresent(key, r, false)
 		}
 		r.Present, r.GoneAt, r.Reason = true, 0, 0
 		r.HostID, r.Device = d.HostID, d.Device
-		c.setPresent(key, r.HostID, true)
+		c.setPresent(key, r, true)
 		r.setFields(d)
 		p, added := r.placeIndex(ref, d.Device)
 		if added {
@@ -353,7 +359,7 @@ func (c *core) gone(ns int64, code uint8, e *diskEntry, key string) {
 	r.Reason = code
 	r.Sightings[0].Reason = code
 	r.Sightings[0].Until = sec(r.Last)
-	c.setPresent(key, r.HostID, false)
+	c.setPresent(key, r, false)
 	c.markDisk(key, true)
 }
 
@@ -442,6 +448,9 @@ func (c *core) Heard(peers ...Peer) error {
 				e.rec = r
 				c.page.update(e.age, r.Heard)
 			} else {
+				for len(c.peers) >= c.opts.MaxEntries {
+					c.removePeer(c.page.oldest().key)
+				}
 				c.addPeer(p.HostID, r)
 			}
 			c.markPeer(p.HostID)

@@ -213,7 +213,8 @@ type Options struct {
 	// Default 1 s.
 	FlushInterval time.Duration
 	// BatchSize: a commit starts early when this many records are
-	// pending. Default 4096.
+	// pending, and no transaction writes more (a larger commit takes
+	// several). Default 4096.
 	BatchSize int
 	// SeenInterval: a change that only moves a present disk's last-seen
 	// time is committed at most this often (Flush and Close commit it at

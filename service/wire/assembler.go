@@ -44,7 +44,8 @@ type sender struct{ host, boot string }
 // pendingSet is an announcement of which some parts have arrived.
 type pendingSet struct {
 	sender   sender
-	seq      uint64
+	gen      uint64 // 0: an older sender's set, grouped by seq alone
+	seq      uint64 // the highest of its parts
 	created  time.Time
 	hostname string
 	interval time.Duration
@@ -73,18 +74,27 @@ func NewAssembler(maxPending int, ttl time.Duration) *Assembler {
 // disks of all parts in part order and Part 0, Parts 1, and ok true. A
 // single-part announcement is complete at once.
 //
-// Parts are grouped by (HostID, BootID, Seq):
+// Parts that carry a generation (Gen, which a sender changes only when its
+// disk list changes) are grouped by (HostID, BootID, Gen), whatever their
+// Seq: the parts of an unchanged list combine across announcements, so a
+// part lost in one round is made up by the same part of the next. Parts
+// without one (older senders) are grouped by (HostID, BootID, Seq). Then:
 //   - a duplicate part is ignored;
 //   - a part whose Parts, Hostname or Interval differ from the first part
 //     of its set drops the set;
-//   - a part with a newer Seq than the sender's pending set drops that set,
-//     and one with an older Seq is ignored (it is stale);
+//   - a part of another group than the sender's pending set replaces that
+//     set if its Seq is newer than every part of the set, and is ignored
+//     (stale) otherwise;
 //   - a set whose parts carry more than MaxDisksTotal disks is dropped.
 //
-// An announcement with a missing part is never returned. Add does not
-// remember completed announcements, so the caller must still compare Seq
-// with the last one it applied. Messages that are not valid announcement
-// parts are ignored.
+// The whole announcement carries the highest Seq of its parts. An
+// announcement with a missing part is never returned. Add does not
+// remember completed announcements, so the caller must still check Seq
+// against the replay rule. Messages that are not valid announcement parts
+// are ignored.
+//
+// A set lives for the ttl, or three of its sender's intervals if longer,
+// so that the parts of several rounds can meet.
 func (a *Assembler) Add(m Message, now time.Time) (complete Message, ok bool) {
 	if m.Kind != KindAnnounce || checkParts(m.Part, m.Parts) != nil || len(m.Disks) > MaxDisksPerPart {
 		return Message{}, false
@@ -96,10 +106,11 @@ func (a *Assembler) Add(m Message, now time.Time) (complete Message, ok bool) {
 	key := sender{m.HostID, m.BootID}
 	s := a.sets[key]
 	if s != nil {
+		same := m.Gen != 0 && m.Gen == s.gen || m.Gen == 0 && s.gen == 0 && m.Seq == s.seq
 		switch {
-		case m.Seq < s.seq:
+		case !same && m.Seq <= s.seq:
 			return Message{}, false
-		case m.Seq > s.seq:
+		case !same:
 			a.remove(s)
 			s = nil
 		case m.Parts != len(s.parts) || m.Hostname != s.hostname || m.Interval != s.interval:
@@ -117,6 +128,7 @@ func (a *Assembler) Add(m Message, now time.Time) (complete Message, ok bool) {
 		}
 		s = &pendingSet{
 			sender:   key,
+			gen:      m.Gen,
 			seq:      m.Seq,
 			created:  now,
 			hostname: m.Hostname,
@@ -145,6 +157,7 @@ func (a *Assembler) Add(m Message, now time.Time) (complete Message, ok bool) {
 	s.got[m.Part] = true
 	s.parts[m.Part] = m.Disks
 	s.received++
+	s.seq = max(s.seq, m.Seq)
 	a.parts++
 	if s.received < len(s.parts) {
 		return Message{}, false
@@ -158,7 +171,7 @@ func (a *Assembler) Add(m Message, now time.Time) (complete Message, ok bool) {
 			disks = append(disks, p...)
 		}
 	}
-	m.Part, m.Parts, m.Disks = 0, 1, disks
+	m.Part, m.Parts, m.Disks, m.Seq = 0, 1, disks, s.seq
 	return m, true
 }
 
@@ -169,11 +182,15 @@ func (a *Assembler) Pending() int {
 	return len(a.sets)
 }
 
-// expire drops sets older than the ttl. Sets are in order of creation.
+// expire drops sets older than their lifetime (the ttl, or three of the
+// sender's intervals if longer). Sets are in order of creation; the scan
+// stops at the first set still alive, so a set of a short-interval sender
+// behind a long-lived one waits for it (the bounds on sets and parts hold
+// regardless).
 func (a *Assembler) expire(now time.Time) {
 	for e := a.order.Front(); e != nil; e = a.order.Front() {
 		s := e.Value.(*pendingSet)
-		if now.Sub(s.created) <= a.ttl {
+		if now.Sub(s.created) <= max(a.ttl, 3*s.interval) {
 			return
 		}
 		a.remove(s)

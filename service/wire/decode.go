@@ -15,36 +15,84 @@ import (
 //
 // Decode is safe for concurrent use.
 func Decode(b []byte, k *Keyring) (Message, error) {
+	h, err := DecodeHead(b, k)
+	if err != nil {
+		return Message{}, err
+	}
+	return h.Message()
+}
+
+// Head is a datagram that DecodeHead has opened and checked, all but its
+// disks: an announcement's disk array is kept as bytes until Message
+// decodes and checks it (when it is the last value of the message, as
+// Encode writes it, DecodeHead takes the rest of the body as it is;
+// otherwise it checks its msgpack framing and count). A receiver that already holds those exact bytes from the same sender
+// and generation can skip decoding them again.
+type Head struct {
+	m   Message // Disks nil
+	raw string  // the undecoded disk array of an announcement
+}
+
+// Header returns the message without its disks.
+func (h *Head) Header() Message { return h.m }
+
+// RawDisks returns the msgpack encoding of an announcement's disk array
+// as received ("" for bye and ping).
+func (h *Head) RawDisks() string { return h.raw }
+
+// Message decodes and checks the disks and returns the whole message, as
+// Decode does. Every error is a *DropError.
+func (h *Head) Message() (Message, error) {
+	m := h.m
+	if m.Kind != KindAnnounce {
+		return m, nil
+	}
+	r := reader{s: h.raw}
+	disks, err := r.disks()
+	if err != nil {
+		return Message{}, within("disks", err)
+	}
+	if r.off != len(r.s) {
+		return Message{}, dropf(ReasonMalformed, "%d bytes after the message", len(r.s)-r.off)
+	}
+	m.Disks = disks
+	return m, nil
+}
+
+// DecodeHead is Decode up to the contents of an announcement's disks:
+// everything else is opened, parsed and checked as Decode does, and every
+// error is a *DropError. Head.Message finishes the work.
+func DecodeHead(b []byte, k *Keyring) (Head, error) {
 	if len(b) > MaxDatagram {
-		return Message{}, dropf(ReasonLong, "datagram is %d bytes, max %d", len(b), MaxDatagram)
+		return Head{}, dropf(ReasonLong, "datagram is %d bytes, max %d", len(b), MaxDatagram)
 	}
 	if len(b) < HeaderSize {
-		return Message{}, dropf(ReasonShort, "datagram is %d bytes, shorter than the %d-byte header", len(b), HeaderSize)
+		return Head{}, dropf(ReasonShort, "datagram is %d bytes, shorter than the %d-byte header", len(b), HeaderSize)
 	}
 	if string(b[:4]) != Magic {
-		return Message{}, dropf(ReasonMagic, "magic %q, want %q", b[:4], Magic)
+		return Head{}, dropf(ReasonMagic, "magic %q, want %q", b[:4], Magic)
 	}
 	if b[4] != Version {
-		return Message{}, dropf(ReasonVersion, "version %d, want %d", b[4], Version)
+		return Head{}, dropf(ReasonVersion, "version %d, want %d", b[4], Version)
 	}
 	flags := b[5]
 	if flags&^FlagSealed != 0 {
-		return Message{}, dropf(ReasonFlags, "unknown flags %#02x", flags&^FlagSealed)
+		return Head{}, dropf(ReasonFlags, "unknown flags %#02x", flags&^FlagSealed)
 	}
 	body := b[HeaderSize:]
 	sealed := flags&FlagSealed != 0
 	switch {
 	case sealed && k == nil:
-		return Message{}, dropf(ReasonSealed, "sealed, but no key file is configured")
+		return Head{}, dropf(ReasonSealed, "sealed, but no key file is configured")
 	case !sealed && k != nil:
-		return Message{}, dropf(ReasonUnsealed, "not sealed, but a key file is configured")
+		return Head{}, dropf(ReasonUnsealed, "not sealed, but a key file is configured")
 	case sealed:
 		if len(body) < SealOverhead {
-			return Message{}, dropf(ReasonShort, "sealed body is %d bytes, shorter than nonce and tag (%d)", len(body), SealOverhead)
+			return Head{}, dropf(ReasonShort, "sealed body is %d bytes, shorter than nonce and tag (%d)", len(body), SealOverhead)
 		}
 		plain, ok := k.open(b[:HeaderSize], body)
 		if !ok {
-			return Message{}, dropf(ReasonAuth, "no key opens it (wrong key or tampered)")
+			return Head{}, dropf(ReasonAuth, "no key opens it (wrong key or tampered)")
 		}
 		body = plain
 	}
@@ -52,7 +100,7 @@ func Decode(b []byte, k *Keyring) (Message, error) {
 	r := reader{s: string(body)}
 	m, err := r.message()
 	if err != nil {
-		return Message{}, err
+		return Head{}, err
 	}
 	return m, nil
 }
@@ -68,21 +116,25 @@ const (
 	hasPart
 	hasParts
 	hasDisks
+	hasSentAt
+	hasGen
 )
 
 // message parses the body: one map and nothing after it.
-func (r *reader) message() (Message, *DropError) {
-	var m Message
+// The disks are checked for framing only; Head.Message decodes them.
+func (r *reader) message() (Head, *DropError) {
+	var h Head
+	m := &h.m
 	n, err := r.mapLen()
 	if err != nil {
-		return m, within("message", err)
+		return h, within("message", err)
 	}
 	var seen uint
-	var kind, part, parts, interval uint64
+	var kind, part, parts, interval, sentAt uint64
 	for i := 0; i < n; i++ {
 		key, err := r.key()
 		if err != nil {
-			return m, within("message key", err)
+			return h, within("message key", err)
 		}
 		var bit uint
 		switch key {
@@ -110,66 +162,86 @@ func (r *reader) message() (Message, *DropError) {
 		case "c":
 			bit = hasParts
 			parts, err = r.uint()
+		case "t":
+			bit = hasSentAt
+			sentAt, err = r.uint()
+		case "g":
+			bit = hasGen
+			m.Gen, err = r.uint()
 		case "d":
 			bit = hasDisks
-			m.Disks, err = r.disks()
+			if i == n-1 {
+				// The last value, as Encode writes it: the rest of the
+				// body, checked when Message decodes it (a receiver that
+				// knows these bytes need not walk them at all).
+				h.raw, r.off = r.s[r.off:], len(r.s)
+			} else {
+				h.raw, err = r.rawDisks()
+			}
 		default:
 			err = r.skip()
 		}
 		if err != nil {
-			return m, within(fieldName(key), err)
+			return h, within(fieldName(key), err)
 		}
 		if seen&bit != 0 {
-			return m, dropf(ReasonMalformed, "key %s given twice", quote(key))
+			return h, dropf(ReasonMalformed, "key %s given twice", quote(key))
 		}
 		seen |= bit
 	}
 	if r.off != len(r.s) {
-		return m, dropf(ReasonMalformed, "%d bytes after the message", len(r.s)-r.off)
+		return h, dropf(ReasonMalformed, "%d bytes after the message", len(r.s)-r.off)
 	}
 	if seen&hasKind == 0 {
-		return m, dropf(ReasonMalformed, "no kind")
+		return h, dropf(ReasonMalformed, "no kind")
 	}
 	switch kind {
 	case uint64(KindAnnounce), uint64(KindBye), uint64(KindPing):
 		m.Kind = Kind(kind)
 	default:
-		return m, dropf(ReasonKind, "unknown kind %d", kind)
+		return h, dropf(ReasonKind, "unknown kind %d", kind)
 	}
 	const common = hasHost | hasHostname | hasBoot | hasSeq | hasInterval
 	const announce = hasPart | hasParts | hasDisks
+	const announceOnly = announce | hasGen
 	if missing := common &^ seen; missing != 0 {
-		return m, dropf(ReasonMalformed, "%s without %s", m.Kind, fieldName(bitKey(missing)))
+		return h, dropf(ReasonMalformed, "%s without %s", m.Kind, fieldName(bitKey(missing)))
 	}
 	if m.Kind == KindAnnounce {
 		if missing := announce &^ seen; missing != 0 {
-			return m, dropf(ReasonMalformed, "announce without %s", fieldName(bitKey(missing)))
+			return h, dropf(ReasonMalformed, "announce without %s", fieldName(bitKey(missing)))
 		}
-	} else if extra := announce & seen; extra != 0 {
-		return m, dropf(ReasonMalformed, "%s with %s", m.Kind, fieldName(bitKey(extra)))
+	} else if extra := announceOnly & seen; extra != 0 {
+		return h, dropf(ReasonMalformed, "%s with %s", m.Kind, fieldName(bitKey(extra)))
 	}
 	if interval > uint64(MaxInterval/time.Millisecond) {
-		return m, dropf(ReasonLimit, "interval %dms outside %v..%v", interval, MinInterval, MaxInterval)
+		return h, dropf(ReasonLimit, "interval %dms outside %v..%v", interval, MinInterval, MaxInterval)
 	}
 	m.Interval = time.Duration(interval) * time.Millisecond
-	if err := checkCommon(&m); err != nil {
-		return m, err
+	if seen&hasSentAt != 0 {
+		if sentAt > MaxSentAtMillis {
+			return h, dropf(ReasonLimit, "sent time %dms outside 0..%d", sentAt, uint64(MaxSentAtMillis))
+		}
+		m.SentAt = time.UnixMilli(int64(sentAt))
+	}
+	if err := checkCommon(m); err != nil {
+		return h, err
 	}
 	if m.Kind == KindAnnounce {
 		if parts < 1 || parts > MaxParts {
-			return m, dropf(ReasonLimit, "parts %d outside 1..%d", parts, MaxParts)
+			return h, dropf(ReasonLimit, "parts %d outside 1..%d", parts, MaxParts)
 		}
 		if part >= parts {
-			return m, dropf(ReasonLimit, "part %d outside 0..%d", part, parts-1)
+			return h, dropf(ReasonLimit, "part %d outside 0..%d", part, parts-1)
 		}
 		m.Part, m.Parts = int(part), int(parts)
 	}
-	return m, nil
+	return h, nil
 }
 
 // bitKey returns the key of the lowest presence bit set in bits.
 func bitKey(bits uint) string {
-	keys := "khnbsipcd"
+	keys := "khnbsipcdtg"
 	for i := range len(keys) {
 		if bits&(1<<i) != 0 {
 			return keys[i : i+1]
@@ -199,8 +271,37 @@ func fieldName(key string) string {
 		return "parts"
 	case "d":
 		return "disks"
+	case "t":
+		return "sent time"
+	case "g":
+		return "generation"
 	}
 	return "key " + quote(key)
+}
+
+// rawDisks checks the framing of an announcement's disk array (an array
+// of at most MaxDisksPerPart values, each complete) and returns its bytes.
+func (r *reader) rawDisks() (string, *DropError) {
+	start := r.off
+	n, err := r.arrayLen()
+	if err != nil {
+		return "", err
+	}
+	if n > MaxDisksPerPart {
+		return "", dropf(ReasonLimit, "%d disks, max %d", n, MaxDisksPerPart)
+	}
+	for range n {
+		if err := r.skip(); err != nil {
+			// Report what Decode of the disks themselves finds wrong
+			// (a limit, say), as specific as a full decode would be.
+			r.off = start
+			if _, derr := r.disks(); derr != nil {
+				return "", derr
+			}
+			return "", err
+		}
+	}
+	return r.s[start:r.off], nil
 }
 
 // disks parses the disk array of an announcement.

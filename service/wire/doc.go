@@ -45,6 +45,8 @@
 //	"b"  str           BootID     1..64 bytes of [A-Za-z0-9._:-]; required
 //	"s"  uint          Seq        any uint64; required
 //	"i"  uint          Interval   milliseconds, 100..3600000; required
+//	"t"  uint          SentAt     sender's clock, ms since the Unix epoch, 0..2^53; optional
+//	"g"  uint          Gen        content generation; announce only, optional
 //	"p"  uint          Part       0-based part index, < Parts; announce only, required there
 //	"c"  uint          Parts      1..255 ([MaxParts]); announce only, required there
 //	"d"  array of map  Disks      0..64 disks ([MaxDisksPerPart]); announce only, required there
@@ -63,8 +65,12 @@
 // NUL bytes. Control characters are allowed; whoever displays them escapes
 // them. An announcement's parts together carry at most [MaxDisksTotal] disks.
 //
-// Interval travels in whole milliseconds: [Encode] truncates sub-millisecond
-// precision.
+// Interval and SentAt travel in whole milliseconds: [Encode] truncates
+// sub-millisecond precision. Encode leaves out SentAt when it is zero and Gen
+// when it is 0, so a Message without them encodes as an older diskd's did;
+// an older diskd skips them as unknown keys. Sealed, both are authenticated
+// with the rest of the message: a receiver can refuse a message sent too long
+// ago (a replay) and tell parts of an unchanged list from those of a new one.
 //
 // # Drops
 //
@@ -92,8 +98,14 @@
 // [Encode] splits an announcement into as few parts as possible such that each
 // datagram fits the caller's byte budget ([DefaultBudget] is 1200, safe on any
 // IPv4 or IPv6 path without fragmentation). All parts share Seq. The
-// [Assembler] collects parts by (HostID, BootID, Seq) and delivers an
-// announcement only when every part has arrived: a lost part means the
-// announcement is never delivered, never half-applied; the next periodic
-// announcement repairs it.
+// [Assembler] collects parts by (HostID, BootID, Gen), or by (HostID, BootID,
+// Seq) for a sender that gives no generation, and delivers an announcement
+// only when every part has arrived: a lost part means the announcement is
+// never half-applied. Since the parts of one generation combine whatever
+// their Seq, the same part of the next periodic announcement of an unchanged
+// list makes up for a lost one.
+//
+// [DecodeHead] decodes everything but the contents of the disks, which it
+// checks for framing only and keeps as bytes ([Head.RawDisks]); a receiver
+// that recognises bytes it has already applied can skip [Head.Message].
 package wire

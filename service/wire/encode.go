@@ -104,9 +104,22 @@ func (e *encoder) arrayLen(n int) {
 	}
 }
 
-// common writes the map header and the fields every kind carries.
+// optional returns how many of the optional fields t and g m carries.
+func optional(m *Message) int {
+	n := 0
+	if !m.SentAt.IsZero() {
+		n++
+	}
+	if m.Gen != 0 {
+		n++
+	}
+	return n
+}
+
+// common writes the map header and the fields every kind carries, and
+// the optional sent time and generation when they are set.
 func (e *encoder) common(m *Message, entries int) error {
-	e.mapLen(entries)
+	e.mapLen(entries + optional(m))
 	e.str("k")
 	e.uint(uint64(m.Kind))
 	e.str("h")
@@ -119,6 +132,14 @@ func (e *encoder) common(m *Message, entries int) error {
 	e.uint(m.Seq)
 	e.str("i")
 	e.uint(uint64(m.Interval / time.Millisecond))
+	if !m.SentAt.IsZero() {
+		e.str("t")
+		e.uint(uint64(m.SentAt.UnixMilli())) // checkSentAt: 0..MaxSentAtMillis
+	}
+	if m.Gen != 0 {
+		e.str("g")
+		e.uint(m.Gen)
+	}
 	return e.err
 }
 
@@ -126,6 +147,9 @@ func (e *encoder) common(m *Message, entries int) error {
 func (e *encoder) other(m *Message) ([][]byte, error) {
 	if len(m.Disks) > 0 {
 		return nil, fmt.Errorf("carries %d disks, want none", len(m.Disks))
+	}
+	if m.Gen != 0 {
+		return nil, fmt.Errorf("carries generation %d, want none", m.Gen)
 	}
 	if err := e.common(m, 6); err != nil {
 		return nil, err

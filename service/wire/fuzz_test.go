@@ -135,6 +135,12 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 		seeds["valid-announce-last-part-"+s.name] = multi[len(multi)-1]
 		seeds["valid-bye-"+s.name] = enc(otherMsg(KindBye), 0, s.ring)[0]
 		seeds["valid-ping-"+s.name] = enc(otherMsg(KindPing), 0, s.ring)[0]
+		timed := announceMsg(realisticDisks(40))
+		timed.SentAt, timed.Gen = time.UnixMilli(1_796_000_000_123), 7
+		seeds["valid-announce-timed-gen-"+s.name] = enc(timed, 0, s.ring)[1]
+		ping := otherMsg(KindPing)
+		ping.SentAt = time.UnixMilli(1_796_000_000_123)
+		seeds["valid-ping-timed-"+s.name] = enc(ping, 0, s.ring)[0]
 	}
 	seeds["valid-ping-sealed-second-key"] = enc(otherMsg(KindPing), 0, secondKey)[0]
 	seeds["valid-unknown-keys"] = unsealed(body(t, append(omap{"zz", omap{"x", []any{1.5, nil, []byte("b")}}}, baseAnnounce().with("d", []any{baseDisk().with("q", -3)})...)))
@@ -148,6 +154,8 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 	seeds["near-huge-array"] = unsealed(body(t, baseAnnounce().with("d", raw{0xdd, 0xff, 0xff, 0xff, 0xff})))
 	seeds["near-bad-host-id"] = unsealed(body(t, basePing().with("h", "host 1")))
 	seeds["near-disks-in-ping"] = unsealed(body(t, basePing().with("d", []any{baseDisk()})))
+	seeds["near-time-too-large"] = unsealed(body(t, basePing().with("t", uint64(MaxSentAtMillis)+1)))
+	seeds["near-gen-in-ping"] = unsealed(body(t, basePing().with("g", 1)))
 	seeds["near-interval-99"] = unsealed(body(t, basePing().with("i", 99)))
 	seeds["near-kind-4"] = unsealed(body(t, basePing().with("k", 4)))
 	seeds["near-negative-seq"] = unsealed(body(t, basePing().with("s", -7)))

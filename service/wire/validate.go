@@ -102,7 +102,22 @@ func checkCommon(m *Message) *DropError {
 	if err := checkID("boot id", m.BootID); err != nil {
 		return err
 	}
-	return checkInterval(m.Interval)
+	if err := checkInterval(m.Interval); err != nil {
+		return err
+	}
+	return checkSentAt(m.SentAt)
+}
+
+// checkSentAt checks that a sent time, if given, fits the wire: whole
+// milliseconds from the Unix epoch up to MaxSentAtMillis.
+func checkSentAt(t time.Time) *DropError {
+	if t.IsZero() {
+		return nil
+	}
+	if ms := t.UnixMilli(); ms < 0 || ms > MaxSentAtMillis {
+		return dropf(ReasonLimit, "sent time %dms outside 0..%d", ms, int64(MaxSentAtMillis))
+	}
+	return nil
 }
 
 // checkParts checks an announcement's part numbering.

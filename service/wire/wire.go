@@ -57,6 +57,9 @@ const (
 	MinInterval = 100 * time.Millisecond
 	// MaxInterval is the longest announce interval a message may carry.
 	MaxInterval = time.Hour
+	// MaxSentAtMillis bounds SentAt on the wire, in milliseconds since the
+	// Unix epoch (2^53: beyond the year 285,000).
+	MaxSentAtMillis = 1 << 53
 )
 
 // Kind says what a message is for.
@@ -95,6 +98,8 @@ type Message struct {
 	BootID   string           // daemon instance id, same rules as HostID
 	Seq      uint64           // per-sender sequence number; all parts of one announcement share it
 	Interval time.Duration    // sender's announce interval, MinInterval..MaxInterval, whole ms on the wire
+	SentAt   time.Time        // sender's clock when it sent the message, whole ms; zero: not given (an older sender)
+	Gen      uint64           // announce only: content generation, changes only when the disk list does; 0: not given
 	Part     int              // announce only: 0-based part index; set by Encode
 	Parts    int              // announce only: number of parts, 1..MaxParts; set by Encode; 0 for bye and ping
 	Disks    []diskstate.Disk // announce only; nil when empty; only the fields diskstate announces are set
