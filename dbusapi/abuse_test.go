@@ -1,14 +1,11 @@
 package dbusapi
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,12 +31,12 @@ func TestManyListsStayBounded(t *testing.T) {
 	requireRoot(t)
 	dbustest.Require(t)
 	lab := testbed.NewT(t)
-	dir := openTempDir(t)
+	dir := testbed.OpenTempDir(t)
 	// Without -race: its shadow memory would be measured too.
 	diskd := goBuild(t, dir, "diskd", "./cmd/diskd")
 	bench := goBuild(t, dir, "diskd-bench", "./cmd/diskd-bench")
 	self := filepath.Join(dir, "dbusapi.test")
-	copyFile(t, self)
+	testbed.CopyTestBinary(t, self)
 	bus := dbustest.System(t, dbustest.File(t, "packaging/dbus/org.diskd.conf"))
 
 	a, err := lab.AddHost("a")
@@ -181,36 +178,12 @@ func TestListHelper(t *testing.T) {
 
 // rss is the resident set size of process pid, in bytes.
 func rss(t *testing.T, pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	t.Helper()
+	v, err := testbed.RSS(pid)
 	if err != nil {
 		t.Errorf("reading the daemon's memory: %v", err)
-		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Errorf("VmRSS %q: %v", v, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Errorf("no VmRSS in /proc/%d/status", pid)
-	return 0
-}
-
-// openTempDir is a t.TempDir that every user may enter.
-func openTempDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return v
 }
 
 // goBuild builds pkg of the module (without -race) into dir/name.
@@ -227,28 +200,4 @@ func goBuild(t *testing.T, dir, name, pkg string) string {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
-}
-
-// copyFile copies this test binary to dst, executable by everyone.
-func copyFile(t *testing.T, dst string) {
-	t.Helper()
-	src, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

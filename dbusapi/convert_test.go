@@ -47,16 +47,20 @@ func TestDiskDictRoundTrip(t *testing.T) {
 	}{
 		{name: "full", in: diskstate.Disk{HostID: "h1", Hostname: "alpha", Device: "/dev/sdb1",
 			UUID: "1234-ABCD", PartUUID: "p-1", Label: "BACKUP-2019", Type: "ext4",
-			Mountpoints: []string{"/mnt/a", "/srv/b"}, Local: true, LastSeen: seen}},
+			Mountpoints: []string{"/mnt/a", "/srv/b"}, Local: true, LastSeen: seen, Present: true}},
+		{name: "remembered and returned", in: diskstate.Disk{HostID: "h1", Hostname: "beta", Device: "/dev/sdb1",
+			Label: "BACKUP-2019", Mountpoints: []string{}, LastSeen: seen, GoneAt: seen.Add(time.Minute),
+			GoneReason: "detached", Returned: true, PreviousHostname: "alpha", PreviousDevice: "/dev/sdc1",
+			PreviousLastSeen: seen.Add(-time.Hour)}},
 		{name: "empty", in: diskstate.Disk{Mountpoints: []string{}}},
 		{name: "nil mounts become []", in: diskstate.Disk{Device: "/dev/x", LastSeen: seen},
 			wantJSON: `{"host_id":"","hostname":"","device":"/dev/x","uuid":"","partuuid":"","label":"","type":"",` +
-				`"mountpoints":[],"local":false,"last_seen":"2024-05-06T07:08:09.123456789+01:00"}`},
+				`"mountpoints":[],"local":false,"last_seen":"2024-05-06T07:08:09.123456789+01:00","present":false}`},
 		{name: "unicode and escapes", in: diskstate.Disk{Label: "Straße \x1b[31m 日本 \u202e", Mountpoints: []string{"/mnt/with space"}}},
 		{name: "invalid UTF-8 as JSON does it", in: diskstate.Disk{Label: "a\xff\xfeb", Mountpoints: []string{}}},
 		{name: "NUL", in: diskstate.Disk{Label: "a\x00b", Mountpoints: []string{}},
 			wantJSON: `{"host_id":"","hostname":"","device":"","uuid":"","partuuid":"","label":"a\ufffdb","type":"",` +
-				`"mountpoints":[],"local":false,"last_seen":"0001-01-01T00:00:00Z"}`},
+				`"mountpoints":[],"local":false,"last_seen":"0001-01-01T00:00:00Z","present":false}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,12 +1,10 @@
 package dbusapi
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,25 +13,11 @@ import (
 
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // logBuffer collects log lines; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testbed.LockedBuffer }
 
 // count returns how many lines contain s.
 func (l *logBuffer) count(s string) int {
@@ -162,13 +146,7 @@ func (s *signals) next(timeout time.Duration) (Event, *dbus.Signal) {
 			if !ok {
 				s.t.Fatal("signal channel closed")
 			}
-			if sig.Name == "org.freedesktop.DBus.Properties.PropertiesChanged" {
-				var iface string
-				var changed map[string]dbus.Variant
-				var inval []string
-				if err := dbus.Store(sig.Body, &iface, &changed, &inval); err != nil {
-					s.t.Fatal(err)
-				}
+			if changed, ok := s.propsChanged(sig); ok {
 				s.props <- changed
 				continue
 			}
@@ -185,6 +163,21 @@ func (s *signals) next(timeout time.Duration) (Event, *dbus.Signal) {
 	}
 }
 
+// propsChanged returns the properties a PropertiesChanged signal sets; ok
+// is false for any other signal.
+func (s *signals) propsChanged(sig *dbus.Signal) (changed map[string]dbus.Variant, ok bool) {
+	s.t.Helper()
+	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" {
+		return nil, false
+	}
+	var iface string
+	var inval []string
+	if err := dbus.Store(sig.Body, &iface, &changed, &inval); err != nil {
+		s.t.Fatal(err)
+	}
+	return changed, true
+}
+
 // waitProp waits for a PropertiesChanged that sets name to want.
 func (s *signals) waitProp(name string, want any, timeout time.Duration) {
 	s.t.Helper()
@@ -199,13 +192,7 @@ func (s *signals) waitProp(name string, want any, timeout time.Duration) {
 			if !ok {
 				s.t.Fatal("signal channel closed")
 			}
-			if sig.Name == "org.freedesktop.DBus.Properties.PropertiesChanged" {
-				var iface string
-				var changed map[string]dbus.Variant
-				var inval []string
-				if err := dbus.Store(sig.Body, &iface, &changed, &inval); err != nil {
-					s.t.Fatal(err)
-				}
+			if changed, ok := s.propsChanged(sig); ok {
 				if v, ok := changed[name]; ok && v.Value() == want {
 					return
 				}

@@ -60,7 +60,9 @@ func DiskTable(disks []diskstate.Disk) string {
 					b.WriteString("false")
 				}
 			case diskstate.Time:
-				b.WriteString(f.Time(d).Format(timeFormat))
+				if t := *f.Time(d); !f.OmitZero || !t.IsZero() { // an omitted time is empty
+					b.WriteString(t.Format(timeFormat))
+				}
 			}
 		}
 		b.WriteByte('\n')

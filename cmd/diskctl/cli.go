@@ -22,36 +22,36 @@ const (
 	exitInterrupted = 130
 )
 
-// argKind says whether a command takes arguments.
-type argKind int
-
-const (
-	argNone argKind = iota
-	argOptional
-	argRequired
-)
-
 // command is one diskctl command.
 type command struct {
 	name    string
 	args    string // the argument part of the usage line
 	summary string // one line for the overview
 	help    string // the rest of `diskctl CMD --help`
-	arg     argKind
+	arg     present.ArgKind
 	notify  bool // accepts --notify
+	all     bool // accepts --all
 	run     func(ctx context.Context, e *env) int
 }
 
 func commands() []command {
 	return []command{
-		{name: "list", args: "[PATTERN]", arg: argOptional, run: runList,
+		{name: "list", args: "[--all] [PATTERN]", arg: present.ArgOptional, all: true, run: runList,
 			summary: "every known disk, or those PATTERN matches",
 			help: "PATTERN with * ? or [ is a shell glob, anything else a substring (ignoring case);\n" +
 				"it is matched against uuid, partuuid, label, device, hostname and host id.\n" +
+				"--all adds the disks diskd remembers that are not attached now, with a LAST-SEEN\n" +
+				"column (JSON: \"present\": false, \"gone_at\", \"gone_reason\").\n" +
 				"Several words are joined with one space."},
-		{name: "find", args: "TERM", arg: argRequired, run: runFind,
+		{name: "find", args: "TERM", arg: present.ArgRequired, run: runFind,
 			summary: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)",
-			help:    "Exits with status 1 when no disk matches. Several words are joined with one space."},
+			help: "When no attached disk matches, says where a matching disk was last seen, from diskd's\n" +
+				"memory (JSON: \"present\": false). Exits with status 1 when no attached disk matches.\n" +
+				"Several words are joined with one space."},
+		{name: "history", args: "TERM", arg: present.ArgRequired, run: runHistory,
+			summary: "every place and time a matching disk was seen, newest first",
+			help: "TERM matches uuid, partuuid, label, device, hostname or host id, now or in the past\n" +
+				"(equal, else prefix, else substring, ignoring case). Exits with status 1 when nothing matches."},
 		{name: "peers", run: runPeers, summary: "the other hosts heard on the network"},
 		{name: "status", run: runStatus, summary: "version, host, counts and the last local scan"},
 		{name: "refresh", run: runAction(diskstate.ActionRefresh), summary: "rescan the local disks now (root)"},
@@ -81,6 +81,7 @@ type env struct {
 	bus    string
 	json   bool
 	notify bool
+	all    bool
 	args   []string // the command's arguments
 	cmd    command
 	stdout io.Writer
@@ -98,6 +99,7 @@ type options struct {
 	bus     string
 	json    bool
 	notify  bool
+	all     bool
 	help    bool
 	version bool
 	command string
@@ -129,6 +131,8 @@ func parseArgs(args []string) (options, error) {
 			o.json = true
 		case "--notify":
 			o.notify = true
+		case "--all":
+			o.all = true
 		case "--bus":
 			if !hasValue {
 				if i+1 >= len(args) {
@@ -188,15 +192,17 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	switch {
-	case cmd.arg == argNone && len(o.args) > 0:
+	case cmd.arg == present.ArgNone && len(o.args) > 0:
 		return usage(stderr, usageError(fmt.Sprintf("%s takes no arguments (got %q)", cmd.name, present.Escape(o.args[0]))))
-	case cmd.arg == argRequired && strings.TrimSpace(strings.Join(o.args, " ")) == "":
+	case cmd.arg == present.ArgRequired && strings.TrimSpace(strings.Join(o.args, " ")) == "":
 		return usage(stderr, usageError(fmt.Sprintf("%s needs %s", cmd.name, cmd.args)))
 	case o.notify && !cmd.notify:
 		return usage(stderr, usageError(fmt.Sprintf("option --notify is for monitor, not %s", cmd.name)))
+	case o.all && !cmd.all:
+		return usage(stderr, usageError(fmt.Sprintf("option --all is for list, not %s", cmd.name)))
 	}
 
-	e := &env{bus: o.bus, json: o.json, notify: o.notify, args: o.args, cmd: cmd, stdout: stdout, stderr: stderr}
+	e := &env{bus: o.bus, json: o.json, notify: o.notify, all: o.all, args: o.args, cmd: cmd, stdout: stdout, stderr: stderr}
 	c, err := dbusapi.Dial(ctx, o.bus)
 	if err != nil {
 		return e.fail(err)
@@ -300,6 +306,7 @@ Options (anywhere on the line; -- ends them):
   --json         print JSON: one document (as the control socket's --json);
                  monitor prints one JSON object a line
   --notify       monitor only: desktop notifications for remote disks
+  --all          list only: also the remembered disks not attached now
   -h, --help     show this help, or a command's: diskctl COMMAND --help
   -V, --version  print the version
 

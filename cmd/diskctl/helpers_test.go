@@ -40,7 +40,7 @@ func buildDiskctl(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := openDir(t)
+	dir := testbed.OpenTempDir(t)
 	bin := filepath.Join(dir, "diskctl")
 	args := []string{"build", "-o", bin}
 	if raceEnabled {
@@ -52,18 +52,6 @@ func buildDiskctl(t *testing.T) string {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin
-}
-
-// openDir is a t.TempDir that every user may enter.
-func openDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // result is what a diskctl run gave.
@@ -179,17 +167,7 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // error. Calling it again returns the same.
 func (p *proc) stop(t *testing.T) error {
 	t.Helper()
-	select {
-	case <-p.done:
-		return p.err
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if testbed.Terminate(p.cmd.Process, p.done, 5*time.Second) {
 		t.Errorf("%s ignored SIGTERM for 5s; killed", p.cmd.Path)
 	}
 	return p.err

@@ -5,7 +5,6 @@ package main
 // real diskd on a real bus, its help's defaults and diskctl(1).
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,24 +53,8 @@ func (c completer) complete(t *testing.T, line string) []string {
 	case "fish":
 		cmd = exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C $argv[2]`, c.file, line)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
 	cmd.Env = c.env
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
-		t.Fatalf("%s completing %q: %v, stderr %q", c.shell, line, err, stderr.String())
-	}
-	var out []string
-	for _, l := range strings.Split(stdout.String(), "\n") {
-		l, _, _ = strings.Cut(l, "\t") // fish: candidate<TAB>description
-		if l != "" {
-			out = append(out, l)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return testbed.Completions(t, c.shell, line, cmd)
 }
 
 // pathWith is the environment with dir first in PATH and the system bus at

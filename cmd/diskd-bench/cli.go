@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // options is the benchmark's command line.
@@ -192,22 +193,14 @@ func (o *options) check() error {
 // findDiskd resolves the daemon binary: the flag, else diskd next to this
 // program, else diskd in PATH.
 func findDiskd(flagValue string) (string, error) {
-	if flagValue != "" {
-		if _, err := os.Stat(flagValue); err != nil {
-			return "", fmt.Errorf("--diskd: %w", err)
-		}
-		return filepath.Abs(flagValue)
+	p, err := testbed.FindDiskd(flagValue)
+	switch {
+	case errors.Is(err, testbed.ErrNoDiskd):
+		return "", errors.New("no diskd next to me or in PATH; build it and pass --diskd (make bench does)")
+	case err != nil:
+		return "", fmt.Errorf("--diskd: %w", err)
 	}
-	if exe, err := os.Executable(); err == nil {
-		cand := filepath.Join(filepath.Dir(exe), "diskd")
-		if st, err := os.Stat(cand); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return cand, nil
-		}
-	}
-	if p, err := exec.LookPath("diskd"); err == nil {
-		return filepath.Abs(p)
-	}
-	return "", errors.New("no diskd next to me or in PATH; build it and pass --diskd (make bench does)")
+	return p, nil
 }
 
 // findRepo returns the nearest directory at or above the working directory

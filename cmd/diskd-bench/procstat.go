@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // userHZ is the unit of utime and stime in /proc/PID/stat: USER_HZ, which
@@ -50,29 +51,6 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 		ticks += v
 	}
 	return time.Duration(ticks) * time.Second / userHZ, nil
-}
-
-// rss returns VmRSS of a process in bytes.
-func rss(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("memory of %d: %w", pid, err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("memory of %d: %w", pid, err)
-	}
-	return 0, fmt.Errorf("memory of %d: no VmRSS (a zombie?)", pid)
 }
 
 // machine describes the machine the run is on, for the table's head.
@@ -143,7 +121,7 @@ func (b *bench) measure(ctx context.Context, phase string, pid int) (procUsage, 
 	}
 	t0 := time.Now()
 	for time.Since(t0) < b.o.window {
-		if r, err := rss(pid); err == nil {
+		if r, err := testbed.RSS(pid); err == nil {
 			u.rssMax = max(u.rssMax, r)
 		}
 		b.prog.set(phase, "window %.0f/%.0f s", time.Since(t0).Seconds(), b.o.window.Seconds())
@@ -156,7 +134,7 @@ func (b *bench) measure(ctx context.Context, phase string, pid int) (procUsage, 
 		return u, err
 	}
 	u.window = time.Since(t0)
-	if r, err := rss(pid); err == nil {
+	if r, err := testbed.RSS(pid); err == nil {
 		u.rssMax = max(u.rssMax, r)
 	}
 	u.cpu = cpu1 - cpu0

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"os"
 	"os/exec"
@@ -9,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/logging"
@@ -26,35 +24,20 @@ func completeDiskd(t *testing.T, shell, line, zdump string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
 	var cmd *exec.Cmd
 	switch shell {
 	case "bash":
 		script := `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _diskd; printf '%s\n' "${COMPREPLY[@]}"`
-		cmd = exec.CommandContext(ctx, "bash", append([]string{"--norc", "-c", script, "bash", pkg + "/bash-completion/diskd"},
+		cmd = exec.Command("bash", append([]string{"--norc", "-c", script, "bash", pkg + "/bash-completion/diskd"},
 			strings.Split(line, " ")...)...)
 	case "zsh":
-		cmd = exec.CommandContext(ctx, "zsh", "-f", pkg+"/completion-test/zsh-complete.zsh", pkg+"/zsh-completion", line)
+		cmd = exec.Command("zsh", "-f", pkg+"/completion-test/zsh-complete.zsh", pkg+"/zsh-completion", line)
 		cmd.Env = append(os.Environ(), "ZSH_COMPDUMP="+zdump)
 	case "fish":
-		cmd = exec.CommandContext(ctx, "fish", "--no-config", "-c", `source $argv[1]; complete -C $argv[2]`,
+		cmd = exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C $argv[2]`,
 			pkg+"/fish-completion/diskd.fish", line)
 	}
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
-		t.Fatalf("%s completing %q: %v, stderr %q", shell, line, err, stderr.String())
-	}
-	var out []string
-	for _, l := range strings.Split(stdout.String(), "\n") {
-		l, _, _ = strings.Cut(l, "\t") // fish: candidate<TAB>description
-		if l != "" {
-			out = append(out, l)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return testbed.Completions(t, shell, line, cmd)
 }
 
 // TestCompletionFollowsFlags: bash, zsh and fish offer exactly diskd's

@@ -27,10 +27,16 @@ const eventBound = time.Second
 // so that no other test takes a device while a test has it detached.
 func newNodes(t *testing.T, names ...string) []*node {
 	t.Helper()
-	lab := testbed.NewT(t)
+	return addNodes(t, testbed.NewT(t).AddHost, names...)
+}
+
+// addNodes adds a host with add and one small ext4 disk on it (labelled
+// NAME-1) for each name. No daemon is started.
+func addNodes(t *testing.T, add func(name string) (*testbed.Host, error), names ...string) []*node {
+	t.Helper()
 	var nodes []*node
 	for _, name := range names {
-		h, err := lab.AddHost(name)
+		h, err := add(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,6 +252,25 @@ func TestHotplugWithoutUeventsIsNotSeen(t *testing.T) {
 	t.Logf("after refresh on beta, on alpha after %v", ms(took))
 }
 
+// quietPair starts alpha and beta, waits until alpha lists beta's disk,
+// and leaves beta quiet for the next 9s but for answers to pings: an
+// announcement on request restarts beta's 10s period, and waiting 1.1s lets
+// beta's memory of alpha's start-up ping lapse (beta answers one requester
+// at most once a second).
+func quietPair(t *testing.T) (a, b *node) {
+	t.Helper()
+	nodes := newNodes(t, "alpha", "beta")
+	a, b = nodes[0], nodes[1]
+	b.startDefault(t)
+	a.startDefault(t)
+	awaitPeerDisk(t, a, b)
+	if _, err := b.d.Do("announce"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	return a, b
+}
+
 // TestPingMakesPeerReannounce: `ping` on alpha makes beta announce within
 // half a second. Beta announces on its own every 10s (and every run of its
 // announce job, an answer included, restarts that period), so after an
@@ -253,17 +278,7 @@ func TestHotplugWithoutUeventsIsNotSeen(t *testing.T) {
 // next 9s.
 func TestPingMakesPeerReannounce(t *testing.T) {
 	t.Parallel()
-	nodes := newNodes(t, "alpha", "beta")
-	a, b := nodes[0], nodes[1]
-	b.startDefault(t)
-	a.startDefault(t)
-	awaitPeerDisk(t, a, b)
-	if _, err := b.d.Do("announce"); err != nil {
-		t.Fatal(err)
-	}
-	// Alpha pinged when it started, and beta answers one requester at most
-	// once a second: let that second pass.
-	time.Sleep(1100 * time.Millisecond)
+	a, b := quietPair(t)
 
 	const pings = 3
 	const bound = 500 * time.Millisecond
@@ -302,18 +317,7 @@ func TestPingMakesPeerReannounce(t *testing.T) {
 // answer from beta, two at most.
 func TestPingFloodRateLimited(t *testing.T) {
 	t.Parallel()
-	nodes := newNodes(t, "alpha", "beta")
-	a, b := nodes[0], nodes[1]
-	b.startDefault(t)
-	a.startDefault(t)
-	awaitPeerDisk(t, a, b)
-	// An announcement on request restarts beta's 10s period: from here on
-	// for 9s beta announces only to answer pings. Waiting 1.1s also lets
-	// beta's memory of alpha's start-up ping lapse.
-	if _, err := b.d.Do("announce"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1100 * time.Millisecond)
+	a, b := quietPair(t)
 
 	aBefore, bBefore := a.packets(t), b.packets(t)
 	const n = 100

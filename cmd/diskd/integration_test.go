@@ -8,7 +8,6 @@ package main_test
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -155,20 +154,8 @@ func describe(ds []disk) string {
 // fastFlags. Beta and gamma start first.
 func lab3(t *testing.T, aFlags ...string) (a, b, c *node) {
 	t.Helper()
-	lab := testbed.NewT(t)
 	bin := diskdBin(t)
-	var nodes []*node
-	for _, name := range []string{"alpha", "beta", "gamma"} {
-		h, err := lab.AddHost(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, &node{Host: h, disk: d})
-	}
+	nodes := newNodes(t, "alpha", "beta", "gamma")
 	a, b, c = nodes[0], nodes[1], nodes[2]
 	for _, n := range []*node{b, c, a} {
 		flags := fastFlags()
@@ -191,123 +178,6 @@ func awaitPeerDisk(t *testing.T, a, p *node) time.Duration {
 	start := time.Now()
 	testbed.Eventually(t, 5*time.Second, func() (bool, string) { return a.has(p) })
 	return time.Since(start)
-}
-
-func TestPeerDiskAppears(t *testing.T) {
-	t.Parallel()
-	a, b, c := lab3(t)
-	took := awaitPeerDisk(t, a, b)
-	t.Logf("beta's disk in alpha's list after %v", took.Round(time.Millisecond))
-
-	// All of the contract's keys are there.
-	lines, err := a.d.Do("list --json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw []map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(strings.Join(lines, "\n")), &raw); err != nil {
-		t.Fatal(err)
-	}
-	for _, obj := range raw {
-		for _, k := range []string{"host_id", "hostname", "device", "uuid", "partuuid", "label", "type", "mountpoints", "local", "last_seen"} {
-			if _, ok := obj[k]; !ok {
-				t.Errorf("disk object lacks %q: %s", k, lines)
-			}
-		}
-	}
-
-	ds, err := a.list()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := findDisk(ds, b)
-	if got.Hostname != "beta" || got.Label != "BETA-1" || got.Type != "ext4" || got.Local || got.UUID == "" || got.LastSeen.IsZero() {
-		t.Errorf("beta's disk as alpha sees it: %+v", *got)
-	}
-	if own := findDisk(ds, a); own == nil || !own.Local || own.Hostname != "alpha" || own.Label != "ALPHA-1" {
-		t.Errorf("alpha's own disk: %+v", own)
-	}
-	testbed.Eventually(t, 5*time.Second, func() (bool, string) { return a.has(c) })
-
-	// The human table shows it too.
-	human, err := a.d.Do("list")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(strings.Join(human, "\n"), "BETA-1") {
-		t.Errorf("list has no BETA-1:\n%s", strings.Join(human, "\n"))
-	}
-}
-
-func TestDetachedDiskLeaves(t *testing.T) {
-	t.Parallel()
-	a, b, _ := lab3(t)
-	awaitPeerDisk(t, a, b)
-	if err := b.disk.Detach(); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-		ok, desc := a.has(b)
-		return !ok, desc
-	})
-	t.Logf("detached disk left alpha's list after %v", time.Since(start).Round(time.Millisecond))
-	if ok, desc := b.has(b); ok {
-		t.Errorf("beta still lists its detached disk: %s", desc)
-	}
-}
-
-func TestStoppedPeerLeavesAtOnce(t *testing.T) {
-	t.Parallel()
-	// With a 30s peer timeout only beta's bye can explain a quick exit.
-	a, b, _ := lab3(t, "--peer-timeout", "30s")
-	awaitPeerDisk(t, a, b)
-	if err := b.d.Stop(); err != nil {
-		t.Errorf("beta on SIGTERM: %v", err)
-	}
-	start := time.Now() // beta has exited
-	testbed.Eventually(t, time.Second, func() (bool, string) {
-		ok, desc := a.has(b)
-		return !ok, desc
-	})
-	t.Logf("stopped peer's disk left after %v", time.Since(start).Round(time.Millisecond))
-	var peers []map[string]any
-	if err := a.d.DoJSON("peers --json", &peers); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range peers {
-		if p["host_id"] == b.HostID {
-			t.Logf("note: alpha still lists beta in peers after its bye: %v", p)
-		}
-	}
-}
-
-func TestKilledPeerTimesOut(t *testing.T) {
-	t.Parallel()
-	a, b, _ := lab3(t, "--peer-timeout", "3s")
-	awaitPeerDisk(t, a, b)
-	// Make alpha's "last heard" as close as possible to the kill.
-	if _, err := b.d.Do("announce"); err != nil {
-		t.Logf("announce on beta: %v (the kill is then up to 1s after the last announcement)", err)
-	}
-	time.Sleep(20 * time.Millisecond)
-	start := time.Now()
-	if err := b.d.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	// Not gone before the timeout: 3s after the last announcement, which
-	// was at most 1s before the kill.
-	for time.Since(start) < 1900*time.Millisecond {
-		if ok, desc := a.has(b); !ok {
-			t.Fatalf("beta's disk gone %v after SIGKILL, before the 3s peer timeout: %s", time.Since(start).Round(time.Millisecond), desc)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	testbed.Eventually(t, 5*time.Second-time.Since(start), func() (bool, string) {
-		ok, desc := a.has(b)
-		return !ok, desc
-	})
-	t.Logf("killed peer's disk left after %v (peer timeout 3s)", time.Since(start).Round(time.Millisecond))
 }
 
 // hangingBlkid is a blkid that never ends and has a child: both must die

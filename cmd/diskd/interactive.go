@@ -329,6 +329,7 @@ func runInteractive(ctx context.Context, c *control.Client, path string, in *os.
 // renewed, is watched from then on. It returns when stop is closed.
 func watchConn(ctx context.Context, stop <-chan struct{}, c *control.Client, path string,
 	renewed <-chan *control.Client, closePrompt func()) {
+	lost := c.Lost() // nil (never ready) while waiting for a renewed connection
 	for {
 		select {
 		case <-stop:
@@ -337,21 +338,15 @@ func watchConn(ctx context.Context, stop <-chan struct{}, c *control.Client, pat
 			closePrompt()
 			return
 		case c = <-renewed:
+			lost = c.Lost()
 			continue
-		case <-c.Lost():
+		case <-lost:
 		}
 		if !daemonAnswers(ctx, path) {
 			closePrompt()
 			return
 		}
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-			closePrompt()
-			return
-		case c = <-renewed:
-		}
+		lost = nil
 	}
 }
 

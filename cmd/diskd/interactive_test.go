@@ -264,6 +264,16 @@ func (tm *tmux) waitLine(what, text string) string {
 	return tm.wait(what, func(s string) bool { return lastLine(s) == tm.prompt+text })
 }
 
+// startClientTerminal runs the interactive client (TestInteractiveHelper)
+// under tmux against the control socket at socket; it writes its exit
+// status to exitFile and keeps its history under stateDir.
+func startClientTerminal(t *testing.T, socket, exitFile, stateDir string) *tmux {
+	t.Helper()
+	return startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + socket,
+		"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + stateDir},
+		os.Args[0], "-test.run=^TestInteractiveHelper$")
+}
+
 func readExit(t *testing.T, path string) string {
 	t.Helper()
 	var data []byte
@@ -282,9 +292,7 @@ func TestRunClientTerminal(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	exitFile := filepath.Join(dir, "exit")
-	tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
-		"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + state},
-		os.Args[0], "-test.run=^TestInteractiveHelper$")
+	tm := startClientTerminal(t, ts.Path, exitFile, state)
 
 	tm.waitPrompt("the prompt", 1)
 	tm.typ("list")
@@ -347,10 +355,10 @@ func TestRunClientTerminal(t *testing.T) {
 	if want := []string{"list", "status --json", "bogus"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("history %q, want the lines %q", data, want)
 	}
-	if m := fileMode(t, hist); m.Perm() != 0o600 {
+	if m := testbed.FileMode(t, hist); m.Perm() != 0o600 {
 		t.Errorf("history mode %v, want 0600", m)
 	}
-	if m := fileMode(t, filepath.Dir(hist)); m.Perm() != 0o700 {
+	if m := testbed.FileMode(t, filepath.Dir(hist)); m.Perm() != 0o700 {
 		t.Errorf("history directory mode %v, want 0700", m)
 	}
 	if got := ts.Actions.Calls(); len(got) != 0 {
@@ -365,9 +373,7 @@ func TestRunClientTerminal(t *testing.T) {
 func TestRunClientTerminalFriendly(t *testing.T) {
 	ts := controltest.Start(t, &control.Server{})
 	exitFile := filepath.Join(t.TempDir(), "exit")
-	tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
-		"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + t.TempDir()},
-		os.Args[0], "-test.run=^TestInteractiveHelper$")
+	tm := startClientTerminal(t, ts.Path, exitFile, t.TempDir())
 	if s := tm.waitPrompt("the prompt", 1); lastLine(s) != "alpha=>" {
 		t.Fatalf("prompt %q, want %q", lastLine(s), "alpha=>")
 	}
@@ -620,9 +626,7 @@ func TestRunClientTerminalQuitAndDaemonGone(t *testing.T) {
 	t.Run("quit", func(t *testing.T) {
 		ts := controltest.Start(t, &control.Server{})
 		exitFile := filepath.Join(t.TempDir(), "exit")
-		tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
-			"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + t.TempDir()},
-			os.Args[0], "-test.run=^TestInteractiveHelper$")
+		tm := startClientTerminal(t, ts.Path, exitFile, t.TempDir())
 		tm.waitPrompt("the prompt", 1)
 		tm.typ("quit")
 		tm.keys("Enter")
@@ -633,9 +637,7 @@ func TestRunClientTerminalQuitAndDaemonGone(t *testing.T) {
 	t.Run("daemon gone", func(t *testing.T) {
 		ts := controltest.Start(t, &control.Server{})
 		exitFile := filepath.Join(t.TempDir(), "exit")
-		tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
-			"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + t.TempDir()},
-			os.Args[0], "-test.run=^TestInteractiveHelper$")
+		tm := startClientTerminal(t, ts.Path, exitFile, t.TempDir())
 		tm.waitPrompt("the prompt", 1)
 		ts.Stop(t)
 		if code := readExit(t, exitFile); code != "1" {
@@ -660,13 +662,4 @@ func TestInteractiveHelper(t *testing.T) {
 	code := RunClient(ctx, os.Getenv("DISKD_TEST_SOCKET"), os.Stdin, os.Stdout, os.Stderr)
 	_ = os.WriteFile(os.Getenv("DISKD_TEST_EXITFILE"), []byte(strconv.Itoa(code)), 0o644)
 	os.Exit(code)
-}
-
-func fileMode(t *testing.T, path string) os.FileMode {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Mode()
 }

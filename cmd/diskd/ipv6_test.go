@@ -1,14 +1,16 @@
 package main_test
 
-// IPv6: the core scenarios of integration_test.go and security_test.go on
-// an IPv6-only link (three hosts without an IPv4 address, daemons given
-// --group [ff15::d15c]:4277), written once over the family; and a
-// dual-stack host between an IPv4-only and an IPv6-only one. netFamily,
+// The core scenarios on one link (a remote disk seen, a detached disk and a
+// stopped or killed peer leaving, garbage dropped, sealed datagrams),
+// written once over the family and run on an IPv4-only link and on an
+// IPv6-only one (three hosts without an IPv4 address, daemons given
+// --group [ff15::d15c]:4277); and a dual-stack host between an IPv4-only and an IPv6-only one. netFamily,
 // ipv4, ipv6 and group6 come from routed_test.go; node, disk, findDisk,
 // fastFlags, launch, keyed, writeKeys, newKey, garbage and the status
 // helpers from integration_test.go and security_test.go.
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -29,18 +31,7 @@ func linkOf(t *testing.T, f netFamily) (a, b, c *node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var nodes []*node
-	for _, name := range []string{"alpha", "beta", "gamma"} {
-		h, err := seg.AddHost(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, &node{Host: h, disk: d})
-	}
+	nodes := addNodes(t, seg.AddHost, "alpha", "beta", "gamma")
 	return nodes[0], nodes[1], nodes[2]
 }
 
@@ -68,13 +59,43 @@ var linkScenarios = []struct {
 		awaitPeerDisk(t, a, c)
 		awaitPeerDisk(t, c, a)
 		t.Logf("beta's disk in alpha's list after %v", ms(took))
-		d := findDisk(listOf(t, a), b)
-		if d.Hostname != "beta" || d.Label != "BETA-1" || d.Type != "ext4" || d.Local || d.UUID == "" {
+		ds := listOf(t, a)
+		d := findDisk(ds, b)
+		if d.Hostname != "beta" || d.Label != "BETA-1" || d.Type != "ext4" || d.Local || d.UUID == "" || d.LastSeen.IsZero() {
 			t.Errorf("beta's disk as alpha sees it: %+v", *d)
+		}
+		if own := findDisk(ds, a); own == nil || !own.Local || own.Hostname != "alpha" || own.Label != "ALPHA-1" {
+			t.Errorf("alpha's own disk: %+v", own)
 		}
 		p := findPeer(peersOf(t, a), b.HostID)
 		if p == nil || p.Address != f.addr(b.Host) || p.Authenticated {
 			t.Errorf("beta among alpha's peers: %+v, want address %s, unauthenticated", p, f.addr(b.Host))
+		}
+
+		// All of the contract's keys are there.
+		lines, err := a.d.Do("list --json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw []map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(strings.Join(lines, "\n")), &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range raw {
+			for _, k := range []string{"host_id", "hostname", "device", "uuid", "partuuid", "label", "type", "mountpoints", "local", "last_seen"} {
+				if _, ok := obj[k]; !ok {
+					t.Errorf("disk object lacks %q: %s", k, lines)
+				}
+			}
+		}
+
+		// The human table shows it too.
+		human, err := a.d.Do("list")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(human, "\n"), "BETA-1") {
+			t.Errorf("list has no BETA-1:\n%s", strings.Join(human, "\n"))
 		}
 	}},
 	{"detached disk leaves", func(t *testing.T, f netFamily) {
@@ -90,6 +111,9 @@ var linkScenarios = []struct {
 			return !ok, desc
 		})
 		t.Logf("detached disk left alpha's list after %v", ms(time.Since(start)))
+		if ok, desc := b.has(b); ok {
+			t.Errorf("beta still lists its detached disk: %s", desc)
+		}
 	}},
 	{"stopped peer leaves at once", func(t *testing.T, f netFamily) {
 		a, b, c := linkOf(t, f)
@@ -105,30 +129,16 @@ var linkScenarios = []struct {
 			return !ok, desc
 		})
 		t.Logf("stopped peer's disk left after %v", ms(time.Since(start)))
+		if p := findPeer(peersOf(t, a), b.HostID); p != nil {
+			t.Logf("note: alpha still lists beta in peers after its bye: %+v", *p)
+		}
 	}},
 	{"killed peer times out", func(t *testing.T, f netFamily) {
 		a, b, c := linkOf(t, f)
 		startAll(t, f, a, b, c, []string{"--peer-timeout", "3s"}, nil, nil)
 		awaitPeerDisk(t, a, b)
-		if _, err := b.d.Do("announce"); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-		start := time.Now()
-		if err := b.d.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		for time.Since(start) < 1900*time.Millisecond {
-			if ok, desc := a.has(b); !ok {
-				t.Fatalf("beta's disk gone %v after SIGKILL, before the 3s peer timeout: %s", ms(time.Since(start)), desc)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		testbed.Eventually(t, 5*time.Second-time.Since(start), func() (bool, string) {
-			ok, desc := a.has(b)
-			return !ok, desc
-		})
-		t.Logf("killed peer's disk left after %v (peer timeout 3s)", ms(time.Since(start)))
+		took := killAndTimeOut(t, a, b)
+		t.Logf("killed peer's disk left after %v (peer timeout 3s)", ms(took))
 	}},
 	{"garbage dropped and counted", garbageDroppedAndCounted},
 	{"sealed with a key", func(t *testing.T, f netFamily) {
@@ -156,14 +166,17 @@ var linkScenarios = []struct {
 	}},
 }
 
-// TestIPv6Link runs the core scenarios on an IPv6-only link.
-func TestIPv6Link(t *testing.T) {
+// TestLink runs the core scenarios on an IPv4-only link and on an
+// IPv6-only one.
+func TestLink(t *testing.T) {
 	t.Parallel()
-	for _, s := range linkScenarios {
-		t.Run(s.name, func(t *testing.T) {
-			t.Parallel()
-			s.run(t, ipv6)
-		})
+	for _, f := range []netFamily{ipv4, ipv6} {
+		for _, s := range linkScenarios {
+			t.Run(f.name+"/"+s.name, func(t *testing.T) {
+				t.Parallel()
+				s.run(t, f)
+			})
+		}
 	}
 }
 
@@ -182,15 +195,9 @@ func TestDualStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	add := func(name string, fam testbed.Family) *node {
-		h, err := lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &node{Host: h, disk: d}
+		return addNodes(t, func(name string) (*testbed.Host, error) {
+			return lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
+		}, name)[0]
 	}
 	dual, dual2 := add("dual", testbed.DualStack), add("dual2", testbed.DualStack)
 	four, six := add("four", testbed.IPv4), add("six", testbed.IPv6)
@@ -272,7 +279,7 @@ func TestIPv6NoUsableGroupRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := h.Command(bin, append([]string{"-d", "--host-id", h.HostID, "--socket", h.Socket, "--interface", testbed.Interface,
-			"--bus", "none", "--device", "/nonexistent"}, c.flags...)...)
+			"--bus", "none", "--state-dir", h.StateDir, "--device", "/nonexistent"}, c.flags...)...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		err = cmd.Run()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,9 +16,7 @@ import (
 func TestRunClientTerminalIdleReconnect(t *testing.T) {
 	ts := controltest.Start(t, &control.Server{IdleTimeout: 300 * time.Millisecond})
 	exitFile := filepath.Join(t.TempDir(), "exit")
-	tm := startTmux(t, []string{"DISKD_CONTROL_HELPER=client", "DISKD_TEST_SOCKET=" + ts.Path,
-		"DISKD_TEST_EXITFILE=" + exitFile, "XDG_STATE_HOME=" + t.TempDir()},
-		os.Args[0], "-test.run=^TestInteractiveHelper$")
+	tm := startClientTerminal(t, ts.Path, exitFile, t.TempDir())
 	tm.waitPrompt("the prompt", 1)
 	for i := range 2 {
 		time.Sleep(time.Second) // the daemon closes the idle connection meanwhile

@@ -125,7 +125,7 @@ func StartSystem(conf, dir string, policies ...string) (*Bus, error) {
 func System(t testing.TB, policies ...string) *Bus {
 	t.Helper()
 	Require(t)
-	b, err := StartSystem("", openTempDir(t), policies...)
+	b, err := StartSystem("", testbed.OpenTempDir(t), policies...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func System(t testing.TB, policies ...string) *Bus {
 func Session(t testing.TB) *Bus {
 	t.Helper()
 	Require(t)
-	return At(t, filepath.Join(openTempDir(t), "bus"))
+	return At(t, filepath.Join(testbed.OpenTempDir(t), "bus"))
 }
 
 // At starts a session bus listening on the given socket path, for tests
@@ -233,19 +233,6 @@ func alive(pid int) bool {
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
-}
-
-// openTempDir returns t.TempDir() made searchable by every user, with its
-// parent (both are the test's own).
-func openTempDir(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 func checkSocketPath(p string) error {

@@ -62,9 +62,10 @@ complete -c diskctl -s h -l help -d 'show the help'
 complete -c diskctl -s V -l version -d 'print the version'
 complete -c diskctl -n '__diskctl_command | string match -q monitor' -l notify -d 'desktop notifications for remote disks'
 
-set -l __diskctl_commands list find peers status refresh announce ping monitor help
+set -l __diskctl_commands list find history peers status refresh announce ping monitor help
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a list -d 'every known disk, or those PATTERN matches'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a find -d 'disks whose uuid, partuuid or label is TERM'
+complete -c diskctl -n 'not __diskctl_command >/dev/null' -a history -d 'every place and time a matching disk was seen'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a peers -d 'the other hosts heard on the network'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a status -d 'version, host, counts and the last local scan'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a refresh -d 'rescan the local disks now (root)'
@@ -73,4 +74,5 @@ complete -c diskctl -n 'not __diskctl_command >/dev/null' -a ping -d 'ask every 
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a monitor -d 'print changes as they happen, until interrupted'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a help -d "the overview, or one command's help"
 complete -c diskctl -n '__diskctl_command | string match -q help' -a "$__diskctl_commands[1..-2]"
-complete -c diskctl -n '__diskctl_command | string match -qr "^(list|find)\$"' -a '(__diskctl_known)' -d 'known to diskd'
+complete -c diskctl -n '__diskctl_command | string match -qr "^(list|find|history)\$"' -a '(__diskctl_known)' -d 'known to diskd'
+complete -c diskctl -n '__diskctl_command | string match -q list' -l all -d 'also the remembered disks not attached now'

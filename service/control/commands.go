@@ -4,21 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/present"
-)
-
-// argKind says whether a command takes an argument (the rest of the line).
-type argKind int
-
-const (
-	argNone argKind = iota
-	argOptional
-	argRequired
 )
 
 // command is one entry of the command table: its name, how it is used,
@@ -29,7 +22,8 @@ type command struct {
 	usage string
 	help  string
 	json  bool // accepts --json
-	arg   argKind
+	all   bool // accepts --all
+	arg   present.ArgKind
 	// complete says what Tab offers for the argument: "" nothing, "disk"
 	// labels and uuids (and host names when hosts is set), "command" the
 	// command names.
@@ -43,18 +37,44 @@ type command struct {
 // commands is the command table, in the order help shows it.
 func commands() []command {
 	cmds := []command{
-		{name: "help", usage: "help [COMMAND]", arg: argOptional, complete: "command",
+		{name: "help", usage: "help [COMMAND]", arg: present.ArgOptional, complete: "command",
 			help: "show the commands, or one command's usage and help",
 			run:  func(_ *Server, _ context.Context, req request) ([]byte, error) { return helpText(req.arg) }},
-		{name: "list", usage: "list [--json] [PATTERN]", json: true, arg: argOptional, complete: "disk", hosts: true,
-			help: "every known disk; PATTERN (substring, or glob with * ? [) matches uuid, partuuid, label, device or host",
+		{name: "list", usage: "list [--json] [--all] [PATTERN]", json: true, all: true, arg: present.ArgOptional, complete: "disk", hosts: true,
+			help: "every known disk (--all: remembered absent ones too); PATTERN (substring, or glob with * ? [) matches uuid, partuuid, label, device or host",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
-				return disks(req, s.Inv.Match(req.arg))
+				if !req.all {
+					return disks(req, s.Inv.Match(req.arg))
+				}
+				all := append(s.Inv.Match(req.arg), inventory.MatchDisks(s.absent(s.memoryDisks()), req.arg)...)
+				if req.json {
+					return present.DisksJSON(all)
+				}
+				return present.DisksTableAll(all), nil
 			}},
-		{name: "find", usage: "find [--json] TERM", json: true, arg: argRequired, complete: "disk",
-			help: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)",
+		{name: "find", usage: "find [--json] TERM", json: true, arg: present.ArgRequired, complete: "disk",
+			help: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it); when none is attached, where such a disk was last seen",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
-				return disks(req, s.Inv.Find(req.arg))
+				if found := s.Inv.Find(req.arg); len(found) > 0 || s.Memory == nil {
+					return disks(req, found)
+				}
+				gone := s.absent(s.Memory.Find(req.arg))
+				if req.json {
+					return present.DisksJSON(gone)
+				}
+				return present.GoneLines(gone, s.now()), nil
+			}},
+		{name: "history", usage: "history [--json] TERM", json: true, arg: present.ArgRequired, complete: "disk",
+			help: "every place and time a matching disk was seen, newest first",
+			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
+				if s.Memory == nil {
+					return nil, fmt.Errorf("history is not available: this daemon keeps no memory")
+				}
+				hs := s.Memory.History(req.arg)
+				if req.json {
+					return present.HistoryJSON(hs)
+				}
+				return present.HistoryTable(hs), nil
 			}},
 		{name: "peers", usage: "peers [--json]", json: true, help: "the hosts heard on the network",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
@@ -146,6 +166,7 @@ func lookupCommand(name string) (command, bool) {
 type request struct {
 	cmd  string // lower-cased command word; empty for a blank line
 	json bool
+	all  bool
 	arg  string
 }
 
@@ -173,6 +194,10 @@ func parseRequest(line string) (request, error) {
 			req.json, rest = true, after
 			continue
 		}
+		if opt == "--all" && spec.all {
+			req.all, rest = true, after
+			continue
+		}
 		return req, fmt.Errorf(`usage: %s (unknown option "%s")`, spec.usage, opt)
 	}
 	if spec.json && !dashdash {
@@ -181,7 +206,7 @@ func parseRequest(line string) (request, error) {
 			req.json, rest = true, strings.TrimRightFunc(rest[:i], unicode.IsSpace)
 		}
 	}
-	if (spec.arg == argNone && rest != "") || (spec.arg == argRequired && rest == "") {
+	if (spec.arg == present.ArgNone && rest != "") || (spec.arg == present.ArgRequired && rest == "") {
 		return req, fmt.Errorf("usage: %s", spec.usage)
 	}
 	req.arg = rest
@@ -318,6 +343,19 @@ func helpText(arg string) ([]byte, error) {
 		fmt.Fprintf(&b, "%-*s  %s\n", width, c.usage, c.help)
 	}
 	return b.Bytes(), nil
+}
+
+// memoryDisks is every remembered disk; none without Memory.
+func (s *Server) memoryDisks() []diskstate.Disk {
+	if s.Memory == nil {
+		return nil
+	}
+	return s.Memory.Disks()
+}
+
+// absent keeps the remembered disks that are not present now.
+func (s *Server) absent(ds []diskstate.Disk) []diskstate.Disk {
+	return slices.DeleteFunc(ds, func(d diskstate.Disk) bool { return d.Present })
 }
 
 func disks(req request, disks []diskstate.Disk) ([]byte, error) {

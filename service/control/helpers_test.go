@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -114,13 +113,4 @@ func probeStatus(path string) bool {
 	}
 	l, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(l, "version: ")
-}
-
-func fileMode(t *testing.T, path string) os.FileMode {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Mode()
 }

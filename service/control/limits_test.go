@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -127,7 +126,7 @@ func TestOneUserCannotLockOut(t *testing.T) {
 	}
 	// The test binary lives in a directory only root may enter.
 	bin := filepath.Join(dir, "control.test")
-	copyExecutable(t, bin)
+	testbed.CopyTestBinary(t, bin)
 
 	path := filepath.Join(dir, "diskd.sock")
 	ln, err := net.Listen("unix", path)
@@ -226,29 +225,6 @@ func countFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
-}
-
-func copyExecutable(t *testing.T, dst string) {
-	t.Helper()
-	src, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // helperHog is the hostile user: 10 slow writers (one byte every 100ms,

@@ -72,11 +72,11 @@ func TestListenCreatesSocket(t *testing.T) {
 	if activated {
 		t.Error("activated = true without systemd")
 	}
-	if m := fileMode(t, path); m.Type() != os.ModeSocket || m.Perm() != 0o600 {
+	if m := testbed.FileMode(t, path); m.Type() != os.ModeSocket || m.Perm() != 0o600 {
 		t.Errorf("socket mode %v, want a socket with 0600", m)
 	}
 	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if m := fileMode(t, d); !m.IsDir() || m.Perm() != 0o700 {
+		if m := testbed.FileMode(t, d); !m.IsDir() || m.Perm() != 0o700 {
 			t.Errorf("%s mode %v, want a directory with 0700", d, m)
 		}
 	}
@@ -123,7 +123,7 @@ func TestListenRemovesStaleSocket(t *testing.T) {
 	}
 	old.SetUnlinkOnClose(false)
 	old.Close() // a daemon that died: the file stays, nobody listens
-	if m := fileMode(t, path); m.Type() != os.ModeSocket {
+	if m := testbed.FileMode(t, path); m.Type() != os.ModeSocket {
 		t.Fatalf("no stale socket: %v", m)
 	}
 	ln, _, err := control.Listen(path, nil)
@@ -131,7 +131,7 @@ func TestListenRemovesStaleSocket(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	defer ln.Close()
-	if m := fileMode(t, path); m.Perm() != 0o600 {
+	if m := testbed.FileMode(t, path); m.Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", m)
 	}
 }

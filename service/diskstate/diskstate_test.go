@@ -39,10 +39,25 @@ func TestTableMatchesStruct(t *testing.T) {
 			t.Errorf("WireIndex(%q) = %d, want %d", f.Wire, WireIndex(f.Wire), i)
 		}
 	}
-	// The JSON of a disk has the table's keys in the table's order.
-	b, err := json.Marshal(Disk{})
+	// The JSON of a disk has the table's keys in the table's order (every
+	// field set, since OmitZero fields are left out when zero, as their
+	// omitzero tags make encoding/json do).
+	var full Disk
+	for i := range fs {
+		set(&fs[i], &full)
+	}
+	b, err := json.Marshal(full)
 	if err != nil {
 		t.Fatal(err)
+	}
+	zero, err := json.Marshal(Disk{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if has := strings.Contains(string(zero), `"`+f.Key+`":`); has == f.OmitZero {
+			t.Errorf("field %q: OmitZero is %v, but the JSON of a zero disk has it: %v", f.Key, f.OmitZero, has)
+		}
 	}
 	last := -1
 	for _, f := range fs {

@@ -13,6 +13,7 @@ import (
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/multicast"
 	"github.com/diskd/diskd/service/peer"
+	"github.com/diskd/diskd/service/peer/peertest"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -37,34 +38,6 @@ func openOn(t *testing.T, h *testbed.Host) *multicast.Conn {
 	return c
 }
 
-// recvWithin reads one datagram from c, failing the test after 10s.
-func recvWithin(t *testing.T, c *multicast.Conn) (string, netip.Addr) {
-	t.Helper()
-	type result struct {
-		b   string
-		src netip.Addr
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		buf := make([]byte, 64)
-		n, src, err := c.Recv(buf)
-		ch <- result{string(buf[:n]), src, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("Recv: %v", r.err)
-		}
-		return r.b, r.src
-	case <-time.After(10 * time.Second):
-		c.Close()
-		<-ch
-		t.Fatal("nothing received in 10s")
-		return "", netip.Addr{}
-	}
-}
-
 // TestTransportBetweenNamespaces: Conn keeps the Transport contract on
 // real multicast between two simulated hosts, and the peer protocol runs
 // over it.
@@ -85,7 +58,7 @@ func TestTransportBetweenNamespaces(t *testing.T) {
 	if k, err := a.Send([]byte("hello")); err != nil || k != 1 {
 		t.Fatalf("Send = %d, %v; want 1 interface", k, err)
 	}
-	if got, src := recvWithin(t, b); got != "hello" || src.String() != alpha.Addr {
+	if got, src := peertest.RecvWithin(t, "beta", b); got != "hello" || src.String() != alpha.Addr {
 		t.Fatalf("beta got %q from %s, want \"hello\" from %s", got, src, alpha.Addr)
 	}
 
@@ -97,8 +70,7 @@ func TestTransportBetweenNamespaces(t *testing.T) {
 	sb := peer.New(invB, peer.Options{Identity: peer.Identity{HostID: "beta-id", Hostname: "beta", BootID: "b1"}, Interval: time.Second}, b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- sb.Receive(ctx) }()
+	stop := peertest.Serve(t, sb.Receive)
 	if err := sa.Announce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -120,14 +92,8 @@ func TestTransportBetweenNamespaces(t *testing.T) {
 	}
 
 	// Receive closes the Conn when its context ends; Recv then says so.
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Receive: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Receive did not return after its context ended")
+	if !stop() {
+		t.FailNow()
 	}
 	if _, _, err := b.Recv(make([]byte, 16)); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Recv after Receive closed the Conn: %v, want net.ErrClosed", err)

@@ -34,20 +34,7 @@ func endpoint(t *testing.T, n *peertest.Network, name string, addr netip.Addr) *
 // without an error.
 func run(t *testing.T, s *Service) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Receive(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Receive: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Receive did not return within 10s of its context's end")
-		}
-	})
+	peertest.Serve(t, s.Receive)
 }
 
 // idle waits until e has read and handled everything sent to it.

@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,13 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/peer/peertest"
+	"github.com/diskd/diskd/service/testbed"
 	"github.com/diskd/diskd/service/wire"
 )
 
@@ -225,28 +224,10 @@ func TestReceiveStops(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer for a log that receive loops write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestDropLogNamesTransport: a dropped datagram is logged with its sender
 // and the transport it came on, once a minute per reason.
 func TestDropLogNamesTransport(t *testing.T) {
-	var logged syncBuffer
+	var logged testbed.LockedBuffer
 	inv := inventory.New(inventory.Options{HostID: "self", Hostname: "me"})
 	gnet := peertest.NewNetwork("gossip", 0)
 	t.Cleanup(gnet.Close)

@@ -8,6 +8,9 @@
 // attribute shows up in --json at once, and in tables as soon as its field
 // names a column.
 //
+// It also holds ArgKind, the shape of a command's argument that the
+// control socket and diskctl both describe their commands with.
+//
 // It is not a protocol and holds no state: it turns values into bytes.
 // Every string that came from the network or from a disk goes through
 // Escape before it reaches a table or a status line; JSON carries strings

@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,4 +55,31 @@ func Build(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// ErrNoDiskd is what FindDiskd's error wraps when there is no diskd to find.
+var ErrNoDiskd = errors.New("no diskd next to me or in PATH")
+
+// FindDiskd resolves the daemon binary for a program that starts daemons
+// (the bench, the demo): flagValue when it is set (then it must exist), else
+// diskd next to the running program, else diskd in PATH. The path is
+// absolute. A flagValue that cannot be used gives os.Stat's error; no diskd
+// at all gives ErrNoDiskd.
+func FindDiskd(flagValue string) (string, error) {
+	if flagValue != "" {
+		if _, err := os.Stat(flagValue); err != nil {
+			return "", err
+		}
+		return filepath.Abs(flagValue)
+	}
+	if exe, err := os.Executable(); err == nil {
+		cand := filepath.Join(filepath.Dir(exe), "diskd")
+		if st, err := os.Stat(cand); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return cand, nil
+		}
+	}
+	if p, err := exec.LookPath("diskd"); err == nil {
+		return filepath.Abs(p)
+	}
+	return "", ErrNoDiskd
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,7 +40,7 @@ type Daemon struct {
 // Start runs bin as a daemon in the host's namespace:
 //
 //	ip netns exec NS BIN -d --host-id ID --hostname NAME --socket SOCK
-//	    --interface e0 --bus none [--device DEV]... EXTRA...
+//	    --interface e0 --bus none --state-dir DIR [--device DEV]... EXTRA...
 //
 // with stdout and stderr appended to the host's LogPath, in a process group
 // of its own (a terminal's ^C does not reach it). It returns once the control
@@ -72,6 +73,7 @@ func (h *Host) StartWrapped(wrapper []string, bin string, extra ...string) (*Dae
 		"--socket", h.Socket,
 		"--interface", Interface,
 		"--bus", "none",
+		"--state-dir", h.StateDir,
 	)
 	for _, d := range h.disks {
 		args = append(args, "--device", d.Path)
@@ -286,4 +288,27 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// RSS returns the resident set size (VmRSS) of process pid in bytes.
+func RSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("memory of %d: %w", pid, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("memory of %d: %w", pid, err)
+	}
+	return 0, fmt.Errorf("memory of %d: no VmRSS (a zombie?)", pid)
 }

@@ -1,9 +1,15 @@
 package testbed
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -103,4 +109,100 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 	if ok, desc := Poll(timeout, cond); !ok {
 		t.Fatalf("not true within %v: %s", timeout, desc)
 	}
+}
+
+// OpenTempDir returns t.TempDir() made searchable by every user, with its
+// parent (both are the test's own), for tests that run programs as another
+// user.
+func OpenTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// CopyTestBinary copies the running test binary to dst, executable by
+// everyone, for tests that run it again as another user.
+func CopyTestBinary(t testing.TB, dst string) {
+	t.Helper()
+	src, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Completions runs cmd, a shell completing line, within 30s, and returns
+// the candidates it printed one a line (fish's descriptions after a tab cut
+// off), sorted and without repeats. It fails the test when the shell fails,
+// times out or writes to stderr. shell and line name the run in messages.
+func Completions(t testing.TB, shell, line string, cmd *exec.Cmd) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	run := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	run.Env = cmd.Env
+	var stdout, stderr strings.Builder
+	run.Stdout, run.Stderr = &stdout, &stderr
+	if err := run.Run(); err != nil || stderr.Len() > 0 {
+		t.Fatalf("%s completing %q: %v, stderr %q", shell, line, err, stderr.String())
+	}
+	var out []string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		l, _, _ = strings.Cut(l, "\t") // fish: candidate<TAB>description
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// FileMode returns the mode of path itself (not of a link's target).
+func FileMode(t testing.TB, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
+}
+
+// LockedBuffer is a bytes.Buffer that a writer (a child's stderr, a
+// client's output) and the test may use at once.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns what was written so far.
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

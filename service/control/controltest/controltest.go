@@ -8,7 +8,6 @@
 package controltest
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // T0 is the fixed time of the test inventory.
@@ -178,21 +178,4 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 
 // LockedBuffer is a bytes.Buffer that a writer (a child's stderr, a
 // client's output) and the test may use at once.
-type LockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (l *LockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns what was written so far.
-func (l *LockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type LockedBuffer = testbed.LockedBuffer

@@ -24,29 +24,7 @@ func add(t *testing.T, n *Network, name, addr string) *Endpoint {
 // recv reads one datagram from e, failing the test after 10s.
 func recv(t *testing.T, e *Endpoint) (string, netip.Addr) {
 	t.Helper()
-	type result struct {
-		b   string
-		src netip.Addr
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		buf := make([]byte, 64)
-		n, src, err := e.Recv(buf)
-		ch <- result{string(buf[:n]), src, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("%s: Recv: %v", e.Host(), r.err)
-		}
-		return r.b, r.src
-	case <-time.After(10 * time.Second):
-		e.Close()
-		<-ch
-		t.Fatalf("%s: nothing received in 10s", e.Host())
-		return "", netip.Addr{}
-	}
+	return RecvWithin(t, e.Host(), e)
 }
 
 // pending is how many datagrams wait for e, whether or not they can be read yet.
