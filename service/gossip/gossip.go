@@ -684,6 +684,15 @@ func (t *Transport) resync() {
 			back = append(back, n)
 		}
 	}
+	if !t.opts.NoJoinSync {
+		// And every live member whose state has not come at all: a
+		// broadcast or a welcome may have been lost.
+		for name, n := range t.nodes {
+			if _, stale := t.stale[name]; !stale && t.seen[name] == nil {
+				back = append(back, n)
+			}
+		}
+	}
 	t.mu.Unlock()
 	if len(back) == 0 {
 		return
