@@ -551,6 +551,16 @@ func (t *Transport) localState() []byte {
 	return out
 }
 
+// refresh has the next announcement broadcast and asks for it now.
+func (t *Transport) refresh() {
+	t.mu.Lock()
+	t.force = true
+	t.mu.Unlock()
+	if t.opts.OnRefresh != nil {
+		t.opts.OnRefresh()
+	}
+}
+
 // cutField cuts a field of one length byte and that many bytes off b.
 func cutField(b []byte) (string, []byte, bool) {
 	if len(b) < 1 || len(b) < 1+int(b[0]) {
@@ -797,12 +807,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 			}
 		}
 	case msgRefresh:
-		t.mu.Lock()
-		t.force = true
-		t.mu.Unlock()
-		if t.opts.OnRefresh != nil {
-			t.opts.OnRefresh()
-		}
+		t.refresh()
 	case msgState:
 		t.mergeState(b[1:])
 	case msgLeaving:
@@ -835,6 +840,10 @@ func (d *delegate) NotifyMsg(b []byte) {
 		t.mergeState(rest)
 		to := &memberlist.Node{Name: name, Addr: ap.Addr().AsSlice(), Port: ap.Port()}
 		t.send(to, frame(msgState, t.localState()))
+		// The asker may refuse the state's sequence number (it kept the
+		// marks of a previous run, or dropped this host): announce afresh
+		// too, as for msgRefresh.
+		t.refresh()
 	}
 }
 
