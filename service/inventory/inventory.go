@@ -237,6 +237,9 @@ func (inv *Inventory) SetLocal(disks []diskstate.Disk, err error) bool {
 	for _, d := range disks {
 		d.HostID, d.Hostname, d.Local, d.LastSeen = inv.opts.HostID, inv.opts.Hostname, true, now
 		d.Mountpoints = normalizeMounts(d.Mountpoints)
+		if prev, ok := inv.local[keyOf(&d)]; ok {
+			d.KeepFill(&prev) // small fill-level changes wait until they add up
+		}
 		next[keyOf(&d)] = d
 	}
 	changed := inv.diffLocked(inv.local, next, diskstate.Peer{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname})
@@ -548,9 +551,10 @@ func (inv *Inventory) Find(term string) []diskstate.Disk { return FindDisks(inv.
 
 // MatchDisks returns the disks that pattern selects. A pattern with glob
 // characters (* ? [) is matched as a shell glob against every field that
-// diskstate marks for patterns (uuid, partuuid, label, device, hostname and
-// host id); any other pattern selects disks where one of those contains it,
-// ignoring case. An empty pattern selects every disk.
+// diskstate marks for searches (host id, hostname, device, uuid, partuuid,
+// label, partlabel, model, serial and wwn: the fields FindDisks searches);
+// any other pattern selects disks where one of those contains it, ignoring
+// case. An empty pattern selects every disk.
 func MatchDisks(disks []diskstate.Disk, pattern string) []diskstate.Disk {
 	if pattern == "" {
 		return disks
@@ -564,7 +568,7 @@ func MatchDisks(disks []diskstate.Disk, pattern string) []diskstate.Disk {
 		}
 		return f != "" && strings.Contains(strings.ToLower(f), lower)
 	}
-	fields := searched(func(f *diskstate.Field) bool { return f.Pattern })
+	fields := searched()
 	var out []diskstate.Disk
 	for i := range disks {
 		if anyField(&disks[i], fields, match) {
@@ -574,8 +578,9 @@ func MatchDisks(disks []diskstate.Disk, pattern string) []diskstate.Disk {
 	return out
 }
 
-// FindDisks returns the disks where a field that diskstate marks for terms
-// (uuid, partuuid, label) equals term, ignoring case; if there are none,
+// FindDisks returns the disks where a field that diskstate marks for
+// searches (the fields MatchDisks matches) equals term, ignoring case; if
+// there are none,
 // those where one of them starts with term (ignoring case); if still none,
 // those where one of them contains it.
 func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
@@ -588,7 +593,7 @@ func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
 		func(f string) bool { return strings.HasPrefix(strings.ToLower(f), lower) },
 		func(f string) bool { return strings.Contains(strings.ToLower(f), lower) },
 	}
-	fields := searched(func(f *diskstate.Field) bool { return f.Term })
+	fields := searched()
 	for _, match := range tiers {
 		var out []diskstate.Disk
 		for i := range disks {
@@ -603,11 +608,11 @@ func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
 	return nil
 }
 
-// searched returns the string fields that want selects.
-func searched(want func(*diskstate.Field) bool) []diskstate.Field {
+// searched returns the string fields that searches match.
+func searched() []diskstate.Field {
 	var out []diskstate.Field
 	for _, f := range diskstate.Fields() {
-		if f.Kind == diskstate.String && want(&f) {
+		if f.Kind == diskstate.String && f.Search {
 			out = append(out, f)
 		}
 	}
