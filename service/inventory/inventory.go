@@ -608,6 +608,21 @@ func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
 	return nil
 }
 
+// OnHost returns the disks of the host named host: its hostname or its
+// host id, ignoring case. An empty host selects every disk (--host unset).
+func OnHost(disks []diskstate.Disk, host string) []diskstate.Disk {
+	if host == "" {
+		return disks
+	}
+	var out []diskstate.Disk
+	for _, d := range disks {
+		if strings.EqualFold(d.Hostname, host) || strings.EqualFold(d.HostID, host) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // searched returns the string fields that searches match.
 func searched() []diskstate.Field {
 	var out []diskstate.Field

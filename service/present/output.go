@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/diskd/diskd/service/diskstate"
@@ -176,12 +177,19 @@ func value(f *diskstate.Field, d *diskstate.Disk, inBytes bool) string {
 		return HumanSize(n)
 	case diskstate.String:
 		return *f.Str(d)
+	case diskstate.Strings:
+		return strings.Join(*f.Strs(d), ",")
+	case diskstate.Bool:
+		if *f.Bool(d) {
+			return "yes"
+		}
+		return "no"
+	case diskstate.Time:
+		if t := *f.Time(d); !t.IsZero() {
+			return t.Format(time.RFC3339)
+		}
 	}
-	c := Cell(f, d)
-	if c == "-" {
-		return ""
-	}
-	return c
+	return ""
 }
 
 // compareField orders two disks by one field: numbers by value, flags

@@ -41,7 +41,7 @@ func goldenDisks() []diskstate.Disk {
 			FSVersion: "FAT32", Size: 16 << 20, ReadOnly: true, Removable: true, Transport: "usb", Local: true, LastSeen: seen},
 		{HostID: "b2", Hostname: "beta", Device: "/dev/sdd1", UUID: "u-evil",
 			Label: "a \"q\" $(rm -rf /) `x` \\ \x1b[31mred\n=x", PartLabel: "OK", Type: "ext4",
-			Model: "tab\there", Serial: "ERR fake", Size: 1536, LastSeen: seen},
+			Model: "tab\there", Serial: "ERR fake", Size: 1536, Mountpoints: []string{"/mnt/a\nb c"}, LastSeen: seen},
 	}
 }
 
