@@ -11,6 +11,7 @@ import (
 
 	"github.com/diskd/diskd/dbusapi"
 	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/present"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -68,9 +69,15 @@ func TestRunWithoutBus(t *testing.T) {
 		stdout     string
 		stderrLine string // the whole (single) stderr line
 	}{
-		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]  print changes as they happen"},
+		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]            print changes as they happen"},
 		{args: []string{"help"}, code: 0, stdout: "Exit status: 0 ok, 1 find found nothing"},
-		{args: []string{"help", "find"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] find TERM"},
+		{args: []string{"help", "find"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] find [OPTIONS] TERM"},
+		{args: []string{"list", "--help"}, code: 0, stdout: "  -P, --pairs         KEY=\"value\" pairs"},
+		{args: []string{"peers", "-n"}, code: 2, stderrLine: "diskctl: option -n is for list, find and info, not peers (see diskctl --help)"},
+		{args: []string{"list", "-o", "NAME"}, code: 2, stderrLine: "diskctl: option -o: unknown column \"NAME\"; columns are " + strings.Join(present.AllColumns(), ",") + " (see diskctl --help)"},
+		{args: []string{"list", "--sort"}, code: 2, stderrLine: "diskctl: option --sort needs a value: see diskctl list --help (see diskctl --help)"},
+		{args: []string{"list", "-r", "-P"}, code: 2, stderrLine: "diskctl: -r (raw) and -P (pairs) exclude each other (see diskctl --help)"},
+		{args: []string{"info"}, code: 2, stderrLine: "diskctl: info needs TERM (see diskctl --help)"},
 		{args: []string{"list", "--help"}, code: 0, stdout: "PATTERN with * ? or [ is a shell glob"},
 		{args: []string{"--version"}, code: 0, stdout: "diskctl " + version},
 		{args: nil, code: 2, stderrLine: "diskctl: no command given (see diskctl --help)"},

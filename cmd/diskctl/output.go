@@ -27,7 +27,7 @@ func (e *env) write(b []byte) int {
 
 func (e *env) disks(disks []diskstate.Disk) int {
 	if !e.json {
-		return e.write(present.DisksTable(disks))
+		return e.write(present.DisksOutput(disks, e.out))
 	}
 	b, err := present.DisksJSON(disks)
 	if err != nil {
@@ -41,12 +41,26 @@ func runList(ctx context.Context, e *env) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	return e.disks(inventory.MatchDisks(disks, e.arg()))
+	return e.disks(inventory.OnHost(inventory.MatchDisks(disks, e.arg()), e.host))
+}
+
+// find returns the disks find TERM selects: diskd's Find, or with --host
+// the same search over that host's disks alone (as the control socket
+// does it).
+func (e *env) find(ctx context.Context, term string) ([]diskstate.Disk, error) {
+	if e.host == "" {
+		return e.client.Find(ctx, term)
+	}
+	disks, err := e.client.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return inventory.FindDisks(inventory.OnHost(disks, e.host), term), nil
 }
 
 func runFind(ctx context.Context, e *env) int {
 	term := e.arg()
-	disks, err := e.client.Find(ctx, term)
+	disks, err := e.find(ctx, term)
 	if err != nil {
 		return e.fail(err)
 	}
@@ -60,6 +74,31 @@ func runFind(ctx context.Context, e *env) int {
 		return exitNotFound
 	}
 	return exitOK
+}
+
+// runInfo prints every attribute of the disks find TERM selects.
+func runInfo(ctx context.Context, e *env) int {
+	term := e.arg()
+	disks, err := e.find(ctx, term)
+	if err != nil {
+		return e.fail(err)
+	}
+	if len(disks) == 0 {
+		fmt.Fprintf(e.stderr, "diskctl: no disk matches %q\n", present.Escape(term))
+		return exitNotFound
+	}
+	if e.json {
+		b, err := present.DisksJSON(disks)
+		if err != nil {
+			return e.fail(err)
+		}
+		return e.write(b)
+	}
+	var b []byte
+	for i := range disks {
+		b = append(b, present.DiskInfo(&disks[i], e.out.Bytes)...)
+	}
+	return e.write(b)
 }
 
 func runPeers(ctx context.Context, e *env) int {
