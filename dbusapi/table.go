@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,8 @@ func DiskTable(disks []diskstate.Disk) string {
 				}
 			case diskstate.Time:
 				b.WriteString(f.Time(d).Format(timeFormat))
+			case diskstate.Uint:
+				b.WriteString(strconv.FormatUint(*f.Uint(d), 10))
 			}
 		}
 		b.WriteByte('\n')
@@ -183,6 +186,10 @@ func setTableValue(d *diskstate.Disk, f diskstate.Field, v string, tc *timeCache
 		}
 	case diskstate.Time:
 		*f.Time(d), err = tc.parse(f.Key, v)
+	case diskstate.Uint:
+		if *f.Uint(d), err = strconv.ParseUint(v, 10, 64); err != nil {
+			err = fmt.Errorf("key %q: %q is not a size in bytes", f.Key, v)
+		}
 	}
 	return err
 }
