@@ -42,7 +42,7 @@ func TestRunClientPipe(t *testing.T) {
 		{name: "no final newline", in: "peers", status: 0, out: []string{"HOSTNAME", "beta"}},
 		{name: "an error", in: "list\nbogus\nfind\nstatus\n", status: 1,
 			out:    []string{"HOST", "version: 1.2.3"},
-			errOut: "error: unknown command \"bogus\"\nerror: usage: find [--json] TERM\n"},
+			errOut: "error: unknown command \"bogus\"\nerror: usage: find [--json] [OPTIONS] TERM\n"},
 		{name: "quit stops reading", in: "refresh\nquit\nbogus\nannounce\n", status: 0,
 			actions: []string{"refresh"}},
 		{name: "too long line", in: strings.Repeat("z", control.MaxLineBytes+1) + "\nping\n", status: 1,
@@ -52,8 +52,8 @@ func TestRunClientPipe(t *testing.T) {
 		{name: "suggestion", in: "lsit\n", status: 1,
 			errOut: "error: unknown command \"lsit\"; did you mean \"list\"?\n"},
 		{name: "help command", in: "help find\n?\n? LIST\n", status: 0,
-			out: []string{"usage: find [--json] TERM\ndisks whose uuid", "help [COMMAND]  ", "quit ",
-				"usage: list [--json] [PATTERN]\nevery known disk"}},
+			out: []string{"### help find: ", "usage: find [--json] [OPTIONS] TERM\ndisks where one of uuid", "### ?: ",
+				"help [COMMAND]  ", "quit ", "### ? LIST: ", "usage: list [--json] [OPTIONS] [PATTERN]\nevery known disk"}},
 		{name: "help for the client's words", in: "help exit\n? ?\n", status: 0,
 			out: []string{"usage: exit\nleave the client, as quit\n", "usage: ? [COMMAND]\nthe same as help\n"}},
 		{name: "help unknown command", in: "help stauts\n", status: 1,
@@ -113,7 +113,8 @@ func TestRunClientPipeNothingKnown(t *testing.T) {
 	}{
 		{"list\n", "", "no disks known\n", 0},
 		{"peers\n", "", "no peers heard\n", 0},
-		{"list --json\npeers --json\n", "[]\n[]\n", "", 0},
+		{"list --json\npeers --json\n", "### list --json: 1 line\n[]\n### peers --json: 1 line\n[]\n", "", 0},
+		{"list\nbogus\n", "### list: 0 lines\n### bogus: error\n", "no disks known\nerror: unknown command \"bogus\"\n", 1},
 		{"find x\n", "", "no disk matches \"x\"\n", 1},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
@@ -383,7 +384,7 @@ func TestRunClientTerminalFriendly(t *testing.T) {
 		want  string // on the screen after Enter, then the prompt
 	}{
 		{"lsit", "error: unknown command \"lsit\"; did you mean \"list\"?\n"},
-		{"help find", "alpha=> help find\nusage: find [--json] TERM\ndisks whose uuid, partuuid or label"},
+		{"help find", "alpha=> help find\nusage: find [--json] [OPTIONS] TERM\ndisks where one of uuid, partuuid, label"},
 		{"? peers", "alpha=> ? peers\nusage: peers [--json]\nthe hosts heard on the network\n"},
 		{"?", "alpha=> ?\nhelp [COMMAND]  "},
 		{"find zzz", "alpha=> find zzz\nno disk matches \"zzz\"\n"},
