@@ -147,6 +147,14 @@ func TestNotificationText(t *testing.T) {
 	}
 }
 
+func mustDiskJSON(d diskstate.Disk) string {
+	b, err := json.Marshal(d)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
 func TestFormatEvent(t *testing.T) {
 	now := time.Date(2024, 1, 2, 15, 4, 5, 0, time.Local)
 	disk := diskstate.Disk{HostID: "h2", Hostname: "beta", Device: "/dev/sdb1", UUID: "1234", Label: "BACK UP\x1b",
@@ -156,17 +164,26 @@ func TestFormatEvent(t *testing.T) {
 		ev   dbusapi.Event
 		json bool
 		want string
+		prev *diskstate.Disk
 	}{
+		{"changed", dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: disk}, false,
+			"15:04:05 DiskChanged      beta  /dev/sdb1  ext4  BACK UP\\x1b  1234  /mnt/a,/mnt/b  " +
+				"(label: OLD → BACK UP\\x1b, mountpoints: - → /mnt/a,/mnt/b, fs_avail: 40G → -)\n",
+			&diskstate.Disk{HostID: "h2", Hostname: "beta", Device: "/dev/sdb1", UUID: "1234", Label: "OLD", Type: "ext4", FSAvail: 40 << 30}},
+		{"changed json", dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: diskstate.Disk{Device: "/dev/x", Label: "B"}}, true,
+			`{"signal":"DiskChanged","disk":` + mustDiskJSON(diskstate.Disk{Device: "/dev/x", Label: "B"}) +
+				`,"changes":[{"key":"label","old":"A","new":"B"}]}` + "\n",
+			&diskstate.Disk{Device: "/dev/x", Label: "A"}},
 		{"disk", dbusapi.Event{Signal: dbusapi.SignalDiskAppeared, Disk: disk}, false,
-			"15:04:05 DiskAppeared     beta  /dev/sdb1  ext4  BACK UP\\x1b  1234  /mnt/a,/mnt/b\n"},
+			"15:04:05 DiskAppeared     beta  /dev/sdb1  ext4  BACK UP\\x1b  1234  /mnt/a,/mnt/b\n", nil},
 		{"peer lost", dbusapi.Event{Signal: dbusapi.SignalPeerLost, HostID: "h2", Hostname: "beta", Reason: "timeout"}, false,
-			"15:04:05 PeerLost         beta  host-id=h2  reason=timeout\n"},
+			"15:04:05 PeerLost         beta  host-id=h2  reason=timeout\n", nil},
 		{"peer joined json", dbusapi.Event{Signal: dbusapi.SignalPeerJoined, HostID: "h2", Hostname: "beta"}, true,
-			`{"signal":"PeerJoined","host_id":"h2","hostname":"beta"}` + "\n"},
+			`{"signal":"PeerJoined","host_id":"h2","hostname":"beta"}` + "\n", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := formatEvent(tc.ev, tc.json, now)
+			b, err := formatEvent(tc.ev, tc.json, now, tc.prev)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +193,7 @@ func TestFormatEvent(t *testing.T) {
 		})
 	}
 	// A disk event in JSON carries the disk with the control socket's keys.
-	b, err := formatEvent(dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: disk}, true, now)
+	b, err := formatEvent(dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: disk}, true, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

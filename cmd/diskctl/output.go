@@ -149,12 +149,21 @@ type eventJSON struct {
 	HostID   string          `json:"host_id,omitempty"`
 	Hostname string          `json:"hostname,omitempty"`
 	Reason   string          `json:"reason,omitempty"`
+	// Changes: for DiskChanged, what changed since the version monitor
+	// knew (absent when it knew none).
+	Changes []present.Change `json:"changes,omitempty"`
 }
 
-// formatEvent renders one monitor line (with its newline).
-func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time) ([]byte, error) {
+// formatEvent renders one monitor line (with its newline). prev is the
+// version of the disk monitor knew before a DiskChanged, or nil: the line
+// then says what changed ("label: A → B, fs_avail: 40G → 12G").
+func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time, prev *diskstate.Disk) ([]byte, error) {
+	var changes []present.Change
+	if prev != nil && ev.Signal == dbusapi.SignalDiskChanged {
+		changes = present.DiskChanges(prev, &ev.Disk)
+	}
 	if asJSON {
-		out := eventJSON{Signal: ev.Signal}
+		out := eventJSON{Signal: ev.Signal, Changes: changes}
 		switch ev.Signal {
 		case dbusapi.SignalPeerJoined, dbusapi.SignalPeerLost:
 			out.HostID, out.Hostname, out.Reason = ev.HostID, ev.Hostname, ev.Reason
@@ -173,6 +182,16 @@ func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time) ([]byte, error) {
 			"reason=" + present.Text(ev.Reason)}
 	default:
 		fields = present.DiskRow(&ev.Disk)
+		if len(changes) > 0 {
+			fields = append(fields, "("+present.ChangesText(changes)+")")
+		}
 	}
 	return fmt.Appendf(nil, "%s %-15s  %s\n", now.Format("15:04:05"), ev.Signal, strings.Join(fields, "  ")), nil
 }
+
+// diskKey identifies a disk across events: its host, device and uuid (the
+// inventory's key within a host); never its serial alone, which repeats
+// behind USB bridges and across RAID members.
+type diskKey struct{ host, device, uuid string }
+
+func keyOf(d *diskstate.Disk) diskKey { return diskKey{d.HostID, d.Device, d.UUID} }

@@ -326,3 +326,35 @@ func DiskInfo(d *diskstate.Disk, inBytes bool) []byte {
 	}
 	return b.Bytes()
 }
+
+// Change is one field of a disk that changed: its key and its value
+// before and after, as text (unescaped; "" when absent).
+type Change struct {
+	Key string `json:"key"`
+	Old string `json:"old"`
+	New string `json:"new"`
+}
+
+// DiskChanges lists the fields in which two versions of a disk differ, in
+// the table's order; last_seen, which moves with every announcement, is
+// left out. Sizes are in human units, as tables show them.
+func DiskChanges(old, cur *diskstate.Disk) []Change {
+	var out []Change
+	for _, f := range diskstate.Fields() {
+		if f.Kind == diskstate.Time || f.Equal(old, cur) {
+			continue
+		}
+		out = append(out, Change{Key: f.Key, Old: value(&f, old, false), New: value(&f, cur, false)})
+	}
+	return out
+}
+
+// ChangesText is changes for people: "label: A → B, fs_avail: 40G → 12G",
+// every value escaped, "-" for an absent one.
+func ChangesText(changes []Change) string {
+	parts := make([]string, len(changes))
+	for i, c := range changes {
+		parts[i] = c.Key + ": " + cell(c.Old) + " → " + cell(c.New)
+	}
+	return strings.Join(parts, ", ")
+}

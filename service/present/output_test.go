@@ -151,3 +151,20 @@ func TestParseColumns(t *testing.T) {
 		t.Error("unknown sort column accepted")
 	}
 }
+
+func TestDiskChanges(t *testing.T) {
+	old := goldenDisks()[0]
+	cur := old
+	cur.Mountpoints = nil
+	cur.Label = "new\x1blabel"
+	cur.FSAvail = 12 << 30
+	cur.LastSeen = old.LastSeen.Add(time.Minute)
+	got := ChangesText(DiskChanges(&old, &cur))
+	want := `label: backup → new\x1blabel, mountpoints: /mnt/backup → -, fs_avail: 960.8G → 12G`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if c := DiskChanges(&old, &old); len(c) != 0 {
+		t.Errorf("no change: %v", c)
+	}
+}
