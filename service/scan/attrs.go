@@ -176,8 +176,22 @@ func (a Attrs) fillFS(d *diskstate.Disk) {
 	if len(d.Mountpoints) == 0 {
 		return
 	}
+	mp := a.path(d.Mountpoints[0])
+	// The mount point must hold this very filesystem: in a sandbox (the
+	// unit's ProtectHome=, PrivateTmp=) the path may name another one, or
+	// nothing. A filesystem with an anonymous device number (btrfs) cannot
+	// be told by it and is taken as found.
+	var ms, ds unix.Stat_t
+	if err := unix.Stat(mp, &ms); err != nil {
+		return
+	}
+	if unix.Major(ms.Dev) != 0 {
+		if err := unix.Stat(a.path(d.Device), &ds); err != nil || ds.Rdev != ms.Dev {
+			return
+		}
+	}
 	var st unix.Statfs_t
-	if err := unix.Statfs(a.path(d.Mountpoints[0]), &st); err != nil || st.Blocks == 0 {
+	if err := unix.Statfs(mp, &st); err != nil || st.Blocks == 0 {
 		return
 	}
 	bs := uint64(st.Bsize)

@@ -97,3 +97,18 @@ func TestParseUdevData(t *testing.T) {
 		t.Errorf("got %v, want %v", env, want)
 	}
 }
+
+// TestFillFSOtherFilesystem: a mount point that holds another filesystem
+// than the disk's (a sandbox's stand-in directory) gives no fill level.
+func TestFillFSOtherFilesystem(t *testing.T) {
+	for _, d := range []diskstate.Disk{
+		{Device: "/dev/null", Mountpoints: []string{"/"}},
+		{Device: "/dev/nonexistent-diskd", Mountpoints: []string{"/"}},
+		{Device: "/dev/null", Mountpoints: []string{"/nonexistent-diskd"}},
+	} {
+		Attrs{}.fillFS(&d)
+		if d.FSSize != 0 || d.FSAvail != 0 || d.FSUsed != 0 {
+			t.Errorf("%s on %s: fill level %d/%d/%d, want none", d.Device, d.Mountpoints[0], d.FSSize, d.FSAvail, d.FSUsed)
+		}
+	}
+}
