@@ -507,7 +507,7 @@ func TestCompleter(t *testing.T) {
 		line string
 		want []string // the whole completed texts
 	}{
-		{"", []string{"help ", "list ", "find ", "peers ", "status ", "refresh ", "announce ", "ping ", "quit ", "exit "}},
+		{"", []string{"help ", "list ", "find ", "info ", "peers ", "status ", "refresh ", "announce ", "ping ", "quit ", "exit "}},
 		{"li", []string{"list "}},
 		{"  p", []string{"  peers ", "  ping "}},
 		{"e", []string{"exit "}},
@@ -515,7 +515,7 @@ func TestCompleter(t *testing.T) {
 		{"status --j", []string{"status --json "}},
 		{"status x", nil},
 		{"refresh ", nil},
-		{"help ", []string{"help help", "help list", "help find", "help peers", "help status", "help refresh",
+		{"help ", []string{"help help", "help list", "help find", "help info", "help peers", "help status", "help refresh",
 			"help announce", "help ping", "help quit"}},
 		{"help st", []string{"help status"}},
 		{"help list x", nil},
@@ -528,11 +528,11 @@ func TestCompleter(t *testing.T) {
 		{"list --", []string{"list --json "}},
 		{"list ", []string{"list --json ", "list 1111-aaaa", "list 2222-BBBB", "list 3333-cccc", "list 4444-dddd",
 			"list BACKUP-2019", "list BACKUP-2019-old", "list alpha", "list beta", "list media"}},
-		{"find be", nil}, // find does not match hosts
+		{"find be", []string{"find beta"}}, // find matches hosts, as list does
 		{"find BACKUP-2019-", []string{"find BACKUP-2019-old"}},
 		{"find --json me", []string{"find --json media"}},
 		{"find ", []string{"find --json ", "find 1111-aaaa", "find 2222-BBBB", "find 3333-cccc", "find 4444-dddd",
-			"find BACKUP-2019", "find BACKUP-2019-old", "find media"}},
+			"find BACKUP-2019", "find BACKUP-2019-old", "find alpha", "find beta", "find media"}},
 		{"bogus a", nil},
 	} {
 		t.Run(tc.line, func(t *testing.T) {
@@ -596,8 +596,8 @@ func TestCompleterHostileAndBounded(t *testing.T) {
 	// Under the limit, every offer is printable.
 	comp.max = 1000
 	got := complete(comp, "find ")
-	if len(got) != 1+200+200+6+1 {
-		t.Errorf("find offers %d values, want %d", len(got), 1+200+200+6+1)
+	if len(got) != 1+200+200+6+1+1 { // as before, and the host name, which find matches too
+		t.Errorf("find offers %d values, want %d", len(got), 1+200+200+6+1+1)
 	}
 	for _, l := range got {
 		if l == "find evil ok-Straße" {
