@@ -22,3 +22,6 @@ complete -c diskd -l key-file -r -F -d 'keyring: seal every datagram, accept onl
 complete -c diskd -l no-uevents -d 'do not listen to kernel uevents and mount changes; poll only'
 complete -c diskd -l max-clock-skew -x -d 'with --key-file: drop sealed messages sent further than this from our clock (duration)'
 complete -c diskd -l log-level -x -a 'debug info warning error' -d 'log records of this level and above'
+
+# Without -d, one command may follow: diskd list, diskd find X.
+complete -c diskd -n 'not __fish_seen_argument -s d -l daemon; and __fish_is_first_arg' -a 'help list find info peers status refresh announce ping' -d 'run one command and exit'
