@@ -230,4 +230,15 @@ func TestAttributesEndToEnd(t *testing.T) {
 	if r := diskctl(t, bin, env, false, "find", "--host", "alpha", "ux-partlabel"); r.code != exitNotFound || r.stdout != "" {
 		t.Errorf("find --host alpha ux-partlabel: exit %d, want %d: %s", r.code, exitNotFound, r.stdout)
 	}
+
+	// monitor says what a DiskChanged changed: a relabel on beta, seen on
+	// alpha's bus.
+	mon := start(t, env, bin, "monitor")
+	waitSubscribed(t, bus.Address, mon.cmd.Process.Pid)
+	mustCmd(t, "e2label", part, "relabeled")
+	controlDo(t, beta.Socket, "refresh")
+	line := mon.waitLine(t, netTimeout, "DiskChanged")
+	if !strings.Contains(line, "label: attrs-data → relabeled") {
+		t.Errorf("monitor line %q does not say what changed", line)
+	}
 }
