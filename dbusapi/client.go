@@ -211,6 +211,30 @@ func (c *Client) Find(ctx context.Context, term string) ([]diskstate.Disk, error
 	return c.disks(ctx, "Find", term)
 }
 
+// ListAll returns every known disk, then every remembered one that is not
+// attached now (Present false).
+func (c *Client) ListAll(ctx context.Context) ([]diskstate.Disk, error) {
+	return c.disks(ctx, "ListAll")
+}
+
+// History returns every sighting of the disks that term selects, newest
+// first.
+func (c *Client) History(ctx context.Context, term string) ([]diskstate.Sighting, error) {
+	var dicts []map[string]dbus.Variant
+	if err := c.call(ctx, c.timeout(), Interface+".History", term).Store(&dicts); err != nil {
+		return nil, c.storeErr("History", err)
+	}
+	out := make([]diskstate.Sighting, 0, len(dicts))
+	for _, m := range dicts {
+		h, err := SightingFromDict(m)
+		if err != nil {
+			return nil, fmt.Errorf("History: bad answer from diskd: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
 // Peers returns the other hosts heard on the network.
 func (c *Client) Peers(ctx context.Context) ([]diskstate.Peer, error) {
 	var dicts []map[string]dbus.Variant

@@ -44,6 +44,9 @@ func DiskDict(d diskstate.Disk) map[string]dbus.Variant {
 	m := make(map[string]dbus.Variant, diskstate.NumFields())
 	for i := range diskstate.NumFields() {
 		f := diskstate.FieldAt(i)
+		if f.OmitZero && f.IsZero(&d) {
+			continue
+		}
 		switch f.Kind {
 		case diskstate.String:
 			m[f.Key] = dbus.MakeVariant(wireString(*f.Str(&d)))
@@ -87,6 +90,9 @@ func DiskFromDict(m map[string]dbus.Variant) (diskstate.Disk, error) {
 			err = field(m, f.Key, f.Uint(&d))
 		case diskstate.Time:
 			var s string
+			if _, ok := m[f.Key]; !ok && f.OmitZero {
+				break
+			}
 			if err = field(m, f.Key, &s); err == nil {
 				*f.Time(&d), err = parseTime(f.Key, s)
 			}
@@ -96,6 +102,39 @@ func DiskFromDict(m map[string]dbus.Variant) (diskstate.Disk, error) {
 		}
 	}
 	return d, nil
+}
+
+// SightingDict returns a sighting as the a{sv} of History: the keys of the
+// control socket's `history --json`, times as strings in timeFormat (until
+// is the last-seen time so far, and reason empty, while it lasts).
+func SightingDict(h diskstate.Sighting) map[string]dbus.Variant {
+	return map[string]dbus.Variant{
+		"host_id": dbus.MakeVariant(wireString(h.HostID)), "hostname": dbus.MakeVariant(wireString(h.Hostname)),
+		"device": dbus.MakeVariant(wireString(h.Device)), "uuid": dbus.MakeVariant(wireString(h.UUID)),
+		"partuuid": dbus.MakeVariant(wireString(h.PartUUID)), "label": dbus.MakeVariant(wireString(h.Label)),
+		"type": dbus.MakeVariant(wireString(h.Type)), "from": dbus.MakeVariant(h.From.Format(timeFormat)),
+		"until": dbus.MakeVariant(h.Until.Format(timeFormat)), "reason": dbus.MakeVariant(wireString(h.Reason)),
+	}
+}
+
+// SightingFromDict decodes a sighting a{sv}; like DiskFromDict it ignores
+// unknown keys and leaves missing ones zero.
+func SightingFromDict(m map[string]dbus.Variant) (diskstate.Sighting, error) {
+	var h diskstate.Sighting
+	var from, until string
+	err := firstErr(field(m, "host_id", &h.HostID), field(m, "hostname", &h.Hostname), field(m, "device", &h.Device),
+		field(m, "uuid", &h.UUID), field(m, "partuuid", &h.PartUUID), field(m, "label", &h.Label),
+		field(m, "type", &h.Type), field(m, "reason", &h.Reason), field(m, "from", &from), field(m, "until", &until))
+	if err == nil {
+		h.From, err = parseTime("from", from)
+	}
+	if err == nil {
+		h.Until, err = parseTime("until", until)
+	}
+	if err != nil {
+		return h, fmt.Errorf("sighting: %w", err)
+	}
+	return h, nil
 }
 
 // PeerDict returns a peer as the a{sv} of the API: the keys of the control

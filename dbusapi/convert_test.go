@@ -47,7 +47,11 @@ func TestDiskDictRoundTrip(t *testing.T) {
 	}{
 		{name: "full", in: diskstate.Disk{HostID: "h1", Hostname: "alpha", Device: "/dev/sdb1",
 			UUID: "1234-ABCD", PartUUID: "p-1", Label: "BACKUP-2019", Type: "ext4",
-			Mountpoints: []string{"/mnt/a", "/srv/b"}, Local: true, LastSeen: seen}},
+			Mountpoints: []string{"/mnt/a", "/srv/b"}, Local: true, LastSeen: seen, Present: true}},
+		{name: "remembered and returned", in: diskstate.Disk{HostID: "h1", Hostname: "beta", Device: "/dev/sdb1",
+			Label: "BACKUP-2019", Mountpoints: []string{}, LastSeen: seen, GoneAt: seen.Add(time.Minute),
+			GoneReason: "detached", Returned: true, PreviousHostname: "alpha", PreviousDevice: "/dev/sdc1",
+			PreviousLastSeen: seen.Add(-time.Hour)}},
 		{name: "empty", in: diskstate.Disk{Mountpoints: []string{}}},
 		{name: "nil mounts become []", in: diskstate.Disk{Device: "/dev/x", LastSeen: seen},
 			wantJSON: mustJSON(diskstate.Disk{Device: "/dev/x", Mountpoints: []string{}, LastSeen: seen})},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,10 @@ type Options struct {
 	// Actions runs Refresh, Announce and Ping; when nil they answer
 	// org.diskd.Error.NotSupported.
 	Actions diskstate.Actions
+	// Memory answers History, ListAll and Find when no attached disk
+	// matches; when nil, History answers org.diskd.Error.NotSupported and
+	// ListAll and Find know the attached disks only.
+	Memory diskstate.Memory
 	// Version is the Version property.
 	Version string
 	// Log receives the state changes and failures (default: discarded).
@@ -416,7 +421,51 @@ func (f *finder) Find(term string) ([]map[string]dbus.Variant, *dbus.Error) {
 	}
 	var out []map[string]dbus.Variant
 	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.find(term) })
+	if derr == nil && len(out) == 0 && f.s.o.Memory != nil {
+		out = disksReply(absent(f.s.o.Memory.Find(term)))
+	}
 	return out, derr
+}
+
+// ListAll returns every known disk and then every remembered one that is
+// not attached now (present false).
+func (f *finder) ListAll() ([]map[string]dbus.Variant, *dbus.Error) {
+	if !f.enter() {
+		return nil, errClosing()
+	}
+	defer f.leave()
+	var out []map[string]dbus.Variant
+	derr := f.replies.with(f.ctx, func(s *snapshot) { out = slices.Clone(s.listDicts()) })
+	if derr == nil && f.s.o.Memory != nil {
+		out = append(out, disksReply(absent(f.s.o.Memory.Disks()))...)
+	}
+	return out, derr
+}
+
+// History returns every sighting of the disks that term selects, newest
+// first.
+func (f *finder) History(term string) ([]map[string]dbus.Variant, *dbus.Error) {
+	if !f.enter() {
+		return nil, errClosing()
+	}
+	defer f.leave()
+	if term == "" {
+		return nil, dbus.NewError(ErrorInvalidArgument, []any{"History needs a search term (a uuid, partuuid, label, device or host)"})
+	}
+	if f.s.o.Memory == nil {
+		return nil, dbus.NewError(ErrorNotSupported, []any{"this diskd keeps no memory of disks"})
+	}
+	hs := f.s.o.Memory.History(term)
+	out := make([]map[string]dbus.Variant, len(hs))
+	for i, h := range hs {
+		out[i] = SightingDict(h)
+	}
+	return out, nil
+}
+
+// absent keeps the remembered disks that are not present now.
+func absent(ds []diskstate.Disk) []diskstate.Disk {
+	return slices.DeleteFunc(ds, func(d diskstate.Disk) bool { return d.Present })
 }
 
 // Peers returns the known peers.

@@ -61,7 +61,9 @@ func DiskTable(disks []diskstate.Disk) string {
 					b.WriteString("false")
 				}
 			case diskstate.Time:
-				b.WriteString(f.Time(d).Format(timeFormat))
+				if t := *f.Time(d); !f.OmitZero || !t.IsZero() { // an omitted time is empty
+					b.WriteString(t.Format(timeFormat))
+				}
 			case diskstate.Uint:
 				b.WriteString(strconv.FormatUint(*f.Uint(d), 10))
 			}

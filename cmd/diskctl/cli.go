@@ -31,15 +31,18 @@ type command struct {
 	arg     present.ArgKind
 	notify  bool // accepts --notify
 	disks   bool // prints disks: takes the output options and --host
+	all     bool // accepts --all
 	run     func(ctx context.Context, e *env) int
 }
 
 func commands() []command {
 	return []command{
-		{name: "list", args: "[OPTIONS] [PATTERN]", arg: present.ArgOptional, disks: true, run: runList,
+		{name: "list", args: "[--all] [OPTIONS] [PATTERN]", arg: present.ArgOptional, disks: true, all: true, run: runList,
 			summary: "every known disk, or those PATTERN matches",
 			help: "PATTERN with * ? or [ is a shell glob, anything else a substring (ignoring case);\n" +
 				"it is matched against " + searched + ".\n" +
+				"--all adds the disks diskd remembers that are not attached now, with a LAST-SEEN\n" +
+				"column (JSON: \"present\": false, \"gone_at\", \"gone_reason\").\n" +
 				"Several words are joined with one space.\n\n" + outputOptions},
 		{name: "find", args: "[OPTIONS] TERM", arg: present.ArgRequired, disks: true, run: runFind,
 			summary: "disks where one of " + searched + " is TERM (else starts with it, else contains it)",
@@ -49,6 +52,10 @@ func commands() []command {
 			summary: "every attribute of the disks find TERM selects, one a line",
 			help: "Exits with status 1 when no disk matches. With --json, the disks as list --json\n" +
 				"prints them. -b prints sizes in bytes only."},
+		{name: "history", args: "TERM", arg: present.ArgRequired, run: runHistory,
+			summary: "every place and time a matching disk was seen, newest first",
+			help: "TERM matches uuid, partuuid, label, device, hostname or host id, now or in the past\n" +
+				"(equal, else prefix, else substring, ignoring case). Exits with status 1 when nothing matches."},
 		{name: "peers", run: runPeers, summary: "the other hosts heard on the network"},
 		{name: "status", run: runStatus, summary: "version, host, counts and the last local scan"},
 		{name: "refresh", run: runAction(diskstate.ActionRefresh), summary: "rescan the local disks now (root)"},
@@ -97,6 +104,7 @@ type env struct {
 	notify bool
 	out    present.Output
 	host   string
+	all    bool
 	args   []string // the command's arguments
 	cmd    command
 	stdout io.Writer
@@ -114,6 +122,7 @@ type options struct {
 	bus     string
 	json    bool
 	notify  bool
+	all     bool
 	help    bool
 	version bool
 	command string
@@ -162,6 +171,8 @@ func parseArgs(args []string) (options, error) {
 			o.json = true
 		case "--notify":
 			o.notify = true
+		case "--all":
+			o.all = true
 		case "--bus":
 			if !hasValue {
 				if i+1 >= len(args) {
@@ -270,9 +281,11 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 		return usage(stderr, usageError(fmt.Sprintf("option --notify is for monitor, not %s", cmd.name)))
 	case o.diskOpt != "" && !cmd.disks:
 		return usage(stderr, usageError(fmt.Sprintf("option %s is for list, find and info, not %s", o.diskOpt, cmd.name)))
+	case o.all && !cmd.all:
+		return usage(stderr, usageError(fmt.Sprintf("option --all is for list, not %s", cmd.name)))
 	}
 
-	e := &env{bus: o.bus, json: o.json, notify: o.notify, out: o.out, host: o.host, args: o.args, cmd: cmd,
+	e := &env{bus: o.bus, json: o.json, notify: o.notify, all: o.all, out: o.out, host: o.host, args: o.args, cmd: cmd,
 		stdout: stdout, stderr: stderr}
 	c, err := dbusapi.Dial(ctx, o.bus)
 	if err != nil {
@@ -377,6 +390,7 @@ Options (anywhere on the line; -- ends them):
   --json         print JSON: one document (as the control socket's --json);
                  monitor prints one JSON object a line
   --notify       monitor only: desktop notifications for remote disks
+  --all          list only: also the remembered disks not attached now
   -h, --help     show this help, or a command's: diskctl COMMAND --help
   -V, --version  print the version
 

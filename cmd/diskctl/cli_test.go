@@ -69,7 +69,11 @@ func TestRunWithoutBus(t *testing.T) {
 		stdout     string
 		stderrLine string // the whole (single) stderr line
 	}{
-		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]            print changes as they happen"},
+		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]                print changes as they happen"},
+		{args: []string{"--help"}, code: 0, stdout: "  history TERM                      every place and time a matching disk was seen"},
+		{args: []string{"history", "--help"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] history TERM"},
+		{args: []string{"history"}, code: 2, stderrLine: "diskctl: history needs TERM (see diskctl --help)"},
+		{args: []string{"find", "--all", "x"}, code: 2, stderrLine: "diskctl: option --all is for list, not find (see diskctl --help)"},
 		{args: []string{"help"}, code: 0, stdout: "Exit status: 0 ok, 1 find found nothing"},
 		{args: []string{"help", "find"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] find [OPTIONS] TERM"},
 		{args: []string{"list", "--help"}, code: 0, stdout: "  -P, --pairs         KEY=\"value\" pairs"},
@@ -106,6 +110,8 @@ func TestRunWithoutBus(t *testing.T) {
 	}
 }
 
+var notifyNow = time.Date(2026, 12, 1, 14, 2, 0, 0, time.UTC)
+
 func TestNotificationText(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -126,10 +132,16 @@ func TestNotificationText(t *testing.T) {
 			summary:     `<b>L&amp;\u202e`,
 			bodyHas:     []string{"&lt;i&gt;h&lt;/i&gt;&amp;", `/dev/\x1b[31mx`, `a\nb`},
 			bodyHasNone: []string{"<", ">", "\x1b", "\n"}},
+		{name: "returned", disk: diskstate.Disk{Hostname: "gamma", Device: "/dev/sdc1", Type: "ext4", Label: "BACKUP-2019",
+			Returned: true, PreviousHostname: "beta", PreviousDevice: "/dev/sdb1", PreviousLastSeen: notifyNow.Add(-3*24*time.Hour - time.Hour)},
+			summary: "BACKUP-2019 is back, on gamma (was last on beta, 3 days ago)", bodyHas: []string{"gamma", "/dev/sdc1"}},
+		{name: "returned from a hostile host", disk: diskstate.Disk{Hostname: "gamma", Device: "/dev/sdc1", Label: "B",
+			Returned: true, PreviousHostname: "be\x1b[2Jta", PreviousLastSeen: notifyNow.Add(-90 * time.Second)},
+			summary: `B is back, on gamma (was last on be\x1b[2Jta, 1 minute ago)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			summary, body := notification(tc.disk, !tc.unsealed)
+			summary, body := notification(tc.disk, !tc.unsealed, notifyNow)
 			if summary != tc.summary {
 				t.Errorf("summary %q, want %q", summary, tc.summary)
 			}

@@ -126,7 +126,7 @@ type notifier struct {
 // text by the specification (servers escape it themselves); the body may be
 // read as markup, so it is escaped for that too.
 func (n *notifier) notify(ctx context.Context, d diskstate.Disk, authenticated bool) error {
-	summary, body := notification(d, authenticated)
+	summary, body := notification(d, authenticated, time.Now())
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
 	hints := map[string]dbus.Variant{
@@ -156,9 +156,11 @@ func authenticated(ctx context.Context, c *dbusapi.Client, hostID string) bool {
 
 // notification returns the summary (the label, else the UUID, else the
 // device) and the body (host, device, type) of a disk's notification. A
-// disk from a host whose datagrams were not sealed with a key says so: on
-// such a network anyone could have announced it.
-func notification(d diskstate.Disk, authenticated bool) (summary, body string) {
+// disk that diskd remembered as gone says so in the summary: "BACKUP-2019
+// is back, on gamma (was last on beta, 3 days ago)". A disk from a host
+// whose datagrams were not sealed with a key says so: on such a network
+// anyone could have announced it.
+func notification(d diskstate.Disk, authenticated bool, now time.Time) (summary, body string) {
 	summary = d.Label
 	if summary == "" {
 		summary = d.UUID
@@ -169,6 +171,10 @@ func notification(d diskstate.Disk, authenticated bool) (summary, body string) {
 	host := d.Hostname
 	if host == "" {
 		host = d.HostID
+	}
+	if d.Returned {
+		summary = fmt.Sprintf("%s is back, on %s (was last on %s, %s)", summary, host, d.PreviousHostname,
+			present.Since(now.Sub(d.PreviousLastSeen)))
 	}
 	body = fmt.Sprintf("on %s: %s (%s)", markup(present.Text(host)), markup(present.Text(d.Device)), markup(present.Text(d.Type)))
 	if !authenticated {

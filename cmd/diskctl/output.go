@@ -37,11 +37,45 @@ func (e *env) disks(disks []diskstate.Disk) int {
 }
 
 func runList(ctx context.Context, e *env) int {
-	disks, err := e.client.List(ctx)
+	list := e.client.List
+	if e.all {
+		list = e.client.ListAll
+	}
+	disks, err := list(ctx)
 	if err != nil {
 		return e.fail(err)
 	}
-	return e.disks(inventory.OnHost(inventory.MatchDisks(disks, e.arg()), e.host))
+	disks = inventory.OnHost(inventory.MatchDisks(disks, e.arg()), e.host)
+	if e.all && !e.json {
+		return e.write(present.DisksTableAll(disks))
+	}
+	return e.disks(disks)
+}
+
+func runHistory(ctx context.Context, e *env) int {
+	term := e.arg()
+	hs, err := e.client.History(ctx, term)
+	if err != nil {
+		return e.fail(err)
+	}
+	var b []byte
+	if e.json {
+		if b, err = present.HistoryJSON(hs); err != nil {
+			return e.fail(err)
+		}
+	} else {
+		b = present.HistoryTable(hs)
+	}
+	if code := e.write(b); code != exitOK {
+		return code
+	}
+	if len(hs) == 0 {
+		if !e.json {
+			fmt.Fprintf(e.stderr, "diskctl: diskd remembers no disk matching %q\n", present.Escape(term))
+		}
+		return exitNotFound
+	}
+	return exitOK
 }
 
 // find returns the disks find TERM selects: diskd's Find, or with --host
@@ -64,8 +98,20 @@ func runFind(ctx context.Context, e *env) int {
 	if err != nil {
 		return e.fail(err)
 	}
+	// diskd answers from memory, with absent disks only, when no attached
+	// disk matches.
+	remembered := len(disks) > 0 && !disks[0].Present
+	if remembered && !e.json {
+		if code := e.write(present.GoneLines(disks, time.Now())); code != exitOK {
+			return code
+		}
+		return exitNotFound
+	}
 	if code := e.disks(disks); code != exitOK {
 		return code
+	}
+	if remembered {
+		return exitNotFound
 	}
 	if len(disks) == 0 {
 		if !e.json {
@@ -184,6 +230,10 @@ func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time, prev *diskstate.D
 		fields = present.DiskRow(&ev.Disk)
 		if len(changes) > 0 {
 			fields = append(fields, "("+present.ChangesText(changes)+")")
+		}
+		if d := &ev.Disk; ev.Signal == dbusapi.SignalDiskAppeared && d.Returned {
+			fields = append(fields, fmt.Sprintf("returned (was last on %s, %s)",
+				present.Text(d.PreviousHostname), present.Since(now.Sub(d.PreviousLastSeen))))
 		}
 	}
 	return fmt.Appendf(nil, "%s %-15s  %s\n", now.Format("15:04:05"), ev.Signal, strings.Join(fields, "  ")), nil

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,6 +48,14 @@ type scaleResult struct {
 	busctlBase samples // busctl call -q of a bus method that returns at once
 	busctlErr  error
 	loadgenOut string
+	// The store's cost: the file after the window, and the daemon's CPU
+	// over a second window with --state-dir none (no file; the same
+	// load).
+	storeBytes    int64
+	storeErr      error
+	cpuNoStore    time.Duration
+	windowNoStore time.Duration
+	noStoreErr    error
 }
 
 func (b *bench) setupScale(ctx context.Context) (*scaleLab, error) {
@@ -197,10 +206,57 @@ func (b *bench) runScale(ctx context.Context, sl *scaleLab) (scaleResult, error)
 	if ok, _ := b.dbus(); ok && sl.bus != nil {
 		res.busErr = b.busList(ctx, sl.bus, &res)
 	}
+	b.prog.set("scale", "the store's file, then the daemon without it")
+	if fi, err := os.Stat(filepath.Join(sl.s.StateDir, "diskd.db")); err != nil {
+		res.storeErr = err
+	} else {
+		res.storeBytes = fi.Size()
+	}
+	res.noStoreErr = b.scaleWithoutStore(ctx, sl, cfg, lg, &res)
 	if err := stopGen(); err != nil {
 		b.prog.logf("%v", err)
 	}
 	return res, nil
+}
+
+// scaleWithoutStore restarts s's daemon with --state-dir none and measures
+// its CPU once more under the same load.
+func (b *bench) scaleWithoutStore(ctx context.Context, sl *scaleLab, cfg loadgenConfig, lg *loadgenProc, res *scaleResult) error {
+	if err := sl.d.Stop(); err != nil {
+		return err
+	}
+	d, err := b.start(sl.s, nil, "--state-dir", "none")
+	if err != nil {
+		return err
+	}
+	sl.d = d
+	deadline := time.Now().Add(cfg.interval + 20*time.Second)
+	for {
+		st, err := status(sl.s.Socket)
+		if err == nil && st.Peers >= cfg.peers {
+			break
+		}
+		select {
+		case <-lg.done:
+			return fmt.Errorf("load generator exited: %v", lg.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("without the store, s heard %d of %d peers (last error %v)", st.Peers, cfg.peers, err)
+		}
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	if err := sleepCtx(ctx, 3*time.Second); err != nil {
+		return err
+	}
+	u, err := b.measure(ctx, "scale without the store", d.PID())
+	if err != nil {
+		return err
+	}
+	res.cpuNoStore, res.windowNoStore = u.cpu, u.window
+	return nil
 }
 
 func (b *bench) busList(ctx context.Context, bus *dbustest.Bus, res *scaleResult) error {
@@ -268,6 +324,22 @@ func (b *bench) scaleRows(res scaleResult) {
 			target: "≤ 5 %", met: metLE(cpuPct, 5)},
 		row{metric: "daemon memory (VmRSS)", value: mb(res.rssMax), target: "≤ 64 MB", met: metLE(res.rssMax, 64e6)},
 	)
+	switch {
+	case res.noStoreErr != nil:
+		b.rep.add(3, row{metric: "daemon CPU, the store's share", value: "not measured: " + res.noStoreErr.Error(), target: "≤ 1 %", met: metNo})
+	default:
+		noPct := 100 * res.cpuNoStore.Seconds() / res.windowNoStore.Seconds()
+		b.rep.add(3, row{metric: fmt.Sprintf("daemon CPU with the store (bbolt file) minus --state-dir none %s",
+			b.rep.note("The same load, one window after the other: the daemon restarted with --state-dir none "+
+				"(memory only, no file) measured %.2f %% of one core over %v.", noPct, res.windowNoStore.Round(time.Second))),
+			value: fmt.Sprintf("%+.2f %% of one core", cpuPct-noPct), target: "≤ 1 %", met: metLE(cpuPct-noPct, 1)})
+	}
+	if res.storeErr != nil {
+		b.rep.add(3, row{metric: "store file", value: "not measured: " + res.storeErr.Error(), target: "≤ 32 MB", met: metNo})
+	} else {
+		b.rep.add(3, row{metric: fmt.Sprintf("store file (diskd.db) remembering %s disks", thousands(int64(res.disks))),
+			value: mb(res.storeBytes), target: "≤ 32 MB", met: metLE(res.storeBytes, 32e6)})
+	}
 	lr := row{metric: fmt.Sprintf("list --json, %s disks (%.1f MB), control socket  p50 (n=%d)", thousands(int64(res.listDisks)),
 		float64(res.listBytes)/1e6, res.listTimes.n()),
 		value: fmtDur(res.listTimes.pct(50)), target: "≤ 50.0 ms", met: metLE(res.listTimes.pct(50), 50*time.Millisecond)}

@@ -1,7 +1,9 @@
 // Command diskd-demo shows diskd at work on one machine: three simulated
 // hosts (alpha, beta, gamma: network namespaces on a private bridge), two
-// loop-device disks each, a diskd daemon on each, and then diskd's
-// interactive client on alpha, attached to your terminal.
+// loop-device disks each, a diskd daemon on each (each with a state
+// directory of its own in the lab's temporary directory), then it unplugs
+// gamma's USB disk to show that alpha remembers where it was, and then runs
+// diskd's interactive client on alpha, attached to your terminal.
 //
 // Run it as root:
 //
@@ -191,7 +193,7 @@ func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration
 		}
 		if err == nil && len(disks) >= total {
 			fmt.Println("- all there.")
-			return alpha, nil
+			return alpha, unplug(ctx, alpha, made[len(made)-1])
 		}
 		if time.Now().After(deadline) {
 			fmt.Println()
@@ -211,6 +213,33 @@ func setUp(ctx context.Context, lab *testbed.Lab, bin string, wait time.Duration
 	}
 }
 
+// unplug detaches gamma's USB disk (its last one) and waits until alpha
+// answers `find` for it from memory: where it was last seen.
+func unplug(ctx context.Context, alpha, gamma *testbed.Host) error {
+	disks := gamma.Disks()
+	usb := disks[len(disks)-1]
+	if err := usb.Detach(); err != nil {
+		return err
+	}
+	fmt.Printf("diskd-demo: unplugged gamma's GAMMA-USB (%s); alpha remembers it:\n", usb.Path)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lines, err := alpha.Daemon().Do("find GAMMA-USB")
+		if err == nil && len(lines) == 1 && strings.Contains(lines[0], "is not attached anywhere now") {
+			fmt.Printf("  => find GAMMA-USB\n  %s\n", lines[0])
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("alpha did not remember GAMMA-USB within 10s (last answer %q, %v)", lines, err)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("interrupted")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 func intro(lab *testbed.Lab) {
 	fmt.Printf(`
 Three hosts share a private network segment; each diskd announces its disks
@@ -219,6 +248,9 @@ interactive client, talking to alpha's daemon. Try:
 
   list                 every disk on the network (host, device, type, label, uuid, mount)
   find GAMMA-BACKUP    where is that disk?    (also: find beta, find ALPHA)
+  find GAMMA-USB       unplugged: where it was last seen, and when
+  history GAMMA-USB    every place and time it was seen
+  list --all           every disk, also those no longer attached (LAST-SEEN)
   peers                the hosts alpha hears from
   status               alpha's own state and counters
   help                 all commands

@@ -28,6 +28,8 @@ type options struct {
 	version  bool
 	socket   string
 	logLevel slog.Level
+	// stateDir is --state-dir as given ("" when not given).
+	stateDir string
 	cfg      daemon.Config
 	// command is a control request given as arguments (diskd list
 	// --json): the client sends it alone and exits with its status.
@@ -66,6 +68,12 @@ func (f durationFlag) String() string {
 }
 
 func (f durationFlag) Set(v string) error {
+	if days, ok := strings.CutSuffix(v, "d"); ok { // "365d"
+		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 && n < 1e5 {
+			*f.d = time.Duration(n * float64(24*time.Hour))
+			return nil
+		}
+	}
 	if s, err := strconv.ParseFloat(v, 64); err == nil {
 		*f.d = time.Duration(s * float64(time.Second))
 		return nil
@@ -83,7 +91,7 @@ var hostIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 // daemonOnly are the flags that mean nothing to the client.
 var daemonOnly = []string{"group", "interface", "ttl", "announce-interval", "scan-interval",
 	"peer-timeout", "blkid", "blkid-timeout", "device", "host-id", "hostname", "bus", "key-file", "no-uevents",
-	"log-level", "max-clock-skew"}
+	"log-level", "max-clock-skew", "state-dir", "history-max", "history-max-age", "return-after"}
 
 // shortFlags are the one-letter spellings of long flags.
 var shortFlags = map[string]string{"d": "daemon", "V": "version"}
@@ -100,6 +108,9 @@ func defaults() options {
 		BlkidTimeout:     daemon.DefaultBlkidTimeout,
 		Blkid:            "blkid",
 		Bus:              "system",
+		HistoryMax:       daemon.DefaultHistoryMax,
+		HistoryMaxAge:    daemon.DefaultHistoryMaxAge,
+		ReturnAfter:      daemon.DefaultReturnAfter,
 		MaxClockSkew:     peer.DefaultMaxClockSkew,
 	}}
 }
@@ -172,6 +183,10 @@ func newFlagSet(o *options, ifaces, devices *listFlag, group *groupFlag, logLeve
 	fs.StringVar(&c.Bus, "bus", c.Bus, "D-Bus to export org.diskd on: system, session, none or an address")
 	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "keyring: seal every datagram, accept only sealed ones")
 	fs.BoolVar(&c.NoUevents, "no-uevents", c.NoUevents, "do not listen to kernel uevents and mount changes; poll only")
+	fs.StringVar(&o.stateDir, "state-dir", o.stateDir, "directory of the store (history, replay marks), or none")
+	fs.IntVar(&c.HistoryMax, "history-max", c.HistoryMax, "remember at most this many disks (and peers)")
+	fs.Var(durationFlag{&c.HistoryMaxAge}, "history-max-age", "forget disks not seen for this long (such as 365d)")
+	fs.Var(durationFlag{&c.ReturnAfter}, "return-after", "a disk back after being gone this long is reported as returned")
 	fs.Var(durationFlag{&c.MaxClockSkew}, "max-clock-skew", "with --key-file: drop sealed messages sent further than this from our clock (replay window)")
 	fs.StringVar(logLevel, "log-level", defaultLogLevel, "log records of this level and above: "+strings.Join(logging.Levels, ", "))
 	return fs
@@ -238,6 +253,8 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		{"scan-interval", c.ScanInterval, 100 * time.Millisecond, 24 * time.Hour, false},
 		{"peer-timeout", c.PeerTimeout, 100 * time.Millisecond, 24 * time.Hour, true},
 		{"blkid-timeout", c.BlkidTimeout, 10 * time.Millisecond, time.Hour, false},
+		{"history-max-age", c.HistoryMaxAge, time.Hour, 100 * 365 * 24 * time.Hour, false},
+		{"return-after", c.ReturnAfter, 0, 24 * time.Hour, false},
 		{"max-clock-skew", c.MaxClockSkew, 100 * time.Millisecond, 24 * time.Hour, false},
 	} {
 		if d.optional && d.v == 0 && !set[d.name] {
@@ -272,6 +289,19 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		if !strings.Contains(c.Bus, ":") {
 			return o, usagef("flag --bus: %q is not system, session, none or a D-Bus address (unix:path=...)", c.Bus)
 		}
+	}
+	if c.HistoryMax < 1 || c.HistoryMax > 10_000_000 {
+		return o, usagef("flag --history-max: %d is out of range 1..10000000", c.HistoryMax)
+	}
+	switch {
+	case set["state-dir"] && o.stateDir == "":
+		return o, usagef("flag --state-dir: empty; give a directory or none")
+	case o.stateDir == "none":
+		c.StateDir = ""
+	case o.stateDir != "":
+		c.StateDir = o.stateDir
+	default:
+		c.StateDir = stateDirPath(env, uid)
 	}
 	o.socket = socketPath(o.socket, env, uid)
 	// A client of an ordinary user with no daemon of its own talks to the
@@ -312,6 +342,28 @@ const systemSocket = "/run/diskd/diskd.sock"
 func pathExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// stateDirPath is --state-dir's default: the directory systemd made for the
+// unit's StateDirectory= ($STATE_DIRECTORY, its first entry), else
+// /var/lib/diskd for root, else $XDG_STATE_HOME/diskd, else
+// ~/.local/state/diskd.
+func stateDirPath(env func(string) string, uid int) string {
+	if dirs := env("STATE_DIRECTORY"); dirs != "" {
+		first, _, _ := strings.Cut(dirs, ":")
+		return first
+	}
+	switch {
+	case uid == 0:
+		return "/var/lib/diskd"
+	case env("XDG_STATE_HOME") != "":
+		return filepath.Join(env("XDG_STATE_HOME"), "diskd")
+	}
+	home := env("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".local", "state", "diskd")
 }
 
 // socketPath applies the documented default: /run/diskd/diskd.sock for root,

@@ -279,7 +279,7 @@ func TestIPv6NoUsableGroupRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := h.Command(bin, append([]string{"-d", "--host-id", h.HostID, "--socket", h.Socket, "--interface", testbed.Interface,
-			"--bus", "none", "--device", "/nonexistent"}, c.flags...)...)
+			"--bus", "none", "--state-dir", h.StateDir, "--device", "/nonexistent"}, c.flags...)...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		err = cmd.Run()

@@ -577,7 +577,7 @@ func TestKeyFileReadableByOthersRefused(t *testing.T) {
 		// In alpha's namespace, so that nothing could ever reach the
 		// machine's own network, should the daemon start after all.
 		cmd := h.Command(diskdBin(t), "-d", "--host-id", h.HostID, "--hostname", h.Name, "--socket", h.Socket,
-			"--interface", testbed.Interface, "--bus", "none", "--key-file", keyFile)
+			"--interface", testbed.Interface, "--bus", "none", "--state-dir", h.StateDir, "--key-file", keyFile)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -73,10 +73,11 @@ complete -c diskctl -n $__diskctl_disks -s P -l pairs -d 'KEY="value" pairs'
 complete -c diskctl -n $__diskctl_disks -l sort -x -a "$__diskctl_columns" -d 'sort by a column'
 complete -c diskctl -n $__diskctl_disks -l host -x -a '(__diskctl_known hostname)' -d 'only the disks of a host'
 
-set -l __diskctl_commands list find info peers status refresh announce ping monitor help
+set -l __diskctl_commands list find info history peers status refresh announce ping monitor help
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a list -d 'every known disk, or those PATTERN matches'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a find -d 'disks where uuid, label, serial, model, device or host is TERM'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a info -d 'every attribute of the disks find TERM selects'
+complete -c diskctl -n 'not __diskctl_command >/dev/null' -a history -d 'every place and time a matching disk was seen'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a peers -d 'the other hosts heard on the network'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a status -d 'version, host, counts and the last local scan'
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a refresh -d 'rescan the local disks now (root)'
@@ -86,3 +87,5 @@ complete -c diskctl -n 'not __diskctl_command >/dev/null' -a monitor -d 'print c
 complete -c diskctl -n 'not __diskctl_command >/dev/null' -a help -d "the overview, or one command's help"
 complete -c diskctl -n '__diskctl_command | string match -q help' -a "$__diskctl_commands[1..-2]"
 complete -c diskctl -n $__diskctl_disks -a '(__diskctl_known)' -d 'known to diskd'
+complete -c diskctl -n '__diskctl_command | string match -q history' -a '(__diskctl_known)' -d 'known to diskd'
+complete -c diskctl -n '__diskctl_command | string match -q list' -l all -d 'also the remembered disks not attached now'

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -24,6 +25,7 @@ type command struct {
 	// disks: prints disks, so it takes the output options (-o, -O, -n, -b,
 	// -r, -P, --sort) and --host.
 	disks bool
+	all   bool // accepts --all
 	arg   present.ArgKind
 	// complete says what Tab offers for the argument: "" nothing, "disk"
 	// labels and uuids (and host names when hosts is set), "command" the
@@ -41,15 +43,30 @@ func commands() []command {
 		{name: "help", usage: "help [COMMAND]", arg: present.ArgOptional, complete: "command",
 			help: "show the commands, or one command's usage and help",
 			run:  func(_ *Server, _ context.Context, req request) ([]byte, error) { return helpText(req.arg) }},
-		{name: "list", usage: "list [--json] [OPTIONS] [PATTERN]", json: true, disks: true, arg: present.ArgOptional, complete: "disk", hosts: true,
-			help: "every known disk; PATTERN (substring, or glob with * ? [) matches " + searchedFields,
+		{name: "list", usage: "list [--json] [--all] [OPTIONS] [PATTERN]", json: true, all: true, disks: true, arg: present.ArgOptional, complete: "disk", hosts: true,
+			help: "every known disk (--all: remembered absent ones too); PATTERN (substring, or glob with * ? [) matches " + searchedFields,
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
-				return disks(req, inventory.OnHost(s.Inv.Match(req.arg), req.host))
+				if !req.all {
+					return disks(req, inventory.OnHost(s.Inv.Match(req.arg), req.host))
+				}
+				all := append(inventory.OnHost(s.Inv.Match(req.arg), req.host),
+					inventory.OnHost(inventory.MatchDisks(s.absent(s.memoryDisks()), req.arg), req.host)...)
+				if req.json {
+					return present.DisksJSON(all)
+				}
+				return present.DisksTableAll(all), nil
 			}},
 		{name: "find", usage: "find [--json] [OPTIONS] TERM", json: true, disks: true, arg: present.ArgRequired, complete: "disk", hosts: true,
-			help: "disks where one of " + searchedFields + " is TERM (else starts with it, else contains it)",
+			help: "disks where one of " + searchedFields + " is TERM (else starts with it, else contains it); when none is attached, where such a disk was last seen",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
-				return disks(req, inventory.FindDisks(inventory.OnHost(s.Inv.Disks(), req.host), req.arg))
+				if found := inventory.FindDisks(inventory.OnHost(s.Inv.Disks(), req.host), req.arg); len(found) > 0 || s.Memory == nil {
+					return disks(req, found)
+				}
+				gone := s.absent(s.Memory.Find(req.arg))
+				if req.json {
+					return present.DisksJSON(gone)
+				}
+				return present.GoneLines(gone, s.now()), nil
 			}},
 		{name: "info", usage: "info [--json] [-b] [--host NAME] TERM", json: true, disks: true, arg: present.ArgRequired, complete: "disk", hosts: true,
 			help: "every attribute of the disks find TERM selects, one a line",
@@ -66,6 +83,18 @@ func commands() []command {
 					b = append(b, present.DiskInfo(&found[i], req.out.Bytes)...)
 				}
 				return b, nil
+			}},
+		{name: "history", usage: "history [--json] TERM", json: true, arg: present.ArgRequired, complete: "disk",
+			help: "every place and time a matching disk was seen, newest first",
+			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
+				if s.Memory == nil {
+					return nil, fmt.Errorf("history is not available: this daemon keeps no memory")
+				}
+				hs := s.Memory.History(req.arg)
+				if req.json {
+					return present.HistoryJSON(hs)
+				}
+				return present.HistoryTable(hs), nil
 			}},
 		{name: "peers", usage: "peers [--json]", json: true, help: "the hosts heard on the network",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
@@ -189,6 +218,7 @@ type request struct {
 	help bool // -h or --help: answer the command's help
 	out  present.Output
 	host string // --host: only this host's disks
+	all  bool
 	arg  string
 }
 
@@ -232,6 +262,8 @@ options:
 			req.help = true
 		case (name == "--json" || name == "-J") && spec.json:
 			req.json = true
+		case name == "--all" && spec.all:
+			req.all = true
 		case !strings.HasPrefix(name, "--") && !isShortOption(name, spec):
 			// A word such as "-2019-" that is no option starts the
 			// argument (a label may begin with a dash); "--" forces it.
@@ -431,6 +463,19 @@ func helpText(arg string) ([]byte, error) {
 		fmt.Fprintf(&b, "%-*s  %s\n", width, c.usage, c.help)
 	}
 	return b.Bytes(), nil
+}
+
+// memoryDisks is every remembered disk; none without Memory.
+func (s *Server) memoryDisks() []diskstate.Disk {
+	if s.Memory == nil {
+		return nil
+	}
+	return s.Memory.Disks()
+}
+
+// absent keeps the remembered disks that are not present now.
+func (s *Server) absent(ds []diskstate.Disk) []diskstate.Disk {
+	return slices.DeleteFunc(ds, func(d diskstate.Disk) bool { return d.Present })
 }
 
 func disks(req request, disks []diskstate.Disk) ([]byte, error) {

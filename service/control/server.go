@@ -38,6 +38,10 @@ type Server struct {
 	// Actions runs refresh, announce, ping and status. When nil, those
 	// commands answer ERR, and status shows what the inventory knows.
 	Actions diskstate.Actions
+	// Memory answers find for disks not attached now, history and
+	// list --all. When nil, find answers from the inventory only, and
+	// history answers ERR.
+	Memory diskstate.Memory
 	// Log receives connection and error logs (default: discarded).
 	Log *slog.Logger
 	// MaxConns caps the connections served at once (default 64); an

@@ -96,7 +96,7 @@ func TestHelp(t *testing.T) {
 	if len(got) != len(control.Commands()) {
 		t.Fatalf("help has %d lines, want %d:\n%s", len(got), len(control.Commands()), strings.Join(got, "\n"))
 	}
-	for i, name := range []string{"help", "list [--json] [OPTIONS] [PATTERN]", "find [--json] [OPTIONS] TERM", "info [--json] [-b] [--host NAME] TERM", "peers [--json]",
+	for i, name := range []string{"help", "list [--json] [--all] [OPTIONS] [PATTERN]", "find [--json] [OPTIONS] TERM", "info [--json] [-b] [--host NAME] TERM", "history [--json] TERM", "peers [--json]",
 		"status [--json]", "refresh", "announce", "ping", "quit"} {
 		if !strings.HasPrefix(got[i], name+" ") {
 			t.Errorf("help line %d = %q, want it to start with %q", i, got[i], name)
@@ -125,7 +125,7 @@ func TestHelpCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "usage: list [--json] [OPTIONS] [PATTERN]"; got[0] != want {
+	if want := "usage: list [--json] [--all] [OPTIONS] [PATTERN]"; got[0] != want {
 		t.Errorf("help list starts with %q, want %q", got[0], want)
 	}
 }
@@ -383,7 +383,7 @@ func TestProtocol(t *testing.T) {
 		{"status with argument", "status now\n", 0, "ERR usage: status [--json]", false},
 		{"refresh with argument", "refresh all\n", 0, "ERR usage: refresh", false},
 		{"option not taken", "refresh --json\n", 0, `ERR usage: refresh (unknown option "--json")`, false},
-		{"unknown option", "list --yaml\n", 0, `ERR usage: list [--json] [OPTIONS] [PATTERN] (unknown option "--yaml")`, false},
+		{"unknown option", "list --yaml\n", 0, `ERR usage: list [--json] [--all] [OPTIONS] [PATTERN] (unknown option "--yaml")`, false},
 		{"double dash", "list -- --json\n", 0, "OK", false},
 		{"help", "help\n", len(control.Commands()), "OK", false},
 		{"CRLF", "status\r\n", 13, "OK", false},

@@ -14,6 +14,9 @@
 //     clients, socket-activated ones above all, are not answered from an
 //     empty inventory; READY=1 is sent once the first scan is done, and a
 //     ping then asks the peers to announce at once;
+//   - the store (service/memory over service/store) opens before the
+//     control socket too, so a second diskd on one state directory stops
+//     there; it closes last, after the parts that write into it;
 //   - on stop a goodbye goes out on every transport before they close, so
 //     peers drop this host's disks at once.
 package daemon
@@ -32,11 +35,13 @@ import (
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/eventlog"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/memory"
 	"github.com/diskd/diskd/service/multicast"
 	"github.com/diskd/diskd/service/peer"
 	"github.com/diskd/diskd/service/present"
 	"github.com/diskd/diskd/service/scan"
 	"github.com/diskd/diskd/service/schedule"
+	"github.com/diskd/diskd/service/store"
 	"github.com/diskd/diskd/service/wire"
 )
 
@@ -58,7 +63,13 @@ type Config struct {
 	Bus              string
 	KeyFile          string
 	NoUevents        bool
-	MaxClockSkew     time.Duration // sealed messages sent further from our clock are dropped; zero: peer.DefaultMaxClockSkew
+	// StateDir holds the store (DIR/diskd.db); empty: remember in memory
+	// only, for this run.
+	StateDir      string
+	HistoryMax    int           // zero: DefaultHistoryMax
+	HistoryMaxAge time.Duration // zero: DefaultHistoryMaxAge
+	ReturnAfter   time.Duration // zero: DefaultReturnAfter
+	MaxClockSkew  time.Duration // sealed messages sent further from our clock are dropped; zero: peer.DefaultMaxClockSkew
 
 	// Transports, when not nil, are the transports the peer protocol runs
 	// over instead of the multicast socket that Groups, Interfaces and TTL
@@ -94,6 +105,13 @@ const (
 	expireEvery = 5 * time.Second
 )
 
+// Defaults of the store's retention and of "returned".
+const (
+	DefaultHistoryMax    = store.DefaultMaxEntries
+	DefaultHistoryMaxAge = store.DefaultMaxAge
+	DefaultReturnAfter   = memory.DefaultReturnAfter
+)
+
 // MachineIDPath is where the host id comes from by default.
 const MachineIDPath = peer.MachineIDPath
 
@@ -102,6 +120,7 @@ type daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	inv     *inventory.Inventory
+	mem     *memory.Recorder
 	peers   *peer.Service
 	sched   *schedule.Scheduler
 	scanJob schedule.Handle
@@ -134,6 +153,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			t.Close()
 		}
 	}()
+	// The store too: a state directory held by another diskd ends this
+	// one before its control socket exists.
+	st, err := memory.OpenStore(ctx, cfg.StateDir, store.Options{
+		MaxEntries: cfg.HistoryMax, MaxAge: cfg.HistoryMaxAge, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warn("closing the store failed", "err", err)
+		}
+	}()
 	ln, activated, err := control.Listen(cfg.Socket, log)
 	if err != nil {
 		return err
@@ -141,7 +172,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer ln.Close()
 
 	d := &daemon{cfg: cfg, log: log, started: time.Now()}
-	d.inv = inventory.New(inventory.Options{HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout})
+	d.mem = memory.New(st, memory.Options{HostID: id.HostID, ReturnAfter: cfg.ReturnAfter, Log: log})
+	d.inv = inventory.New(inventory.Options{HostID: id.HostID, Hostname: id.Hostname, PeerTimeout: cfg.PeerTimeout,
+		Annotate: d.mem.Annotate})
+	d.inv.RestoreMarks(d.mem.Marks())
 	log.LogAttrs(ctx, slog.LevelInfo, "diskd starting", append([]slog.Attr{
 		slog.String("version", cfg.Version), slog.String("host_id", id.HostID), slog.String("hostname", id.Hostname),
 		slog.String("socket", ln.Addr().String()), slog.Bool("socket_activated", activated),
@@ -208,6 +242,8 @@ func (d *daemon) run(ctx context.Context, id peer.Identity, ring *wire.Keyring, 
 	// Subscribed before the first scan can run, so that its "appeared"
 	// events trigger the first announcement.
 	sub := d.inv.Subscribe(0)
+	memSub := d.inv.Subscribe(0)
+	wg.Go(func() { fail(d.mem.Run(runCtx, d.inv, memSub)) })
 	wg.Go(func() { fail(d.sched.Run(runCtx)) })
 	<-d.sched.Started()
 	wg.Go(func() { d.follow(runCtx, sub) })
@@ -222,10 +258,10 @@ func (d *daemon) run(ctx context.Context, id peer.Identity, ring *wire.Keyring, 
 			}
 		}
 	}
-	srv := &control.Server{Inv: d.inv, Actions: d, Log: d.log}
+	srv := &control.Server{Inv: d.inv, Actions: d, Memory: d.mem, Log: d.log}
 	wg.Go(whenAnswering(func() error { return srv.Serve(runCtx, ln) })) // Serve closes ln
 	wg.Go(whenAnswering(func() error {
-		return dbusapi.Serve(runCtx, dbusapi.Options{Bus: d.cfg.Bus, Inv: d.inv, Actions: d, Version: d.cfg.Version, Log: d.log})
+		return dbusapi.Serve(runCtx, dbusapi.Options{Bus: d.cfg.Bus, Inv: d.inv, Actions: d, Memory: d.mem, Version: d.cfg.Version, Log: d.log})
 	}))
 	if !d.cfg.NoUevents {
 		wg.Go(func() {

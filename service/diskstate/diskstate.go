@@ -52,6 +52,30 @@ type Disk struct {
 	FSUsed      uint64    `json:"fs_used"`
 	Local       bool      `json:"local"`
 	LastSeen    time.Time `json:"last_seen"`
+	// Present is true for a disk attached now (every disk of the live
+	// inventory); false for one answered from memory, which then has
+	// GoneAt and GoneReason (detached, bye, timeout or restart).
+	Present    bool      `json:"present"`
+	GoneAt     time.Time `json:"gone_at,omitzero"`
+	GoneReason string    `json:"gone_reason,omitzero"`
+	// Returned, on a DiskAppeared event only: the disk was remembered
+	// as gone for longer than a minute and is back; Previous* say where
+	// and when it was last seen before.
+	Returned         bool      `json:"returned,omitzero"`
+	PreviousHostname string    `json:"previous_hostname,omitzero"`
+	PreviousDevice   string    `json:"previous_device,omitzero"`
+	PreviousLastSeen time.Time `json:"previous_last_seen,omitzero"`
+}
+
+// Name is what people call the disk: its label, else its uuid, else its
+// partuuid, else its device.
+func (d *Disk) Name() string {
+	for _, s := range [...]string{d.Label, d.UUID, d.PartUUID} {
+		if s != "" {
+			return s
+		}
+	}
+	return d.Device
 }
 
 // Mounted reports whether the disk has at least one mount point.
@@ -138,6 +162,37 @@ type Peer struct {
 	LastHeard     time.Time
 	Authenticated bool // its datagrams were sealed with a key of our keyring
 	Disks         int
+}
+
+// Sighting is one stretch of time a disk was present at one place (a host
+// and device), as `history` shows it: the disk's identity, where, from
+// when until when, and why it ended (empty while it lasts).
+type Sighting struct {
+	HostID   string    `json:"host_id"`
+	Hostname string    `json:"hostname"`
+	Device   string    `json:"device"`
+	UUID     string    `json:"uuid"`
+	PartUUID string    `json:"partuuid"`
+	Label    string    `json:"label"`
+	Type     string    `json:"type"`
+	From     time.Time `json:"from"`
+	Until    time.Time `json:"until"`
+	Reason   string    `json:"reason"`
+}
+
+// Memory is what diskd remembers of disks beyond the live inventory:
+// disks that are gone, and where every disk was seen. Its disks have
+// Present false when gone. All methods are safe for concurrent use.
+type Memory interface {
+	// Find returns the remembered disks matching term (as the store
+	// matches: equal, else prefix, else substring of uuid, partuuid,
+	// label, device, hostname or host id), newest last-seen first.
+	Find(term string) []Disk
+	// History returns every sighting of the disks matching term, newest
+	// first.
+	History(term string) []Sighting
+	// Disks returns every remembered disk, newest last-seen first.
+	Disks() []Disk
 }
 
 // KV is one more line of status output: "Key: Value" for people, and

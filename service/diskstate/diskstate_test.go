@@ -30,8 +30,8 @@ func TestTableMatchesStruct(t *testing.T) {
 		if f.Kind == 0 || (f.Wire != "" && f.Kind == Time) {
 			t.Errorf("field %q: kind %d cannot be used (times are not announced)", f.Key, f.Kind)
 		}
-		if f.Column == "" || cols[f.Column] {
-			t.Errorf("field %q: column %q empty or repeated", f.Key, f.Column)
+		if f.Column != "" && cols[f.Column] {
+			t.Errorf("field %q: column %q repeated", f.Key, f.Column)
 		}
 		cols[f.Column] = true
 		if (f.Kind == String || f.Kind == Strings) && f.Wire != "" && f.Max <= 0 {
@@ -44,10 +44,25 @@ func TestTableMatchesStruct(t *testing.T) {
 			t.Errorf("WireIndex(%q) = %d, want %d", f.Wire, WireIndex(f.Wire), i)
 		}
 	}
-	// The JSON of a disk has the table's keys in the table's order.
-	b, err := json.Marshal(Disk{})
+	// The JSON of a disk has the table's keys in the table's order (every
+	// field set, since OmitZero fields are left out when zero, as their
+	// omitzero tags make encoding/json do).
+	var full Disk
+	for i := range fs {
+		set(&fs[i], &full)
+	}
+	b, err := json.Marshal(full)
 	if err != nil {
 		t.Fatal(err)
+	}
+	zero, err := json.Marshal(Disk{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if has := strings.Contains(string(zero), `"`+f.Key+`":`); has == f.OmitZero {
+			t.Errorf("field %q: OmitZero is %v, but the JSON of a zero disk has it: %v", f.Key, f.OmitZero, has)
+		}
 	}
 	last := -1
 	for _, f := range fs {

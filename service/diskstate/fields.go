@@ -43,6 +43,9 @@ type Field struct {
 	// Bytes: the Uint is a size in bytes, shown in human units unless
 	// asked for bytes.
 	Bytes bool
+	// OmitZero: JSON and the D-Bus dictionaries leave the field out when
+	// it is zero (empty string, false, zero time).
+	OmitZero bool
 	// Show, when set, is what tables show for the field instead of its
 	// value.
 	Show func(*Disk) string
@@ -107,6 +110,7 @@ const (
 	MaxVendorLen     = 64   // vendor
 	MaxSerialLen     = 128  // serial number
 	MaxWWNLen        = 64   // world wide name
+	MaxGoneReasonLen = 16   // why a remembered disk is gone
 )
 
 // fields is the table, in the order of Disk's fields (and so of the JSON
@@ -160,6 +164,38 @@ var fields = [...]Field{
 		Bool: func(d *Disk) *bool { return &d.Local }},
 	{Key: "last_seen", Kind: Time, Column: "LAST-SEEN",
 		Time: func(d *Disk) *time.Time { return &d.LastSeen }},
+	{Key: "present", Kind: Bool,
+		Bool: func(d *Disk) *bool { return &d.Present }},
+	{Key: "gone_at", Kind: Time, OmitZero: true,
+		Time: func(d *Disk) *time.Time { return &d.GoneAt }},
+	{Key: "gone_reason", Kind: String, Max: MaxGoneReasonLen, OmitZero: true,
+		Str: func(d *Disk) *string { return &d.GoneReason }},
+	{Key: "returned", Kind: Bool, OmitZero: true,
+		Bool: func(d *Disk) *bool { return &d.Returned }},
+	{Key: "previous_hostname", Kind: String, Max: MaxHostnameLen, OmitZero: true,
+		Str: func(d *Disk) *string { return &d.PreviousHostname }},
+	{Key: "previous_device", Kind: String, Max: MaxDeviceLen, OmitZero: true,
+		Str: func(d *Disk) *string { return &d.PreviousDevice }},
+	{Key: "previous_last_seen", Kind: Time, OmitZero: true,
+		Time: func(d *Disk) *time.Time { return &d.PreviousLastSeen }},
+}
+
+// IsZero reports whether the disk's value of the field is its zero value
+// (what OmitZero leaves out).
+func (f *Field) IsZero(d *Disk) bool {
+	switch f.Kind {
+	case String:
+		return *f.Str(d) == ""
+	case Strings:
+		return len(*f.Strs(d)) == 0
+	case Bool:
+		return !*f.Bool(d)
+	case Time:
+		return f.Time(d).IsZero()
+	case Uint:
+		return *f.Uint(d) == 0
+	}
+	return true
 }
 
 // Fields returns the table of a disk's fields, in the order of Disk's

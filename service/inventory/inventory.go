@@ -74,10 +74,12 @@ const (
 // Event is one change. Disk is set for disk events, Peer for peer events (and,
 // for a remote disk event, the peer that owns the disk).
 type Event struct {
-	Kind   EventKind
-	Disk   diskstate.Disk
-	Peer   diskstate.Peer
-	Reason string // PeerLost only
+	Kind EventKind
+	Disk diskstate.Disk
+	Peer diskstate.Peer
+	// Reason is why a peer was lost (PeerLost, and the DiskDisappeared
+	// events of that peer's disks that come before it); empty otherwise.
+	Reason string
 }
 
 // Options bound the inventory. Zero values take the defaults.
@@ -101,6 +103,11 @@ type Options struct {
 	MaxTombstones int
 	// Now is the clock (default time.Now); tests may set it.
 	Now func() time.Time
+	// Annotate, when set, may add to the disk of a DiskAppeared event
+	// before it is published (diskd's memory marks a disk that is back).
+	// It is called with the inventory's lock held and must be quick and
+	// must not call the inventory.
+	Annotate func(*diskstate.Disk)
 }
 
 // Defaults for Options.
@@ -235,7 +242,7 @@ func (inv *Inventory) SetLocal(disks []diskstate.Disk, err error) bool {
 	}
 	next := make(map[diskKey]diskstate.Disk, len(disks))
 	for _, d := range disks {
-		d.HostID, d.Hostname, d.Local, d.LastSeen = inv.opts.HostID, inv.opts.Hostname, true, now
+		d.HostID, d.Hostname, d.Local, d.LastSeen, d.Present = inv.opts.HostID, inv.opts.Hostname, true, now, true
 		d.Mountpoints = normalizeMounts(d.Mountpoints)
 		if prev, ok := inv.local[keyOf(&d)]; ok {
 			d.KeepFill(&prev) // small fill-level changes wait until they add up
@@ -333,7 +340,7 @@ func (inv *Inventory) applyLocked(a *Announcement, now time.Time) error {
 	ps.seen = now
 	next := make(map[diskKey]diskstate.Disk, len(disks))
 	for _, d := range disks {
-		d.HostID, d.Hostname, d.Local, d.LastSeen = a.HostID, a.Hostname, false, now
+		d.HostID, d.Hostname, d.Local, d.LastSeen, d.Present = a.HostID, a.Hostname, false, now, true
 		d.Mountpoints = normalizeMounts(d.Mountpoints)
 		next[keyOf(&d)] = d
 	}
@@ -435,7 +442,7 @@ func (inv *Inventory) removeLocked(hostID, reason string) {
 	inv.tombs.remember(hostID, Mark{BootID: ps.info.BootID, Seq: ps.info.Seq, SentAt: ps.sentAt})
 	inv.remote -= len(ps.disks)
 	for _, d := range ps.sorted() {
-		inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info})
+		inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info, Reason: reason})
 	}
 	ps.info.Disks = 0
 	inv.publishLocked(Event{Kind: PeerLost, Peer: ps.info, Reason: reason})
@@ -463,6 +470,9 @@ func (inv *Inventory) diffLocked(old, next map[diskKey]diskstate.Disk, owner dis
 		switch {
 		case !ok:
 			changed = true
+			if inv.opts.Annotate != nil {
+				inv.opts.Annotate(&d)
+			}
 			inv.publishLocked(Event{Kind: DiskAppeared, Disk: d, Peer: owner})
 		case !prev.SameContent(&d):
 			changed = true

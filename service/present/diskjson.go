@@ -48,13 +48,17 @@ type diskJSONWriter struct {
 // disk writes one disk object: every field of diskstate's table, in table
 // order (the order of Disk's fields, and so of encoding/json's keys).
 func (w *diskJSONWriter) disk(d *diskstate.Disk) error {
+	w.b = append(w.b, '{')
+	first := true
 	for i := range diskstate.NumFields() {
 		f := diskstate.FieldAt(i)
-		if i == 0 {
-			w.b = append(w.b, '{')
-		} else {
+		if f.OmitZero && f.IsZero(d) {
+			continue
+		}
+		if !first {
 			w.b = append(w.b, ',')
 		}
+		first = false
 		w.b = append(w.b, '"')
 		w.b = append(w.b, f.Key...)
 		w.b = append(w.b, '"', ':')

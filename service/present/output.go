@@ -311,6 +311,9 @@ func DiskInfo(d *diskstate.Disk, inBytes bool) []byte {
 		width = max(width, len(f.Key))
 	}
 	for _, f := range diskstate.Fields() {
+		if f.OmitZero && f.IsZero(d) {
+			continue // as in JSON: what only a remembered disk has
+		}
 		var v string
 		switch {
 		case f.Kind == diskstate.Uint && f.Bytes && !inBytes && *f.Uint(d) > 0:

@@ -40,7 +40,7 @@ type Daemon struct {
 // Start runs bin as a daemon in the host's namespace:
 //
 //	ip netns exec NS BIN -d --host-id ID --hostname NAME --socket SOCK
-//	    --interface e0 --bus none [--device DEV]... EXTRA...
+//	    --interface e0 --bus none --state-dir DIR [--device DEV]... EXTRA...
 //
 // with stdout and stderr appended to the host's LogPath, in a process group
 // of its own (a terminal's ^C does not reach it). It returns once the control
@@ -73,6 +73,7 @@ func (h *Host) StartWrapped(wrapper []string, bin string, extra ...string) (*Dae
 		"--socket", h.Socket,
 		"--interface", Interface,
 		"--bus", "none",
+		"--state-dir", h.StateDir,
 	)
 	for _, d := range h.disks {
 		args = append(args, "--device", d.Path)

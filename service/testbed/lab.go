@@ -167,6 +167,10 @@ type Host struct {
 	HostID string
 	// Socket is the control socket path its daemon is started with.
 	Socket string
+	// StateDir is the --state-dir its daemons are started with: the
+	// host's store, kept across restarts of its daemon (a --state-dir in
+	// Start's extra arguments overrides it).
+	StateDir string
 	// LogPath is the file that collects the stdout and stderr of every
 	// daemon started on this host.
 	LogPath string
@@ -245,15 +249,16 @@ func (l *Lab) AddHostWith(name string, o HostOptions) (*Host, error) {
 	seg.hostCount = m
 	n := len(l.hosts) + 1
 	h := &Host{
-		Name:    name,
-		NS:      l.ID + "-" + name,
-		Segment: seg,
-		Family:  fam,
-		HostID:  hostID,
-		Socket:  filepath.Join(l.Dir, name+".sock"),
-		LogPath: filepath.Join(l.Dir, name+".log"),
-		lab:     l,
-		n:       n,
+		Name:     name,
+		NS:       l.ID + "-" + name,
+		Segment:  seg,
+		Family:   fam,
+		HostID:   hostID,
+		Socket:   filepath.Join(l.Dir, name+".sock"),
+		StateDir: filepath.Join(l.Dir, name+".state"),
+		LogPath:  filepath.Join(l.Dir, name+".log"),
+		lab:      l,
+		n:        n,
 	}
 	if fam&IPv4 != 0 {
 		h.Addr = seg.addr4(m).String()

@@ -1,0 +1,158 @@
+package memory_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/memory"
+	"github.com/diskd/diskd/service/store"
+)
+
+// clock is a settable time for the inventory, the store and the recorder.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRecorderFollowsTheInventory(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC)}
+	st := store.NewMemory(store.Options{Now: clk.now})
+	defer st.Close()
+	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.now, MarkInterval: 10 * time.Millisecond})
+	inv := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha", Now: clk.now, Annotate: rec.Annotate})
+	sub := inv.Subscribe(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx, inv, sub) }()
+
+	usb := diskstate.Disk{Device: "/dev/sdb1", UUID: "u-1", Label: "BACKUP-2019", Type: "ext4"}
+	other := diskstate.Disk{Device: "/dev/sdc1", UUID: "u-2", Label: "OTHER", Type: "ext4"}
+	if err := inv.Apply(inventory.Announcement{HostID: "b", Hostname: "beta", BootID: "b1", Seq: 10,
+		Interval: time.Second, Disks: []diskstate.Disk{usb, other}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "beta's disks in the store", func() bool { return len(rec.Find("u-1")) == 1 && len(rec.Find("u-2")) == 1 })
+
+	// Detached on beta.
+	clk.add(time.Minute)
+	if err := inv.Apply(inventory.Announcement{HostID: "b", Hostname: "beta", BootID: "b1", Seq: 11,
+		Interval: time.Second, Disks: []diskstate.Disk{other}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "BACKUP-2019 gone", func() bool { d := rec.Find("BACKUP-2019"); return len(d) == 1 && !d[0].Present })
+	d := rec.Find("BACKUP-2019")[0]
+	if d.GoneReason != "detached" || d.Hostname != "beta" || d.Device != "/dev/sdb1" || d.Local || len(d.Mountpoints) != 0 {
+		t.Errorf("remembered %+v", d)
+	}
+
+	// Beta says bye: its other disk is gone for that reason.
+	if err := inv.Bye("b", "b1", 12); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "OTHER gone", func() bool { d := rec.Find("OTHER"); return len(d) == 1 && !d[0].Present })
+	if d := rec.Find("OTHER")[0]; d.GoneReason != "bye" {
+		t.Errorf("OTHER after beta's bye: %+v", d)
+	}
+
+	// The disk comes back on gamma three days later: returned, from beta.
+	clk.add(3 * 24 * time.Hour)
+	sub2 := inv.Subscribe(0)
+	defer sub2.Close()
+	if err := inv.Apply(inventory.Announcement{HostID: "c", Hostname: "gamma", BootID: "c1", Seq: 1,
+		Interval: time.Second, Disks: []diskstate.Disk{usb}}); err != nil {
+		t.Fatal(err)
+	}
+	var appeared diskstate.Disk
+	for e := range sub2.C() {
+		if e.Kind == inventory.DiskAppeared {
+			appeared = e.Disk
+			break
+		}
+	}
+	if !appeared.Returned || appeared.PreviousHostname != "beta" || appeared.PreviousDevice != "/dev/sdb1" ||
+		!appeared.Present || appeared.PreviousLastSeen.After(clk.now().Add(-3*24*time.Hour)) {
+		t.Errorf("DiskAppeared on gamma: %+v", appeared)
+	}
+	eventually(t, "history of two places", func() bool { return len(rec.History("BACKUP-2019")) == 2 })
+	if h := rec.History("BACKUP-2019"); h[0].Hostname != "gamma" || h[0].Reason != "" || h[1].Hostname != "beta" || h[1].Reason != "detached" {
+		t.Errorf("history %+v", h)
+	}
+
+	// Replay marks: beta's last sequence number is remembered and
+	// refused by a fresh inventory.
+	eventually(t, "beta's mark", func() bool {
+		p, ok := st.Peer("b")
+		return ok && p.Mark.Seq == 12
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	fresh := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha"})
+	fresh.RestoreMarks(rec.Marks())
+	if err := fresh.Apply(inventory.Announcement{HostID: "b", Hostname: "beta", BootID: "b1", Seq: 11,
+		Interval: time.Second, Disks: []diskstate.Disk{usb}}); !errors.Is(err, inventory.ErrReplay) {
+		t.Errorf("a replay of beta's seq 11 after the restart: %v, want ErrReplay", err)
+	}
+	if err := fresh.Apply(inventory.Announcement{HostID: "b", Hostname: "beta", BootID: "b2", Seq: 13,
+		Interval: time.Second}); err != nil {
+		t.Errorf("beta's next announcement after the restart: %v", err)
+	}
+}
+
+func TestNotReturnedAfterRestartOrBriefAbsence(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC)}
+	st := store.NewMemory(store.Options{Now: clk.now})
+	defer st.Close()
+	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.now})
+	usb := store.DiskInfo{HostID: "b", Hostname: "beta", Device: "/dev/sdb1", UUID: "u-1", Label: "L"}
+	live := diskstate.Disk{HostID: "c", Hostname: "gamma", Device: "/dev/sdc1", UUID: "u-1", Label: "L", Present: true}
+	for _, c := range []struct {
+		name   string
+		reason store.GoneReason
+		gone   time.Duration
+		want   bool
+	}{
+		{"detached long ago", store.ReasonDetached, time.Hour, true},
+		{"detached 10s ago", store.ReasonDetached, 10 * time.Second, false},
+		{"timeout long ago", store.ReasonTimeout, time.Hour, true},
+		{"restart", store.ReasonRestart, time.Hour, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := st.Seen(clk.now(), usb); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Gone(clk.now(), c.reason, usb); err != nil {
+				t.Fatal(err)
+			}
+			clk.add(c.gone)
+			d := live
+			rec.Annotate(&d)
+			if d.Returned != c.want {
+				t.Errorf("returned %v, want %v (%+v)", d.Returned, c.want, d)
+			}
+		})
+	}
+}
