@@ -53,7 +53,7 @@ func TestRunClientPipe(t *testing.T) {
 			errOut: "error: unknown command \"lsit\"; did you mean \"list\"?\n"},
 		{name: "help command", in: "help find\n?\n? LIST\n", status: 0,
 			out: []string{"### help find: ", "usage: find [--json] [OPTIONS] TERM\ndisks where one of uuid", "### ?: ",
-				"help [COMMAND]  ", "quit ", "### ? LIST: ", "usage: list [--json] [OPTIONS] [PATTERN]\nevery known disk"}},
+				"help [COMMAND]  ", "quit ", "### ? LIST: ", "usage: list [--json] [--all] [OPTIONS] [PATTERN]\nevery known disk"}},
 		{name: "help for the client's words", in: "help exit\n? ?\n", status: 0,
 			out: []string{"usage: exit\nleave the client, as quit\n", "usage: ? [COMMAND]\nthe same as help\n"}},
 		{name: "help unknown command", in: "help stauts\n", status: 1,
@@ -507,7 +507,7 @@ func TestCompleter(t *testing.T) {
 		line string
 		want []string // the whole completed texts
 	}{
-		{"", []string{"help ", "list ", "find ", "info ", "peers ", "status ", "refresh ", "announce ", "ping ", "quit ", "exit "}},
+		{"", []string{"help ", "list ", "find ", "info ", "history ", "peers ", "status ", "refresh ", "announce ", "ping ", "quit ", "exit "}},
 		{"li", []string{"list "}},
 		{"  p", []string{"  peers ", "  ping "}},
 		{"e", []string{"exit "}},
@@ -515,7 +515,7 @@ func TestCompleter(t *testing.T) {
 		{"status --j", []string{"status --json "}},
 		{"status x", nil},
 		{"refresh ", nil},
-		{"help ", []string{"help help", "help list", "help find", "help info", "help peers", "help status", "help refresh",
+		{"help ", []string{"help help", "help list", "help find", "help info", "help history", "help peers", "help status", "help refresh",
 			"help announce", "help ping", "help quit"}},
 		{"help st", []string{"help status"}},
 		{"help list x", nil},
