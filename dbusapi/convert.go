@@ -39,7 +39,7 @@ func wireString(s string) string {
 
 // DiskDict returns a disk as the a{sv} of the API: one entry per field of
 // diskstate's table, under its Key. Strings pass through wireString; times
-// travel as strings in timeFormat.
+// travel as strings in timeFormat; sizes as t (uint64), flags as b.
 func DiskDict(d diskstate.Disk) map[string]dbus.Variant {
 	m := make(map[string]dbus.Variant, diskstate.NumFields())
 	for i := range diskstate.NumFields() {
@@ -61,6 +61,8 @@ func DiskDict(d diskstate.Disk) map[string]dbus.Variant {
 			m[f.Key] = dbus.MakeVariant(*f.Bool(&d))
 		case diskstate.Time:
 			m[f.Key] = dbus.MakeVariant(f.Time(&d).Format(timeFormat))
+		case diskstate.Uint:
+			m[f.Key] = dbus.MakeVariant(*f.Uint(&d)) // t
 		}
 	}
 	return m
@@ -84,6 +86,8 @@ func DiskFromDict(m map[string]dbus.Variant) (diskstate.Disk, error) {
 			}
 		case diskstate.Bool:
 			err = field(m, f.Key, f.Bool(&d))
+		case diskstate.Uint:
+			err = field(m, f.Key, f.Uint(&d))
 		case diskstate.Time:
 			var s string
 			if _, ok := m[f.Key]; !ok && f.OmitZero {

@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,8 @@ func DiskTable(disks []diskstate.Disk) string {
 				if t := *f.Time(d); !f.OmitZero || !t.IsZero() { // an omitted time is empty
 					b.WriteString(t.Format(timeFormat))
 				}
+			case diskstate.Uint:
+				b.WriteString(strconv.FormatUint(*f.Uint(d), 10))
 			}
 		}
 		b.WriteByte('\n')
@@ -185,6 +188,10 @@ func setTableValue(d *diskstate.Disk, f diskstate.Field, v string, tc *timeCache
 		}
 	case diskstate.Time:
 		*f.Time(d), err = tc.parse(f.Key, v)
+	case diskstate.Uint:
+		if *f.Uint(d), err = strconv.ParseUint(v, 10, 64); err != nil {
+			err = fmt.Errorf("key %q: %q is not a size in bytes", f.Key, v)
+		}
 	}
 	return err
 }

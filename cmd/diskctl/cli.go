@@ -30,24 +30,28 @@ type command struct {
 	help    string // the rest of `diskctl CMD --help`
 	arg     present.ArgKind
 	notify  bool // accepts --notify
+	disks   bool // prints disks: takes the output options and --host
 	all     bool // accepts --all
 	run     func(ctx context.Context, e *env) int
 }
 
 func commands() []command {
 	return []command{
-		{name: "list", args: "[--all] [PATTERN]", arg: present.ArgOptional, all: true, run: runList,
+		{name: "list", args: "[--all] [OPTIONS] [PATTERN]", arg: present.ArgOptional, disks: true, all: true, run: runList,
 			summary: "every known disk, or those PATTERN matches",
 			help: "PATTERN with * ? or [ is a shell glob, anything else a substring (ignoring case);\n" +
-				"it is matched against uuid, partuuid, label, device, hostname and host id.\n" +
+				"it is matched against " + searched + ".\n" +
 				"--all adds the disks diskd remembers that are not attached now, with a LAST-SEEN\n" +
 				"column (JSON: \"present\": false, \"gone_at\", \"gone_reason\").\n" +
-				"Several words are joined with one space."},
-		{name: "find", args: "TERM", arg: present.ArgRequired, run: runFind,
-			summary: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it)",
-			help: "When no attached disk matches, says where a matching disk was last seen, from diskd's\n" +
-				"memory (JSON: \"present\": false). Exits with status 1 when no attached disk matches.\n" +
-				"Several words are joined with one space."},
+				"Several words are joined with one space.\n\n" + outputOptions},
+		{name: "find", args: "[OPTIONS] TERM", arg: present.ArgRequired, disks: true, run: runFind,
+			summary: "disks where one of " + searched + " is TERM (else starts with it, else contains it)",
+			help: "Exits with status 1 when no disk matches. Several words are joined with one space.\n\n" +
+				outputOptions},
+		{name: "info", args: "[-b] [--host NAME] TERM", arg: present.ArgRequired, disks: true, run: runInfo,
+			summary: "every attribute of the disks find TERM selects, one a line",
+			help: "Exits with status 1 when no disk matches. With --json, the disks as list --json\n" +
+				"prints them. -b prints sizes in bytes only."},
 		{name: "history", args: "TERM", arg: present.ArgRequired, run: runHistory,
 			summary: "every place and time a matching disk was seen, newest first",
 			help: "TERM matches uuid, partuuid, label, device, hostname or host id, now or in the past\n" +
@@ -76,11 +80,30 @@ func lookup(name string) (command, bool) {
 	return command{}, false
 }
 
+// searched names the fields list and find search.
+const searched = "uuid, partuuid, label, partlabel, serial, wwn, model, device, hostname or host id"
+
+// outputOptions is the help of the options of the commands that print
+// disks, as lsblk names them.
+const outputOptions = `Output options:
+  -o, --output COLS   columns, comma-separated (+COLS adds to the default ones);
+                      diskctl list -O shows them all
+  -O, --output-all    every column
+  -n, --noheadings    no header line
+  -b, --bytes         sizes in bytes (else 1K = 1024, as lsblk prints them)
+  -r, --raw           cells separated by one space, blanks escaped as \x20
+  -P, --pairs         KEY="value" pairs; " \ $ and backquote escaped as \xNN
+  --sort COLUMN       sort by COLUMN
+  --host NAME         only the disks of host NAME (hostname or host id)
+--json prints every key whatever the columns.`
+
 // env is one run of diskctl: parsed options and where output goes.
 type env struct {
 	bus    string
 	json   bool
 	notify bool
+	out    present.Output
+	host   string
 	all    bool
 	args   []string // the command's arguments
 	cmd    command
@@ -104,6 +127,9 @@ type options struct {
 	version bool
 	command string
 	args    []string
+	out     present.Output
+	host    string
+	diskOpt string // the first output option or --host given, for errors
 }
 
 // parseArgs reads options anywhere on the line (until "--") and the
@@ -122,6 +148,20 @@ func parseArgs(args []string) (options, error) {
 			continue
 		}
 		name, value, hasValue := strings.Cut(a, "=")
+		// takeValue reads the value of an option that needs one.
+		takeValue := func(what string) (string, error) {
+			if hasValue {
+				return value, nil
+			}
+			if i+1 >= len(args) {
+				return "", usageError(fmt.Sprintf("option %s needs a value: %s", name, what))
+			}
+			i++
+			return args[i], nil
+		}
+		if isDiskOption(name) && o.diskOpt == "" {
+			o.diskOpt = name
+		}
 		switch name {
 		case "-h", "--help":
 			o.help = true
@@ -146,6 +186,32 @@ func parseArgs(args []string) (options, error) {
 			}
 			o.bus = value
 			continue
+		case "-o", "--output", "--sort", "--host":
+			v, err := takeValue("see diskctl list --help")
+			if err != nil {
+				return o, err
+			}
+			switch name {
+			case "--sort":
+				o.out.Sort = v
+			case "--host":
+				o.host = v
+			default:
+				if o.out.Columns, err = present.ParseColumns(v); err != nil {
+					return o, usageError(fmt.Sprintf("option %s: %v", name, err))
+				}
+			}
+			continue
+		case "-O", "--output-all":
+			o.out.Columns = present.AllColumns()
+		case "-n", "--noheadings":
+			o.out.NoHeadings = true
+		case "-b", "--bytes":
+			o.out.Bytes = true
+		case "-r", "--raw":
+			o.out.Raw = true
+		case "-P", "--pairs":
+			o.out.Pairs = true
 		default:
 			return o, usageError(fmt.Sprintf("unknown option %s", a))
 		}
@@ -156,7 +222,21 @@ func parseArgs(args []string) (options, error) {
 	if len(positional) > 0 {
 		o.command, o.args = positional[0], positional[1:]
 	}
+	if err := o.out.Check(); err != nil {
+		return o, usageError(err.Error())
+	}
 	return o, nil
+}
+
+// isDiskOption reports whether name is an option of the commands that
+// print disks.
+func isDiskOption(name string) bool {
+	switch name {
+	case "-o", "--output", "-O", "--output-all", "-n", "--noheadings", "-b", "--bytes",
+		"-r", "--raw", "-P", "--pairs", "--sort", "--host":
+		return true
+	}
+	return false
 }
 
 // run is diskctl: it returns the exit status.
@@ -195,14 +275,18 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	case cmd.arg == present.ArgNone && len(o.args) > 0:
 		return usage(stderr, usageError(fmt.Sprintf("%s takes no arguments (got %q)", cmd.name, present.Escape(o.args[0]))))
 	case cmd.arg == present.ArgRequired && strings.TrimSpace(strings.Join(o.args, " ")) == "":
-		return usage(stderr, usageError(fmt.Sprintf("%s needs %s", cmd.name, cmd.args)))
+		words := strings.Fields(cmd.args) // the last is what is needed; options come before it
+		return usage(stderr, usageError(fmt.Sprintf("%s needs %s", cmd.name, words[len(words)-1])))
 	case o.notify && !cmd.notify:
 		return usage(stderr, usageError(fmt.Sprintf("option --notify is for monitor, not %s", cmd.name)))
+	case o.diskOpt != "" && !cmd.disks:
+		return usage(stderr, usageError(fmt.Sprintf("option %s is for list, find and info, not %s", o.diskOpt, cmd.name)))
 	case o.all && !cmd.all:
 		return usage(stderr, usageError(fmt.Sprintf("option --all is for list, not %s", cmd.name)))
 	}
 
-	e := &env{bus: o.bus, json: o.json, notify: o.notify, all: o.all, args: o.args, cmd: cmd, stdout: stdout, stderr: stderr}
+	e := &env{bus: o.bus, json: o.json, notify: o.notify, all: o.all, out: o.out, host: o.host, args: o.args, cmd: cmd,
+		stdout: stdout, stderr: stderr}
 	c, err := dbusapi.Dial(ctx, o.bus)
 	if err != nil {
 		return e.fail(err)

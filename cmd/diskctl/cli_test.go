@@ -11,6 +11,7 @@ import (
 
 	"github.com/diskd/diskd/dbusapi"
 	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/present"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -68,13 +69,19 @@ func TestRunWithoutBus(t *testing.T) {
 		stdout     string
 		stderrLine string // the whole (single) stderr line
 	}{
-		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]      print changes as they happen"},
-		{args: []string{"--help"}, code: 0, stdout: "  history TERM            every place and time a matching disk was seen"},
+		{args: []string{"--help"}, code: 0, stdout: "  monitor [--notify]                print changes as they happen"},
+		{args: []string{"--help"}, code: 0, stdout: "  history TERM                      every place and time a matching disk was seen"},
 		{args: []string{"history", "--help"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] history TERM"},
 		{args: []string{"history"}, code: 2, stderrLine: "diskctl: history needs TERM (see diskctl --help)"},
 		{args: []string{"find", "--all", "x"}, code: 2, stderrLine: "diskctl: option --all is for list, not find (see diskctl --help)"},
 		{args: []string{"help"}, code: 0, stdout: "Exit status: 0 ok, 1 find found nothing"},
-		{args: []string{"help", "find"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] find TERM"},
+		{args: []string{"help", "find"}, code: 0, stdout: "Usage: diskctl [--bus BUS] [--json] find [OPTIONS] TERM"},
+		{args: []string{"list", "--help"}, code: 0, stdout: "  -P, --pairs         KEY=\"value\" pairs"},
+		{args: []string{"peers", "-n"}, code: 2, stderrLine: "diskctl: option -n is for list, find and info, not peers (see diskctl --help)"},
+		{args: []string{"list", "-o", "NAME"}, code: 2, stderrLine: "diskctl: option -o: unknown column \"NAME\"; columns are " + strings.Join(present.AllColumns(), ",") + " (see diskctl --help)"},
+		{args: []string{"list", "--sort"}, code: 2, stderrLine: "diskctl: option --sort needs a value: see diskctl list --help (see diskctl --help)"},
+		{args: []string{"list", "-r", "-P"}, code: 2, stderrLine: "diskctl: -r (raw) and -P (pairs) exclude each other (see diskctl --help)"},
+		{args: []string{"info"}, code: 2, stderrLine: "diskctl: info needs TERM (see diskctl --help)"},
 		{args: []string{"list", "--help"}, code: 0, stdout: "PATTERN with * ? or [ is a shell glob"},
 		{args: []string{"--version"}, code: 0, stdout: "diskctl " + version},
 		{args: nil, code: 2, stderrLine: "diskctl: no command given (see diskctl --help)"},
@@ -152,6 +159,14 @@ func TestNotificationText(t *testing.T) {
 	}
 }
 
+func mustDiskJSON(d diskstate.Disk) string {
+	b, err := json.Marshal(d)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
 func TestFormatEvent(t *testing.T) {
 	now := time.Date(2024, 1, 2, 15, 4, 5, 0, time.Local)
 	disk := diskstate.Disk{HostID: "h2", Hostname: "beta", Device: "/dev/sdb1", UUID: "1234", Label: "BACK UP\x1b",
@@ -161,17 +176,26 @@ func TestFormatEvent(t *testing.T) {
 		ev   dbusapi.Event
 		json bool
 		want string
+		prev *diskstate.Disk
 	}{
+		{"changed", dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: disk}, false,
+			"15:04:05 DiskChanged      beta  /dev/sdb1  ext4  BACK UP\\x1b  1234  /mnt/a,/mnt/b  " +
+				"(label: OLD → BACK UP\\x1b, mountpoints: - → /mnt/a,/mnt/b, fs_avail: 40G → -)\n",
+			&diskstate.Disk{HostID: "h2", Hostname: "beta", Device: "/dev/sdb1", UUID: "1234", Label: "OLD", Type: "ext4", FSAvail: 40 << 30}},
+		{"changed json", dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: diskstate.Disk{Device: "/dev/x", Label: "B"}}, true,
+			`{"signal":"DiskChanged","disk":` + mustDiskJSON(diskstate.Disk{Device: "/dev/x", Label: "B"}) +
+				`,"changes":[{"key":"label","old":"A","new":"B"}]}` + "\n",
+			&diskstate.Disk{Device: "/dev/x", Label: "A"}},
 		{"disk", dbusapi.Event{Signal: dbusapi.SignalDiskAppeared, Disk: disk}, false,
-			"15:04:05 DiskAppeared     beta  /dev/sdb1  ext4  BACK UP\\x1b  1234  /mnt/a,/mnt/b\n"},
+			"15:04:05 DiskAppeared     beta  /dev/sdb1  ext4  BACK UP\\x1b  1234  /mnt/a,/mnt/b\n", nil},
 		{"peer lost", dbusapi.Event{Signal: dbusapi.SignalPeerLost, HostID: "h2", Hostname: "beta", Reason: "timeout"}, false,
-			"15:04:05 PeerLost         beta  host-id=h2  reason=timeout\n"},
+			"15:04:05 PeerLost         beta  host-id=h2  reason=timeout\n", nil},
 		{"peer joined json", dbusapi.Event{Signal: dbusapi.SignalPeerJoined, HostID: "h2", Hostname: "beta"}, true,
-			`{"signal":"PeerJoined","host_id":"h2","hostname":"beta"}` + "\n"},
+			`{"signal":"PeerJoined","host_id":"h2","hostname":"beta"}` + "\n", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := formatEvent(tc.ev, tc.json, now)
+			b, err := formatEvent(tc.ev, tc.json, now, tc.prev)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +205,7 @@ func TestFormatEvent(t *testing.T) {
 		})
 	}
 	// A disk event in JSON carries the disk with the control socket's keys.
-	b, err := formatEvent(dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: disk}, true, now)
+	b, err := formatEvent(dbusapi.Event{Signal: dbusapi.SignalDiskChanged, Disk: disk}, true, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

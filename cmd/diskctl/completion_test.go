@@ -1,12 +1,14 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/diskd/diskd/dbusapi/dbustest"
+	"github.com/diskd/diskd/service/present"
 )
 
 // TestBashCompletion keeps packaging/bash-completion/diskctl in step with
@@ -41,6 +43,11 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"--bus", ""}, []string{"system", "session", "unix:path="}},
 		{[]string{"--bus", "=", "se"}, []string{"session"}},
 		{[]string{"find", ""}, nil},
+		{[]string{"list", "-o", "SE"}, []string{"SERIAL"}},
+		{[]string{"list", "-o", "DEVICE,fsa"}, []string{"DEVICE,FSAVAIL"}},
+		{[]string{"list", "-o", "+MOD"}, []string{"+MODEL"}},
+		{[]string{"info", "--sort", "SI"}, []string{"SIZE"}},
+		{[]string{"list", "--no"}, []string{"--noheadings"}},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.words, " "), func(t *testing.T) {
@@ -48,5 +55,21 @@ func TestBashCompletion(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCompletionColumns: the completion files offer exactly the columns
+// diskctl knows.
+func TestCompletionColumns(t *testing.T) {
+	want := strings.Join(present.AllColumns(), " ")
+	for _, f := range []string{"../../packaging/bash-completion/diskctl", "../../packaging/zsh-completion/_diskctl",
+		"../../packaging/fish-completion/diskctl.fish"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s does not list the columns %q", f, want)
+		}
 	}
 }

@@ -43,6 +43,23 @@ func runMonitor(ctx context.Context, e *env) int {
 		fmt.Fprintf(e.stderr, "diskctl: diskd is not running on %s (%s); waiting for it (start it with: %s)\n",
 			dbusapi.DescribeBus(e.bus), dbusapi.BusName, startHint(e.bus))
 	}
+	// known is the last version of every disk, for saying what a
+	// DiskChanged changed: loaded when diskd is (or comes back) on the bus,
+	// then kept by the events.
+	known := map[diskKey]diskstate.Disk{}
+	load := func() {
+		disks, err := e.client.List(ctx)
+		if err != nil {
+			return // the lines say less, nothing worse
+		}
+		clear(known)
+		for _, d := range disks {
+			known[keyOf(&d)] = d
+		}
+	}
+	if w.Running() {
+		load()
+	}
 	var quietUntil time.Time
 	for {
 		select {
@@ -70,10 +87,21 @@ func runMonitor(ctx context.Context, e *env) int {
 				} else {
 					fmt.Fprintf(e.stderr, "diskctl: diskd is running on %s\n", dbusapi.DescribeBus(e.bus))
 					quietUntil = time.Now().Add(settle)
+					load()
 				}
 				continue
 			}
-			line, err := formatEvent(ev, e.json, time.Now())
+			var prev *diskstate.Disk
+			switch ev.Signal {
+			case dbusapi.SignalDiskAppeared, dbusapi.SignalDiskChanged:
+				if old, ok := known[keyOf(&ev.Disk)]; ok {
+					prev = &old
+				}
+				known[keyOf(&ev.Disk)] = ev.Disk
+			case dbusapi.SignalDiskDisappeared:
+				delete(known, keyOf(&ev.Disk))
+			}
+			line, err := formatEvent(ev, e.json, time.Now(), prev)
 			if err != nil {
 				return e.fail(err)
 			}

@@ -27,7 +27,7 @@ func (e *env) write(b []byte) int {
 
 func (e *env) disks(disks []diskstate.Disk) int {
 	if !e.json {
-		return e.write(present.DisksTable(disks))
+		return e.write(present.DisksOutput(disks, e.out))
 	}
 	b, err := present.DisksJSON(disks)
 	if err != nil {
@@ -45,7 +45,7 @@ func runList(ctx context.Context, e *env) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	disks = inventory.MatchDisks(disks, e.arg())
+	disks = inventory.OnHost(inventory.MatchDisks(disks, e.arg()), e.host)
 	if e.all && !e.json {
 		return e.write(present.DisksTableAll(disks))
 	}
@@ -78,9 +78,23 @@ func runHistory(ctx context.Context, e *env) int {
 	return exitOK
 }
 
+// find returns the disks find TERM selects: diskd's Find, or with --host
+// the same search over that host's disks alone (as the control socket
+// does it).
+func (e *env) find(ctx context.Context, term string) ([]diskstate.Disk, error) {
+	if e.host == "" {
+		return e.client.Find(ctx, term)
+	}
+	disks, err := e.client.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return inventory.FindDisks(inventory.OnHost(disks, e.host), term), nil
+}
+
 func runFind(ctx context.Context, e *env) int {
 	term := e.arg()
-	disks, err := e.client.Find(ctx, term)
+	disks, err := e.find(ctx, term)
 	if err != nil {
 		return e.fail(err)
 	}
@@ -106,6 +120,31 @@ func runFind(ctx context.Context, e *env) int {
 		return exitNotFound
 	}
 	return exitOK
+}
+
+// runInfo prints every attribute of the disks find TERM selects.
+func runInfo(ctx context.Context, e *env) int {
+	term := e.arg()
+	disks, err := e.find(ctx, term)
+	if err != nil {
+		return e.fail(err)
+	}
+	if len(disks) == 0 {
+		fmt.Fprintf(e.stderr, "diskctl: no disk matches %q\n", present.Escape(term))
+		return exitNotFound
+	}
+	if e.json {
+		b, err := present.DisksJSON(disks)
+		if err != nil {
+			return e.fail(err)
+		}
+		return e.write(b)
+	}
+	var b []byte
+	for i := range disks {
+		b = append(b, present.DiskInfo(&disks[i], e.out.Bytes)...)
+	}
+	return e.write(b)
 }
 
 func runPeers(ctx context.Context, e *env) int {
@@ -156,12 +195,21 @@ type eventJSON struct {
 	HostID   string          `json:"host_id,omitempty"`
 	Hostname string          `json:"hostname,omitempty"`
 	Reason   string          `json:"reason,omitempty"`
+	// Changes: for DiskChanged, what changed since the version monitor
+	// knew (absent when it knew none).
+	Changes []present.Change `json:"changes,omitempty"`
 }
 
-// formatEvent renders one monitor line (with its newline).
-func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time) ([]byte, error) {
+// formatEvent renders one monitor line (with its newline). prev is the
+// version of the disk monitor knew before a DiskChanged, or nil: the line
+// then says what changed ("label: A → B, fs_avail: 40G → 12G").
+func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time, prev *diskstate.Disk) ([]byte, error) {
+	var changes []present.Change
+	if prev != nil && ev.Signal == dbusapi.SignalDiskChanged {
+		changes = present.DiskChanges(prev, &ev.Disk)
+	}
 	if asJSON {
-		out := eventJSON{Signal: ev.Signal}
+		out := eventJSON{Signal: ev.Signal, Changes: changes}
 		switch ev.Signal {
 		case dbusapi.SignalPeerJoined, dbusapi.SignalPeerLost:
 			out.HostID, out.Hostname, out.Reason = ev.HostID, ev.Hostname, ev.Reason
@@ -180,6 +228,9 @@ func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time) ([]byte, error) {
 			"reason=" + present.Text(ev.Reason)}
 	default:
 		fields = present.DiskRow(&ev.Disk)
+		if len(changes) > 0 {
+			fields = append(fields, "("+present.ChangesText(changes)+")")
+		}
 		if d := &ev.Disk; ev.Signal == dbusapi.SignalDiskAppeared && d.Returned {
 			fields = append(fields, fmt.Sprintf("returned (was last on %s, %s)",
 				present.Text(d.PreviousHostname), present.Since(now.Sub(d.PreviousLastSeen))))
@@ -187,3 +238,10 @@ func formatEvent(ev dbusapi.Event, asJSON bool, now time.Time) ([]byte, error) {
 	}
 	return fmt.Appendf(nil, "%s %-15s  %s\n", now.Format("15:04:05"), ev.Signal, strings.Join(fields, "  ")), nil
 }
+
+// diskKey identifies a disk across events: its host, device and uuid (the
+// inventory's key within a host); never its serial alone, which repeats
+// behind USB bridges and across RAID members.
+type diskKey struct{ host, device, uuid string }
+
+func keyOf(d *diskstate.Disk) diskKey { return diskKey{d.HostID, d.Device, d.UUID} }

@@ -82,7 +82,7 @@ func TestCompletionFromDaemon(t *testing.T) {
 	bin := buildDiskctl(t)
 	live := newCompleters(t, pathWith(filepath.Dir(bin), bus.Address))
 
-	findAll := []string{"BACKUP-2019", "My Passport", "SYSTEM", "aaaa-1111", "bbbb-2222", "cccc-3333", "dddd-4444"}
+	findAll := []string{"BACKUP-2019", "My Passport", "SYSTEM", "aaaa-1111", "alpha", "bbbb-2222", "beta", "cccc-3333", "dddd-4444"}
 	for _, c := range live {
 		quote := func(s []string) []string {
 			if c.shell != "bash" {
@@ -104,7 +104,8 @@ func TestCompletionFromDaemon(t *testing.T) {
 			{"diskctl --json find c", []string{"cccc-3333"}},
 			{"diskctl list a", []string{"aaaa-1111", "alpha"}},
 			{"diskctl list be", []string{"beta"}},
-			{"diskctl find alpha", nil}, // find does not match host names
+			{"diskctl find alpha", []string{"alpha"}}, // find matches host names, as list does
+			{"diskctl info be", []string{"beta"}},
 			{"diskctl li", []string{"list"}},
 		} {
 			t.Run(c.shell+"/"+tc.line, func(t *testing.T) {

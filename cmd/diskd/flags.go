@@ -36,6 +36,9 @@ type options struct {
 	// The gossip flags as given; parseArgs checks them into cfg.
 	join                        listFlag
 	gossipBind, gossipAdvertise string
+	// command is a control request given as arguments (diskd list
+	// --json): the client sends it alone and exits with its status.
+	command []string
 }
 
 // usageError is a bad command line: one line on stderr, exit status 2.
@@ -218,7 +221,10 @@ func parseArgs(args []string, env func(string) string, uid int, exists func(stri
 		return o, usagef("%s", flagErrorText(err))
 	}
 	if fs.NArg() > 0 {
-		return o, usagef("unexpected argument %q (see diskd --help)", fs.Arg(0))
+		if o.daemon {
+			return o, usagef("unexpected argument %q: the daemon (-d) takes no command (see diskd --help)", fs.Arg(0))
+		}
+		o.command = fs.Args()
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) {
@@ -393,12 +399,15 @@ func socketPath(flagValue string, env func(string) string, uid int) string {
 }
 
 const usageText = `usage: diskd [--socket PATH]          interactive client on the control socket
+       diskd [--socket PATH] COMMAND  run one command (list, find X, status, ...) and exit
        diskd -d [flags]               the network daemon
        diskd -V | --version           print the version
 
 diskd finds disks on a network: every host runs the daemon, which learns its
 own disks with blkid, multicasts them to its peers and keeps the network-wide
-view. Without -d, diskd is the interactive client (type "help" at its prompt).
+view. Without -d, diskd is the interactive client (type "help" at its prompt);
+with a COMMAND it sends that one request, prints the answer and exits with
+0 (OK), 1 (an error, or find found nothing) as busctl and systemctl do.
 Durations are Go durations (10s, 1m, 500ms) or plain seconds. See diskd(8).
 
 flags:

@@ -46,7 +46,12 @@ const historyLimit = 1000
 // daemon's labels, uuids and (for list) host names; ^C clears the line, ^D
 // (on an empty line), `quit` or `exit` ends with status 0. Otherwise it
 // reads lines until the end of in (or quit or exit) and returns 0 when every
-// answer was OK and every find found a disk, as diskctl does, else 1.
+// answer was OK and every find found a disk, as diskctl does, else 1; when
+// the input holds several requests, each answer is introduced by a line
+// "### REQUEST: N lines" (see introduce). The first answer is introduced
+// when the second request is waiting by the time it is answered, as it is
+// for a file or a here-document; a script that writes one request and
+// waits for its answer gets it plain.
 // Blank lines are skipped in both modes. When the daemon cannot be reached,
 // goes away, or ctx is done, it prints why (not for ctx) and returns 1.
 func RunClient(ctx context.Context, path string, in io.Reader, out, errOut io.Writer) int {
@@ -184,13 +189,27 @@ func clientHelp(line string) (string, bool) {
 func runBatch(ctx context.Context, c *control.Client, path string, in io.Reader, out, errOut io.Writer) int {
 	br := bufio.NewReader(in)
 	status := 0
+	answered := 0
 	for {
 		line, err := readInputLine(br)
 		if line = strings.TrimSpace(line); line != "" {
 			if isQuit(line) {
 				return status
 			}
-			switch send(ctx, c, path, line, out, errOut) {
+			// Several requests: each answer is introduced (see
+			// introduce), so that a script can tell them apart.
+			several := answered > 0 || moreInput(br)
+			w := out
+			var answer bytes.Buffer
+			if several {
+				w = &answer
+			}
+			result := send(ctx, c, path, line, w, errOut)
+			if several {
+				introduce(out, line, answer.Bytes(), result)
+			}
+			answered++
+			switch result {
 			case sentERR, notFound:
 				status = 1
 			case connLost, interrupted:
@@ -205,6 +224,37 @@ func runBatch(ctx context.Context, c *control.Client, path string, in io.Reader,
 			return 1
 		}
 	}
+}
+
+// moreInput reports whether another request is waiting in br already
+// (a here-document, a file, printf of several lines), without waiting for
+// one.
+func moreInput(br *bufio.Reader) bool {
+	rest, _ := br.Peek(br.Buffered())
+	return len(bytes.TrimSpace(rest)) > 0
+}
+
+// introduce writes one answer of several: a line
+//
+//	### REQUEST: N lines
+//
+// (REQUEST escaped; "### REQUEST: error" when it failed, its message on
+// standard error as always), then exactly the N lines of the answer. A
+// script reads the header and then N lines, so no answer can pass for the
+// next one's header.
+func introduce(out io.Writer, line string, answer []byte, result outcome) {
+	n := bytes.Count(answer, []byte("\n"))
+	var head string
+	switch {
+	case result == sentERR:
+		head = "error"
+	case n == 1:
+		head = "1 line"
+	default:
+		head = fmt.Sprintf("%d lines", n)
+	}
+	_, _ = fmt.Fprintf(out, "### %s: %s\n", present.Escape(line), head)
+	_, _ = out.Write(answer)
 }
 
 // readInputLine reads one line of input without its line end. A line longer

@@ -42,7 +42,7 @@ func TestRunClientPipe(t *testing.T) {
 		{name: "no final newline", in: "peers", status: 0, out: []string{"HOSTNAME", "beta"}},
 		{name: "an error", in: "list\nbogus\nfind\nstatus\n", status: 1,
 			out:    []string{"HOST", "version: 1.2.3"},
-			errOut: "error: unknown command \"bogus\"\nerror: usage: find [--json] TERM\n"},
+			errOut: "error: unknown command \"bogus\"\nerror: usage: find [--json] [OPTIONS] TERM\n"},
 		{name: "quit stops reading", in: "refresh\nquit\nbogus\nannounce\n", status: 0,
 			actions: []string{"refresh"}},
 		{name: "too long line", in: strings.Repeat("z", control.MaxLineBytes+1) + "\nping\n", status: 1,
@@ -52,8 +52,8 @@ func TestRunClientPipe(t *testing.T) {
 		{name: "suggestion", in: "lsit\n", status: 1,
 			errOut: "error: unknown command \"lsit\"; did you mean \"list\"?\n"},
 		{name: "help command", in: "help find\n?\n? LIST\n", status: 0,
-			out: []string{"usage: find [--json] TERM\ndisks whose uuid", "help [COMMAND]  ", "quit ",
-				"usage: list [--json] [PATTERN]\nevery known disk"}},
+			out: []string{"### help find: ", "usage: find [--json] [OPTIONS] TERM\ndisks where one of uuid", "### ?: ",
+				"help [COMMAND]  ", "quit ", "### ? LIST: ", "usage: list [--json] [--all] [OPTIONS] [PATTERN]\nevery known disk"}},
 		{name: "help for the client's words", in: "help exit\n? ?\n", status: 0,
 			out: []string{"usage: exit\nleave the client, as quit\n", "usage: ? [COMMAND]\nthe same as help\n"}},
 		{name: "help unknown command", in: "help stauts\n", status: 1,
@@ -113,7 +113,8 @@ func TestRunClientPipeNothingKnown(t *testing.T) {
 	}{
 		{"list\n", "", "no disks known\n", 0},
 		{"peers\n", "", "no peers heard\n", 0},
-		{"list --json\npeers --json\n", "[]\n[]\n", "", 0},
+		{"list --json\npeers --json\n", "### list --json: 1 line\n[]\n### peers --json: 1 line\n[]\n", "", 0},
+		{"list\nbogus\n", "### list: 0 lines\n### bogus: error\n", "no disks known\nerror: unknown command \"bogus\"\n", 1},
 		{"find x\n", "", "no disk matches \"x\"\n", 1},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
@@ -383,7 +384,7 @@ func TestRunClientTerminalFriendly(t *testing.T) {
 		want  string // on the screen after Enter, then the prompt
 	}{
 		{"lsit", "error: unknown command \"lsit\"; did you mean \"list\"?\n"},
-		{"help find", "alpha=> help find\nusage: find [--json] TERM\ndisks whose uuid, partuuid or label"},
+		{"help find", "alpha=> help find\nusage: find [--json] [OPTIONS] TERM\ndisks where one of uuid, partuuid, label"},
 		{"? peers", "alpha=> ? peers\nusage: peers [--json]\nthe hosts heard on the network\n"},
 		{"?", "alpha=> ?\nhelp [COMMAND]  "},
 		{"find zzz", "alpha=> find zzz\nno disk matches \"zzz\"\n"},
@@ -506,7 +507,7 @@ func TestCompleter(t *testing.T) {
 		line string
 		want []string // the whole completed texts
 	}{
-		{"", []string{"help ", "list ", "find ", "peers ", "status ", "refresh ", "announce ", "ping ", "quit ", "exit "}},
+		{"", []string{"help ", "list ", "find ", "info ", "history ", "peers ", "status ", "refresh ", "announce ", "ping ", "quit ", "exit "}},
 		{"li", []string{"list "}},
 		{"  p", []string{"  peers ", "  ping "}},
 		{"e", []string{"exit "}},
@@ -514,7 +515,7 @@ func TestCompleter(t *testing.T) {
 		{"status --j", []string{"status --json "}},
 		{"status x", nil},
 		{"refresh ", nil},
-		{"help ", []string{"help help", "help list", "help find", "help peers", "help status", "help refresh",
+		{"help ", []string{"help help", "help list", "help find", "help info", "help history", "help peers", "help status", "help refresh",
 			"help announce", "help ping", "help quit"}},
 		{"help st", []string{"help status"}},
 		{"help list x", nil},
@@ -527,11 +528,11 @@ func TestCompleter(t *testing.T) {
 		{"list --", []string{"list --json "}},
 		{"list ", []string{"list --json ", "list 1111-aaaa", "list 2222-BBBB", "list 3333-cccc", "list 4444-dddd",
 			"list BACKUP-2019", "list BACKUP-2019-old", "list alpha", "list beta", "list media"}},
-		{"find be", nil}, // find does not match hosts
+		{"find be", []string{"find beta"}}, // find matches hosts, as list does
 		{"find BACKUP-2019-", []string{"find BACKUP-2019-old"}},
 		{"find --json me", []string{"find --json media"}},
 		{"find ", []string{"find --json ", "find 1111-aaaa", "find 2222-BBBB", "find 3333-cccc", "find 4444-dddd",
-			"find BACKUP-2019", "find BACKUP-2019-old", "find media"}},
+			"find BACKUP-2019", "find BACKUP-2019-old", "find alpha", "find beta", "find media"}},
 		{"bogus a", nil},
 	} {
 		t.Run(tc.line, func(t *testing.T) {
@@ -595,8 +596,8 @@ func TestCompleterHostileAndBounded(t *testing.T) {
 	// Under the limit, every offer is printable.
 	comp.max = 1000
 	got := complete(comp, "find ")
-	if len(got) != 1+200+200+6+1 {
-		t.Errorf("find offers %d values, want %d", len(got), 1+200+200+6+1)
+	if len(got) != 1+200+200+6+1+1 { // as before, and the host name, which find matches too
+		t.Errorf("find offers %d values, want %d", len(got), 1+200+200+6+1+1)
 	}
 	for _, l := range got {
 		if l == "find evil ok-Straße" {

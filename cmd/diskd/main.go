@@ -7,10 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/logging"
 )
@@ -19,6 +22,27 @@ import (
 var version = "0.1.0-dev"
 
 func main() { os.Exit(run(os.Args[1:])) }
+
+// RunCommand sends one request line (the command given as arguments: diskd
+// list --json, diskd find X) to the daemon at path, prints its answer as
+// the client does and returns the exit status: 0 for OK, 1 for an error,
+// a find that found nothing, or a daemon that cannot be reached.
+func RunCommand(ctx context.Context, path, line string, out, errOut io.Writer) int {
+	c, err := control.Dial(ctx, path)
+	if err != nil {
+		fmt.Fprintf(errOut, "diskd: cannot connect to %s: %s (is the daemon running? start it with: diskd -d, or systemctl start diskd)\n",
+			path, dialReason(err))
+		return 1
+	}
+	defer c.Close()
+	if isQuit(line) {
+		return 0
+	}
+	if send(ctx, c, path, line, out, errOut) != sentOK {
+		return 1
+	}
+	return 0
+}
 
 func run(args []string) int {
 	o, err := parseArgs(args, os.Getenv, os.Getuid(), pathExists)
@@ -36,6 +60,9 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if !o.daemon && len(o.command) > 0 {
+		return RunCommand(ctx, o.socket, strings.Join(o.command, " "), os.Stdout, os.Stderr)
+	}
 	if !o.daemon {
 		return RunClient(ctx, o.socket, os.Stdin, os.Stdout, os.Stderr)
 	}

@@ -31,3 +31,6 @@ complete -c diskd -l gossip-advertise -x -d 'address and port the other members 
 complete -c diskd -l gossip-insecure -d 'allow the gossip mesh without --key-file'
 complete -c diskd -l no-multicast -d 'open no multicast socket; peers only through the gossip mesh'
 complete -c diskd -l log-level -x -a 'debug info warning error' -d 'log records of this level and above'
+
+# Without -d, one command may follow: diskd list, diskd find X.
+complete -c diskd -n 'not __fish_seen_argument -s d -l daemon; and __fish_is_first_arg' -a 'help list find info peers status refresh announce ping' -d 'run one command and exit'

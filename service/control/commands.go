@@ -22,6 +22,9 @@ type command struct {
 	usage string
 	help  string
 	json  bool // accepts --json
+	// disks: prints disks, so it takes the output options (-o, -O, -n, -b,
+	// -r, -P, --sort) and --host.
+	disks bool
 	all   bool // accepts --all
 	arg   present.ArgKind
 	// complete says what Tab offers for the argument: "" nothing, "disk"
@@ -40,22 +43,23 @@ func commands() []command {
 		{name: "help", usage: "help [COMMAND]", arg: present.ArgOptional, complete: "command",
 			help: "show the commands, or one command's usage and help",
 			run:  func(_ *Server, _ context.Context, req request) ([]byte, error) { return helpText(req.arg) }},
-		{name: "list", usage: "list [--json] [--all] [PATTERN]", json: true, all: true, arg: present.ArgOptional, complete: "disk", hosts: true,
-			help: "every known disk (--all: remembered absent ones too); PATTERN (substring, or glob with * ? [) matches uuid, partuuid, label, device or host",
+		{name: "list", usage: "list [--json] [--all] [OPTIONS] [PATTERN]", json: true, all: true, disks: true, arg: present.ArgOptional, complete: "disk", hosts: true,
+			help: "every known disk (--all: remembered absent ones too); PATTERN (substring, or glob with * ? [) matches " + searchedFields,
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
 				if !req.all {
-					return disks(req, s.Inv.Match(req.arg))
+					return disks(req, inventory.OnHost(s.Inv.Match(req.arg), req.host))
 				}
-				all := append(s.Inv.Match(req.arg), inventory.MatchDisks(s.absent(s.memoryDisks()), req.arg)...)
+				all := append(inventory.OnHost(s.Inv.Match(req.arg), req.host),
+					inventory.OnHost(inventory.MatchDisks(s.absent(s.memoryDisks()), req.arg), req.host)...)
 				if req.json {
 					return present.DisksJSON(all)
 				}
 				return present.DisksTableAll(all), nil
 			}},
-		{name: "find", usage: "find [--json] TERM", json: true, arg: present.ArgRequired, complete: "disk",
-			help: "disks whose uuid, partuuid or label is TERM (else starts with it, else contains it); when none is attached, where such a disk was last seen",
+		{name: "find", usage: "find [--json] [OPTIONS] TERM", json: true, disks: true, arg: present.ArgRequired, complete: "disk", hosts: true,
+			help: "disks where one of " + searchedFields + " is TERM (else starts with it, else contains it); when none is attached, where such a disk was last seen",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
-				if found := s.Inv.Find(req.arg); len(found) > 0 || s.Memory == nil {
+				if found := inventory.FindDisks(inventory.OnHost(s.Inv.Disks(), req.host), req.arg); len(found) > 0 || s.Memory == nil {
 					return disks(req, found)
 				}
 				gone := s.absent(s.Memory.Find(req.arg))
@@ -63,6 +67,22 @@ func commands() []command {
 					return present.DisksJSON(gone)
 				}
 				return present.GoneLines(gone, s.now()), nil
+			}},
+		{name: "info", usage: "info [--json] [-b] [--host NAME] TERM", json: true, disks: true, arg: present.ArgRequired, complete: "disk", hosts: true,
+			help: "every attribute of the disks find TERM selects, one a line",
+			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
+				found := inventory.FindDisks(inventory.OnHost(s.Inv.Disks(), req.host), req.arg)
+				if len(found) == 0 {
+					return nil, fmt.Errorf("no disk matches %q", req.arg)
+				}
+				if req.json {
+					return present.DisksJSON(found)
+				}
+				var b []byte
+				for i := range found {
+					b = append(b, present.DiskInfo(&found[i], req.out.Bytes)...)
+				}
+				return b, nil
 			}},
 		{name: "history", usage: "history [--json] TERM", json: true, arg: present.ArgRequired, complete: "disk",
 			help: "every place and time a matching disk was seen, newest first",
@@ -95,8 +115,19 @@ func commands() []command {
 		cmds = append(cmds, command{name: string(a), usage: string(a), help: actionHelp(a),
 			run: func(s *Server, ctx context.Context, _ request) ([]byte, error) { return nil, s.action(ctx, a) }})
 	}
-	return append(cmds, command{name: "quit", usage: "quit", help: "close the connection",
+	cmds = append(cmds, command{name: "quit", usage: "quit", help: "close the connection",
 		run: func(*Server, context.Context, request) ([]byte, error) { return nil, nil }})
+	// -h and --help answer every command's help instead of running it.
+	for i := range cmds {
+		c := cmds[i]
+		cmds[i].run = func(s *Server, ctx context.Context, req request) ([]byte, error) {
+			if req.help {
+				return commandHelp(c), nil
+			}
+			return c.run(s, ctx, req)
+		}
+	}
+	return cmds
 }
 
 // actionHelp is the help line of an action.
@@ -162,10 +193,31 @@ func lookupCommand(name string) (command, bool) {
 	return command{}, false
 }
 
+// searchedFields names the fields list and find search, for help.
+const searchedFields = "uuid, partuuid, label, partlabel, serial, wwn, model, device, hostname or host id"
+
+// OutputOptionsHelp describes the options of the commands that print
+// disks, for `COMMAND --help`.
+const OutputOptionsHelp = `Options:
+  --json               one JSON document: an array of disk objects (every key)
+  -o, --output COLS    columns, comma-separated (+COLS adds to the default ones)
+  -O, --output-all     every column
+  -n, --noheadings     no header line
+  -b, --bytes          sizes in bytes (else 1K = 1024, as lsblk prints them)
+  -r, --raw            cells separated by one space, blanks escaped as \x20
+  -P, --pairs          KEY="value" pairs; " \ $ and backquote as \xNN
+  --sort COLUMN        sort by COLUMN
+  --host NAME          only the disks of host NAME (hostname or host id)
+  -h, --help           this help
+`
+
 // request is a parsed request line.
 type request struct {
 	cmd  string // lower-cased command word; empty for a blank line
 	json bool
+	help bool // -h or --help: answer the command's help
+	out  present.Output
+	host string // --host: only this host's disks
 	all  bool
 	arg  string
 }
@@ -184,21 +236,75 @@ func parseRequest(line string) (request, error) {
 		return req, unknownCommand(word)
 	}
 	dashdash := false
-	for strings.HasPrefix(rest, "--") {
+options:
+	for strings.HasPrefix(rest, "-") {
 		opt, after := cutWord(rest)
 		if opt == "--" {
 			dashdash, rest = true, after
 			break
 		}
-		if opt == "--json" && spec.json {
-			req.json, rest = true, after
-			continue
+		name, value, hasValue := strings.Cut(opt, "=")
+		// takeValue reads the option's value: after "=", or the next word.
+		takeValue := func() (string, error) {
+			if hasValue {
+				return value, nil
+			}
+			v, more := cutWord(after)
+			if v == "" {
+				return "", fmt.Errorf(`usage: %s (option "%s" needs a value)`, spec.usage, name)
+			}
+			after = more
+			return v, nil
 		}
-		if opt == "--all" && spec.all {
-			req.all, rest = true, after
-			continue
+		var err error
+		switch {
+		case name == "-h" || name == "--help":
+			req.help = true
+		case (name == "--json" || name == "-J") && spec.json:
+			req.json = true
+		case name == "--all" && spec.all:
+			req.all = true
+		case !strings.HasPrefix(name, "--") && !isShortOption(name, spec):
+			// A word such as "-2019-" that is no option starts the
+			// argument (a label may begin with a dash); "--" forces it.
+			break options
+		case !spec.disks:
+			return req, fmt.Errorf(`usage: %s (unknown option "%s")`, spec.usage, opt)
+		case name == "-o" || name == "--output":
+			var v string
+			if v, err = takeValue(); err == nil {
+				req.out.Columns, err = present.ParseColumns(v)
+			}
+		case name == "-O" || name == "--output-all":
+			req.out.Columns = present.AllColumns()
+		case name == "-n" || name == "--noheadings":
+			req.out.NoHeadings = true
+		case name == "-b" || name == "--bytes":
+			req.out.Bytes = true
+		case name == "-r" || name == "--raw":
+			req.out.Raw = true
+		case name == "-P" || name == "--pairs":
+			req.out.Pairs = true
+		case name == "--sort":
+			req.out.Sort, err = takeValue()
+		case name == "--host":
+			req.host, err = takeValue()
+		default:
+			return req, fmt.Errorf(`usage: %s (unknown option "%s")`, spec.usage, opt)
 		}
-		return req, fmt.Errorf(`usage: %s (unknown option "%s")`, spec.usage, opt)
+		if err != nil {
+			return req, err
+		}
+		if hasValue && name != "-o" && name != "--output" && name != "--sort" && name != "--host" {
+			return req, fmt.Errorf(`usage: %s (option "%s" takes no value)`, spec.usage, name)
+		}
+		rest = after
+	}
+	if err := req.out.Check(); err != nil {
+		return req, fmt.Errorf("usage: %s (%w)", spec.usage, err)
+	}
+	if req.help {
+		return req, nil
 	}
 	if spec.json && !dashdash {
 		if i := len(rest) - len(" --json"); i >= 0 && strings.HasSuffix(rest, "--json") &&
@@ -211,6 +317,20 @@ func parseRequest(line string) (request, error) {
 	}
 	req.arg = rest
 	return req, nil
+}
+
+// isShortOption reports whether name is a one-dash option that spec
+// takes.
+func isShortOption(name string, spec command) bool {
+	switch name {
+	case "-h":
+		return true
+	case "-J":
+		return spec.json
+	case "-o", "-O", "-n", "-b", "-r", "-P":
+		return spec.disks
+	}
+	return false
 }
 
 // cutWord returns the first blank-separated word of s and the rest of s with
@@ -331,7 +451,7 @@ func helpText(arg string) ([]byte, error) {
 		if !ok {
 			return nil, unknownCommand(word)
 		}
-		return fmt.Appendf(nil, "usage: %s\n%s\n", c.usage, c.help), nil
+		return commandHelp(c), nil
 	}
 	var b bytes.Buffer
 	cmds := commands()
@@ -362,7 +482,19 @@ func disks(req request, disks []diskstate.Disk) ([]byte, error) {
 	if req.json {
 		return present.DisksJSON(disks)
 	}
-	return present.DisksTable(disks), nil
+	return present.DisksOutput(disks, req.out), nil
+}
+
+// commandHelp is the answer of `COMMAND --help`: its usage, what it does,
+// and the options of the commands that print disks.
+func commandHelp(c command) []byte {
+	b := fmt.Appendf(nil, "usage: %s\n%s\n", c.usage, c.help)
+	if c.disks {
+		b = append(b, OutputOptionsHelp...)
+	} else if c.json {
+		b = append(b, "Options:\n  --json      one JSON document\n  -h, --help  this help\n"...)
+	}
+	return b
 }
 
 // status returns the daemon's status, or what the inventory knows when the

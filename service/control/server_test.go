@@ -96,7 +96,7 @@ func TestHelp(t *testing.T) {
 	if len(got) != len(control.Commands()) {
 		t.Fatalf("help has %d lines, want %d:\n%s", len(got), len(control.Commands()), strings.Join(got, "\n"))
 	}
-	for i, name := range []string{"help", "list [--json] [--all] [PATTERN]", "find [--json] TERM", "history [--json] TERM", "peers [--json]",
+	for i, name := range []string{"help", "list [--json] [--all] [OPTIONS] [PATTERN]", "find [--json] [OPTIONS] TERM", "info [--json] [-b] [--host NAME] TERM", "history [--json] TERM", "peers [--json]",
 		"status [--json]", "refresh", "announce", "ping", "quit"} {
 		if !strings.HasPrefix(got[i], name+" ") {
 			t.Errorf("help line %d = %q, want it to start with %q", i, got[i], name)
@@ -115,8 +115,9 @@ func TestHelpCommand(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%q: %v", line, err)
 			}
-			if want := []string{"usage: " + cmd.Usage, cmd.Help}; !slices.Equal(got, want) {
-				t.Errorf("%q = %q, want %q", line, got, want)
+			// Then, for commands with options, the options.
+			if want := []string{"usage: " + cmd.Usage, cmd.Help}; len(got) < 2 || !slices.Equal(got[:2], want) {
+				t.Errorf("%q = %q, want it to start with %q", line, got, want)
 			}
 		}
 	}
@@ -124,7 +125,7 @@ func TestHelpCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "usage: list [--json] [--all] [PATTERN]"; got[0] != want {
+	if want := "usage: list [--json] [--all] [OPTIONS] [PATTERN]"; got[0] != want {
 		t.Errorf("help list starts with %q, want %q", got[0], want)
 	}
 }
@@ -272,7 +273,11 @@ func TestListAndFindJSON(t *testing.T) {
 		{"find --json -2019-", []string{"/dev/sdc1"}},
 		{"find BACKUP-2019-OLD --json", []string{"/dev/sdc1"}},
 		{"find --json nothing", nil},
-		{"find --json /dev/sda1", nil}, // find does not look at devices
+		{"find --json /dev/sda1", []string{"/dev/sda1"}}, // find matches what list matches: devices too
+		{"find --json --host beta /dev/sd", []string{"/dev/sdc1", "/dev/sdd1"}},
+		{"list --json --host=HOSTID-BETA", []string{"/dev/sdc1", "/dev/sdd1"}},
+		{"list --host alpha --json", []string{"/dev/sda1", "/dev/sdb1"}},
+		{"list --json -- -2019-", []string{"/dev/sdc1"}},
 	} {
 		t.Run(tc.line, func(t *testing.T) {
 			if got := devices(jsonDisks(t, c, tc.line)); !slices.Equal(got, tc.want) {
@@ -372,13 +377,13 @@ func TestProtocol(t *testing.T) {
 	}{
 		{"unknown command", "bogus\n", 0, `ERR unknown command "bogus"`, false},
 		{"unknown command escaped", "bo\x1b[2Jgus\\ x\n", 0, `ERR unknown command "bo\x1b[2Jgus\\"`, false},
-		{"find without term", "find\n", 0, "ERR usage: find [--json] TERM", false},
-		{"find with only --json", "find --json\n", 0, "ERR usage: find [--json] TERM", false},
+		{"find without term", "find\n", 0, "ERR usage: find [--json] [OPTIONS] TERM", false},
+		{"find with only --json", "find --json\n", 0, "ERR usage: find [--json] [OPTIONS] TERM", false},
 		{"peers with argument", "peers beta\n", 0, "ERR usage: peers [--json]", false},
 		{"status with argument", "status now\n", 0, "ERR usage: status [--json]", false},
 		{"refresh with argument", "refresh all\n", 0, "ERR usage: refresh", false},
 		{"option not taken", "refresh --json\n", 0, `ERR usage: refresh (unknown option "--json")`, false},
-		{"unknown option", "list --yaml\n", 0, `ERR usage: list [--json] [--all] [PATTERN] (unknown option "--yaml")`, false},
+		{"unknown option", "list --yaml\n", 0, `ERR usage: list [--json] [--all] [OPTIONS] [PATTERN] (unknown option "--yaml")`, false},
 		{"double dash", "list -- --json\n", 0, "OK", false},
 		{"help", "help\n", len(control.Commands()), "OK", false},
 		{"CRLF", "status\r\n", 13, "OK", false},
@@ -386,7 +391,7 @@ func TestProtocol(t *testing.T) {
 		{"invalid UTF-8", "list \xff\xfe\n", 0, "ERR request is not valid UTF-8", false},
 		{"NUL in request", "li\x00st\n", 0, `ERR unknown command "li\x00st"; did you mean "list"?`, false},
 		{"unknown command close to one", "lsit\n", 0, `ERR unknown command "lsit"; did you mean "list"?`, false},
-		{"help command", "help find\n", 2, "OK", false},
+		{"help command", "help peers\n", 5, "OK", false},
 		{"help unknown command", "help lsit\n", 0, `ERR unknown command "lsit"; did you mean "list"?`, false},
 		{"help far unknown command", "help bogus\n", 0, `ERR unknown command "bogus"`, false},
 		{"help two words", "help list find\n", 0, "ERR usage: help [COMMAND]", false},

@@ -34,8 +34,22 @@ type Disk struct {
 	UUID        string    `json:"uuid"`
 	PartUUID    string    `json:"partuuid"`
 	Label       string    `json:"label"`
+	PartLabel   string    `json:"partlabel"`
 	Type        string    `json:"type"`
+	FSVersion   string    `json:"fs_version"`
 	Mountpoints []string  `json:"mountpoints"`
+	Size        uint64    `json:"size"`
+	ReadOnly    bool      `json:"read_only"`
+	Removable   bool      `json:"removable"`
+	Rotational  bool      `json:"rotational"`
+	Transport   string    `json:"transport"`
+	Model       string    `json:"model"`
+	Vendor      string    `json:"vendor"`
+	Serial      string    `json:"serial"`
+	WWN         string    `json:"wwn"`
+	FSSize      uint64    `json:"fs_size"`
+	FSAvail     uint64    `json:"fs_avail"`
+	FSUsed      uint64    `json:"fs_used"`
 	Local       bool      `json:"local"`
 	LastSeen    time.Time `json:"last_seen"`
 	// Present is true for a disk attached now (every disk of the live
@@ -88,9 +102,52 @@ func (d *Disk) SameContent(o *Disk) bool {
 // announcement and the table's accessors would move both disks to the heap;
 // TestSameAnnouncedCoversTheTable fails when a field is added to the table
 // and not here.
+//
+// The fill level (fs_avail, fs_used) changes without any event, so it is
+// compared with a threshold: see [FillChanged].
 func (d *Disk) SameAnnounced(o *Disk) bool {
 	return d.Device == o.Device && d.UUID == o.UUID && d.PartUUID == o.PartUUID &&
-		d.Label == o.Label && d.Type == o.Type && slices.Equal(d.Mountpoints, o.Mountpoints)
+		d.Label == o.Label && d.PartLabel == o.PartLabel && d.Type == o.Type &&
+		d.FSVersion == o.FSVersion && slices.Equal(d.Mountpoints, o.Mountpoints) &&
+		d.Size == o.Size && d.ReadOnly == o.ReadOnly && d.Removable == o.Removable &&
+		d.Rotational == o.Rotational && d.Transport == o.Transport && d.Model == o.Model &&
+		d.Vendor == o.Vendor && d.Serial == o.Serial && d.WWN == o.WWN &&
+		d.FSSize == o.FSSize && !FillChanged(d, o)
+}
+
+// FillStep is the largest fill-level change that is not worth announcing:
+// a filesystem's fs_avail or fs_used must move by at least 1 % of its
+// fs_size, and never by more than 1 GiB, to count as a change. So a 20 MiB
+// stick reports every 200 KiB, a 4 TB disk every GiB, and a periodic scan
+// of a busy filesystem does not flood the network with announcements.
+const FillStep = 1 << 30
+
+// FillChanged reports whether the fill level of two versions of a disk
+// differs meaningfully: fs_avail or fs_used moved by at least
+// min(1 % of fs_size, FillStep) bytes (any change at all when fs_size is
+// below 100 bytes, or when one side has no fill level).
+func FillChanged(a, b *Disk) bool {
+	if (a.FSSize == 0) != (b.FSSize == 0) {
+		return true
+	}
+	step := min(max(a.FSSize, b.FSSize)/100, FillStep)
+	return absDiff(a.FSAvail, b.FSAvail) >= max(step, 1) || absDiff(a.FSUsed, b.FSUsed) >= max(step, 1)
+}
+
+// KeepFill gives d the fill level of prev when the two differ by less than
+// FillChanged counts, so that small changes do not add up unseen between
+// scans: the level shown moves in the steps that are announced.
+func (d *Disk) KeepFill(prev *Disk) {
+	if d.FSSize == prev.FSSize && !FillChanged(d, prev) {
+		d.FSAvail, d.FSUsed = prev.FSAvail, prev.FSUsed
+	}
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }
 
 // Peer is another host heard on the network.

@@ -16,6 +16,7 @@ func TestTableMatchesStruct(t *testing.T) {
 	if len(fs) != typ.NumField() || NumFields() != len(fs) {
 		t.Fatalf("table has %d fields, Disk %d", len(fs), typ.NumField())
 	}
+	cols := map[string]bool{}
 	for i, f := range fs {
 		sf := typ.Field(i)
 		if tag := strings.Split(sf.Tag.Get("json"), ",")[0]; tag != f.Key {
@@ -26,9 +27,13 @@ func TestTableMatchesStruct(t *testing.T) {
 		if v := reflect.ValueOf(d).Field(i); v.IsZero() {
 			t.Errorf("table entry %q does not set struct field %s", f.Key, sf.Name)
 		}
-		if f.Kind == 0 || (f.Wire != "" && f.Kind != String && f.Kind != Strings) {
-			t.Errorf("field %q: kind %d cannot be used (announced fields are strings or lists)", f.Key, f.Kind)
+		if f.Kind == 0 || (f.Wire != "" && f.Kind == Time) {
+			t.Errorf("field %q: kind %d cannot be used (times are not announced)", f.Key, f.Kind)
 		}
+		if f.Column != "" && cols[f.Column] {
+			t.Errorf("field %q: column %q repeated", f.Key, f.Column)
+		}
+		cols[f.Column] = true
 		if (f.Kind == String || f.Kind == Strings) && f.Wire != "" && f.Max <= 0 {
 			t.Errorf("announced field %q has no size limit", f.Key)
 		}
@@ -80,6 +85,8 @@ func set(f *Field, d *Disk) {
 		*f.Bool(d) = true
 	case Time:
 		*f.Time(d) = time.Unix(1, 0)
+	case Uint:
+		*f.Uint(d) = 1 << 40 // far beyond the fill-level threshold
 	}
 }
 

@@ -2,6 +2,7 @@ package diskstate
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,7 @@ const (
 	Strings                 // a list of strings; MaxItems bounds it, Max each item
 	Bool                    // a bool; false when absent
 	Time                    // a time; zero when unknown
+	Uint                    // an unsigned integer (a size in bytes); zero when unknown
 )
 
 // Field describes one attribute of a Disk. Exactly one of Str, Strs, Bool
@@ -36,10 +38,11 @@ type Field struct {
 	MaxItems int
 	// Column is the field's table header; empty when tables do not show it.
 	Column string
-	// Pattern: `list PATTERN` matches this field.
-	Pattern bool
-	// Term: `find TERM` matches this field.
-	Term bool
+	// Search: `list PATTERN` and `find TERM` match this (String) field.
+	Search bool
+	// Bytes: the Uint is a size in bytes, shown in human units unless
+	// asked for bytes.
+	Bytes bool
 	// OmitZero: JSON and the D-Bus dictionaries leave the field out when
 	// it is zero (empty string, false, zero time).
 	OmitZero bool
@@ -51,6 +54,7 @@ type Field struct {
 	Strs func(*Disk) *[]string
 	Bool func(*Disk) *bool
 	Time func(*Disk) *time.Time
+	Uint func(*Disk) *uint64
 }
 
 // Equal reports whether a and b hold the same value of the field.
@@ -64,8 +68,28 @@ func (f *Field) Equal(a, b *Disk) bool {
 		return *f.Bool(a) == *f.Bool(b)
 	case Time:
 		return f.Time(a).Equal(*f.Time(b))
+	case Uint:
+		return *f.Uint(a) == *f.Uint(b)
 	}
 	return false
+}
+
+// Empty reports whether d has no value for f: an empty string or list,
+// false, zero.
+func (f *Field) Empty(d *Disk) bool {
+	switch f.Kind {
+	case String:
+		return *f.Str(d) == ""
+	case Strings:
+		return len(*f.Strs(d)) == 0
+	case Bool:
+		return !*f.Bool(d)
+	case Time:
+		return f.Time(d).IsZero()
+	case Uint:
+		return *f.Uint(d) == 0
+	}
+	return true
 }
 
 // Size limits of the fields, in bytes. They hold for disks found locally
@@ -79,28 +103,63 @@ const (
 	MaxTypeLen       = 32   // filesystem type as blkid names it
 	MaxMountpointLen = 1024 // one mount point
 	MaxMountpoints   = 32   // mount points of one disk
+	MaxVersionLen    = 32   // filesystem version as blkid prints it
+	MaxPartLabelLen  = 144  // GPT partition name: 36 UTF-16 units, up to 4 bytes each in UTF-8
+	MaxTransportLen  = 16   // transport: usb, sata, nvme, ...
+	MaxModelLen      = 64   // model as udev or sysfs gives it
+	MaxVendorLen     = 64   // vendor
+	MaxSerialLen     = 128  // serial number
+	MaxWWNLen        = 64   // world wide name
 	MaxGoneReasonLen = 16   // why a remembered disk is gone
 )
 
 // fields is the table, in the order of Disk's fields (and so of the JSON
 // keys). It is never modified; Fields hands out copies.
 var fields = [...]Field{
-	{Key: "host_id", Kind: String, Max: MaxIDLen, Pattern: true,
+	{Key: "host_id", Kind: String, Max: MaxIDLen, Column: "HOST-ID", Search: true,
 		Str: func(d *Disk) *string { return &d.HostID }},
-	{Key: "hostname", Kind: String, Max: MaxHostnameLen, Column: "HOST", Pattern: true,
+	{Key: "hostname", Kind: String, Max: MaxHostnameLen, Column: "HOST", Search: true,
 		Str: func(d *Disk) *string { return &d.Hostname }, Show: (*Disk).Host},
-	{Key: "device", Kind: String, Wire: "d", Required: true, Max: MaxDeviceLen, Column: "DEVICE", Pattern: true,
+	{Key: "device", Kind: String, Wire: "d", Required: true, Max: MaxDeviceLen, Column: "DEVICE", Search: true,
 		Str: func(d *Disk) *string { return &d.Device }},
-	{Key: "uuid", Kind: String, Wire: "u", Max: MaxUUIDLen, Column: "UUID", Pattern: true, Term: true,
+	{Key: "uuid", Kind: String, Wire: "u", Max: MaxUUIDLen, Column: "UUID", Search: true,
 		Str: func(d *Disk) *string { return &d.UUID }},
-	{Key: "partuuid", Kind: String, Wire: "p", Max: MaxUUIDLen, Column: "PARTUUID", Pattern: true, Term: true,
+	{Key: "partuuid", Kind: String, Wire: "p", Max: MaxUUIDLen, Column: "PARTUUID", Search: true,
 		Str: func(d *Disk) *string { return &d.PartUUID }},
-	{Key: "label", Kind: String, Wire: "l", Max: MaxLabelLen, Column: "LABEL", Pattern: true, Term: true,
+	{Key: "label", Kind: String, Wire: "l", Max: MaxLabelLen, Column: "LABEL", Search: true,
 		Str: func(d *Disk) *string { return &d.Label }},
+	{Key: "partlabel", Kind: String, Wire: "P", Max: MaxPartLabelLen, Column: "PARTLABEL", Search: true,
+		Str: func(d *Disk) *string { return &d.PartLabel }},
 	{Key: "type", Kind: String, Wire: "t", Max: MaxTypeLen, Column: "TYPE",
 		Str: func(d *Disk) *string { return &d.Type }},
+	{Key: "fs_version", Kind: String, Wire: "v", Max: MaxVersionLen, Column: "FSVER",
+		Str: func(d *Disk) *string { return &d.FSVersion }},
 	{Key: "mountpoints", Kind: Strings, Wire: "m", Max: MaxMountpointLen, MaxItems: MaxMountpoints, Column: "MOUNTED",
 		Strs: func(d *Disk) *[]string { return &d.Mountpoints }},
+	{Key: "size", Kind: Uint, Wire: "z", Bytes: true, Column: "SIZE",
+		Uint: func(d *Disk) *uint64 { return &d.Size }},
+	{Key: "read_only", Kind: Bool, Wire: "o", Column: "RO",
+		Bool: func(d *Disk) *bool { return &d.ReadOnly }},
+	{Key: "removable", Kind: Bool, Wire: "e", Column: "RM",
+		Bool: func(d *Disk) *bool { return &d.Removable }},
+	{Key: "rotational", Kind: Bool, Wire: "r", Column: "ROTA",
+		Bool: func(d *Disk) *bool { return &d.Rotational }},
+	{Key: "transport", Kind: String, Wire: "x", Max: MaxTransportLen, Column: "TRAN",
+		Str: func(d *Disk) *string { return &d.Transport }},
+	{Key: "model", Kind: String, Wire: "M", Max: MaxModelLen, Column: "MODEL", Search: true,
+		Str: func(d *Disk) *string { return &d.Model }},
+	{Key: "vendor", Kind: String, Wire: "V", Max: MaxVendorLen, Column: "VENDOR",
+		Str: func(d *Disk) *string { return &d.Vendor }},
+	{Key: "serial", Kind: String, Wire: "S", Max: MaxSerialLen, Column: "SERIAL", Search: true,
+		Str: func(d *Disk) *string { return &d.Serial }},
+	{Key: "wwn", Kind: String, Wire: "w", Max: MaxWWNLen, Column: "WWN", Search: true,
+		Str: func(d *Disk) *string { return &d.WWN }},
+	{Key: "fs_size", Kind: Uint, Wire: "F", Bytes: true, Column: "FSSIZE",
+		Uint: func(d *Disk) *uint64 { return &d.FSSize }},
+	{Key: "fs_avail", Kind: Uint, Wire: "A", Bytes: true, Column: "FSAVAIL",
+		Uint: func(d *Disk) *uint64 { return &d.FSAvail }},
+	{Key: "fs_used", Kind: Uint, Wire: "U", Bytes: true, Column: "FSUSED",
+		Uint: func(d *Disk) *uint64 { return &d.FSUsed }},
 	{Key: "local", Kind: Bool, Column: "LOCAL",
 		Bool: func(d *Disk) *bool { return &d.Local }},
 	{Key: "last_seen", Kind: Time, Column: "LAST-SEEN",
@@ -133,6 +192,8 @@ func (f *Field) IsZero(d *Disk) bool {
 		return !*f.Bool(d)
 	case Time:
 		return f.Time(d).IsZero()
+	case Uint:
+		return *f.Uint(d) == 0
 	}
 	return true
 }
@@ -158,6 +219,17 @@ func WireIndex(key string) int {
 		}
 	}
 	return -1
+}
+
+// FieldByColumn returns the field whose table column is name, ignoring
+// case.
+func FieldByColumn(name string) (Field, bool) {
+	for _, f := range fields {
+		if f.Column != "" && strings.EqualFold(f.Column, name) {
+			return f, true
+		}
+	}
+	return Field{}, false
 }
 
 // FieldByKey returns the field with the given JSON key.

@@ -256,6 +256,9 @@ func (inv *Inventory) SetLocal(disks []diskstate.Disk, err error) bool {
 	for _, d := range disks {
 		d.HostID, d.Hostname, d.Local, d.LastSeen, d.Present = inv.opts.HostID, inv.opts.Hostname, true, now, true
 		d.Mountpoints = normalizeMounts(d.Mountpoints)
+		if prev, ok := inv.local[keyOf(&d)]; ok {
+			d.KeepFill(&prev) // small fill-level changes wait until they add up
+		}
 		next[keyOf(&d)] = d
 	}
 	changed := inv.diffLocked(inv.local, next, diskstate.Peer{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname})
@@ -620,9 +623,10 @@ func (inv *Inventory) Find(term string) []diskstate.Disk { return FindDisks(inv.
 
 // MatchDisks returns the disks that pattern selects. A pattern with glob
 // characters (* ? [) is matched as a shell glob against every field that
-// diskstate marks for patterns (uuid, partuuid, label, device, hostname and
-// host id); any other pattern selects disks where one of those contains it,
-// ignoring case. An empty pattern selects every disk.
+// diskstate marks for searches (host id, hostname, device, uuid, partuuid,
+// label, partlabel, model, serial and wwn: the fields FindDisks searches);
+// any other pattern selects disks where one of those contains it, ignoring
+// case. An empty pattern selects every disk.
 func MatchDisks(disks []diskstate.Disk, pattern string) []diskstate.Disk {
 	if pattern == "" {
 		return disks
@@ -636,7 +640,7 @@ func MatchDisks(disks []diskstate.Disk, pattern string) []diskstate.Disk {
 		}
 		return f != "" && strings.Contains(strings.ToLower(f), lower)
 	}
-	fields := searched(func(f *diskstate.Field) bool { return f.Pattern })
+	fields := searched()
 	var out []diskstate.Disk
 	for i := range disks {
 		if anyField(&disks[i], fields, match) {
@@ -646,8 +650,9 @@ func MatchDisks(disks []diskstate.Disk, pattern string) []diskstate.Disk {
 	return out
 }
 
-// FindDisks returns the disks where a field that diskstate marks for terms
-// (uuid, partuuid, label) equals term, ignoring case; if there are none,
+// FindDisks returns the disks where a field that diskstate marks for
+// searches (the fields MatchDisks matches) equals term, ignoring case; if
+// there are none,
 // those where one of them starts with term (ignoring case); if still none,
 // those where one of them contains it.
 func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
@@ -660,7 +665,7 @@ func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
 		func(f string) bool { return strings.HasPrefix(strings.ToLower(f), lower) },
 		func(f string) bool { return strings.Contains(strings.ToLower(f), lower) },
 	}
-	fields := searched(func(f *diskstate.Field) bool { return f.Term })
+	fields := searched()
 	for _, match := range tiers {
 		var out []diskstate.Disk
 		for i := range disks {
@@ -675,11 +680,26 @@ func FindDisks(disks []diskstate.Disk, term string) []diskstate.Disk {
 	return nil
 }
 
-// searched returns the string fields that want selects.
-func searched(want func(*diskstate.Field) bool) []diskstate.Field {
+// OnHost returns the disks of the host named host: its hostname or its
+// host id, ignoring case. An empty host selects every disk (--host unset).
+func OnHost(disks []diskstate.Disk, host string) []diskstate.Disk {
+	if host == "" {
+		return disks
+	}
+	var out []diskstate.Disk
+	for _, d := range disks {
+		if strings.EqualFold(d.Hostname, host) || strings.EqualFold(d.HostID, host) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// searched returns the string fields that searches match.
+func searched() []diskstate.Field {
 	var out []diskstate.Field
 	for _, f := range diskstate.Fields() {
-		if f.Kind == diskstate.String && want(&f) {
+		if f.Kind == diskstate.String && f.Search {
 			out = append(out, f)
 		}
 	}

@@ -334,7 +334,7 @@ func TestMatchAndFind(t *testing.T) {
 		{"find", "p-3333", []string{"/dev/sdc1"}},                       // partuuid
 		{"find", "ack", []string{"/dev/md0", "/dev/sda1", "/dev/sdb1"}}, // substring
 		{"find", "", nil},
-		{"find", "sda", nil}, // devices are not find terms
+		{"find", "sda", []string{"/dev/sda1"}}, // devices are find terms, as they are list patterns
 	} {
 		var got []diskstate.Disk
 		if c.op == "match" {

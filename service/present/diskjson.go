@@ -81,6 +81,8 @@ func (w *diskJSONWriter) disk(d *diskstate.Disk) error {
 			w.b = strconv.AppendBool(w.b, *f.Bool(d))
 		case diskstate.Time:
 			err = w.time(*f.Time(d))
+		case diskstate.Uint:
+			w.b = strconv.AppendUint(w.b, *f.Uint(d), 10)
 		}
 		if err != nil {
 			return err

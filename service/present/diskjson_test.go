@@ -78,6 +78,17 @@ func TestDisksJSONRandomStrings(t *testing.T) {
 		for range rng.IntN(3) {
 			d.Mountpoints = append(d.Mountpoints, str())
 		}
+		// Every other field of the table too, whatever its kind.
+		for _, f := range diskstate.Fields() {
+			switch f.Kind {
+			case diskstate.String:
+				*f.Str(&d) = str()
+			case diskstate.Uint:
+				*f.Uint(&d) = rng.Uint64() >> rng.IntN(64)
+			case diskstate.Bool:
+				*f.Bool(&d) = rng.IntN(2) == 0
+			}
+		}
 		checkSameJSON(t, []diskstate.Disk{d})
 	}
 }

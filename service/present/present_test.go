@@ -37,7 +37,9 @@ func TestExportedFormatters(t *testing.T) {
 		{"no peers", func() ([]byte, error) { return PeersJSON(nil) }, "[]\n"},
 		{"nil mountpoints", func() ([]byte, error) {
 			return DisksJSON([]diskstate.Disk{{Device: "/dev/x", LastSeen: t0}})
-		}, `[{"host_id":"","hostname":"","device":"/dev/x","uuid":"","partuuid":"","label":"","type":"","mountpoints":[],"local":false,"last_seen":"2024-05-01T12:00:00Z","present":false}]` + "\n"},
+		}, `[{"host_id":"","hostname":"","device":"/dev/x","uuid":"","partuuid":"","label":"","partlabel":"","type":"","fs_version":"",` +
+			`"mountpoints":[],"size":0,"read_only":false,"removable":false,"rotational":false,"transport":"","model":"",` +
+			`"vendor":"","serial":"","wwn":"","fs_size":0,"fs_avail":0,"fs_used":0,"local":false,"last_seen":"2024-05-01T12:00:00Z","present":false}]` + "\n"},
 		{"empty disk table", func() ([]byte, error) { return DisksTable(nil), nil }, ""},
 		{"empty peer table", func() ([]byte, error) { return PeersTable(nil, t0), nil }, ""},
 		{"host id when no hostname", func() ([]byte, error) {

@@ -64,7 +64,8 @@ func columns(names []string) []diskstate.Field {
 }
 
 // Cell is one field of a disk as a table shows it: escaped, "-" when empty;
-// a list joined with commas, a bool as yes or no, a time in RFC 3339.
+// a list joined with commas, a bool as yes or no, a time in RFC 3339, a
+// size in human units (HumanSize), any other number in decimal.
 func Cell(f *diskstate.Field, d *diskstate.Disk) string {
 	if f.Show != nil {
 		return cell(f.Show(d))
@@ -83,6 +84,8 @@ func Cell(f *diskstate.Field, d *diskstate.Disk) string {
 		if t := *f.Time(d); !t.IsZero() {
 			return t.Format(time.RFC3339)
 		}
+	case diskstate.Uint:
+		return cell(value(f, d, false))
 	}
 	return "-"
 }
@@ -123,22 +126,24 @@ func Text(s string) string { return cell(s) }
 // would make its line look like the end of a control-socket answer ("OK",
 // "ERR ...") gets its first letter escaped here, before the widths are
 // measured.
+//
+// A nil header writes the rows alone (-n).
 func writeTable(b *bytes.Buffer, header []string, rows [][]string) {
 	if len(rows) == 0 {
 		return
 	}
-	for _, r := range rows {
-		if c := r[0]; c == "OK" || c == "ERR" || strings.HasPrefix(c, "ERR ") {
-			r[0] = fmt.Sprintf(`\x%02x`, c[0]) + c[1:]
-		}
+	guardAnswerEnd(rows)
+	all := rows
+	if header != nil {
+		all = append([][]string{header}, rows...)
 	}
-	widths := make([]int, len(header))
-	for _, r := range append([][]string{header}, rows...) {
+	widths := make([]int, len(all[0]))
+	for _, r := range all {
 		for i, c := range r {
 			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
-	for _, r := range append([][]string{header}, rows...) {
+	for _, r := range all {
 		for i, c := range r {
 			b.WriteString(c)
 			if i == len(r)-1 {

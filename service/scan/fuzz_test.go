@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -66,5 +67,22 @@ func FuzzParseUevent(f *testing.F) {
 		if ev.DevName != "" && (!strings.HasPrefix(ev.DevName, "/dev/") || strings.Contains(ev.DevName, "/../")) {
 			t.Fatalf("DevName %q", ev.DevName)
 		}
+	})
+}
+
+// FuzzParseUdevData feeds arbitrary bytes to the udev database parser:
+// every property comes from one E: line and is no longer than the input.
+func FuzzParseUdevData(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		env := parseUdevData(bytes.NewReader(data))
+		for k, v := range env {
+			if k == "" || strings.Contains(k, "\n") || strings.Contains(v, "\n") || len(k)+len(v) > len(data) {
+				t.Fatalf("property %q=%q from %q", k, v, data)
+			}
+			if !bytes.Contains(data, []byte("E:"+k+"="+v)) {
+				t.Fatalf("property %q=%q is not a line of the input", k, v)
+			}
+		}
+		_ = env.enc("ID_MODEL_ENC")
 	})
 }

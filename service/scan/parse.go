@@ -17,13 +17,15 @@ const (
 	tagUUID
 	tagLabel
 	tagPartUUID
+	tagPartLabel
+	tagVersion
 	numTags
 )
 
 // name is the blkid name of the tag; the names are also the -s arguments
 // given to blkid.
 func (t tag) name() string {
-	return [numTags]string{"TYPE", "UUID", "LABEL", "PARTUUID"}[t]
+	return [numTags]string{"TYPE", "UUID", "LABEL", "PARTUUID", "PARTLABEL", "VERSION"}[t]
 }
 
 // exportEscaped is the set of characters that blkid -o export prints with a
@@ -49,6 +51,10 @@ func (r *record) set(t tag, v string) {
 		r.disk.Label = v
 	case tagPartUUID:
 		r.disk.PartUUID = v
+	case tagPartLabel:
+		r.disk.PartLabel = v
+	case tagVersion:
+		r.disk.FSVersion = v
 	}
 }
 
@@ -59,8 +65,9 @@ func (r *record) set(t tag, v string) {
 // (util-linux 2.38 and later) into disks sorted by device. It does no I/O;
 // Mountpoints is left empty.
 //
-// Each device starts with a DEVNAME= line; TYPE, UUID, LABEL and PARTUUID
-// are read, other tags (BLOCK_SIZE, SEC_TYPE, PTUUID, PTTYPE...) are
+// Each device starts with a DEVNAME= line; TYPE, UUID, LABEL, PARTUUID,
+// PARTLABEL and VERSION are read (blkid prints VERSION only when it probes
+// with -p; see [Prober.Probe]), other tags (BLOCK_SIZE, SEC_TYPE, PTUUID, PTTYPE...) are
 // ignored. Devices with neither TYPE nor UUID, such as empty devices or
 // devices that hold only a partition table, are not disks and are left out.
 // Values are decoded from blkid's escapes (backslash, ^-notation for control
@@ -217,7 +224,9 @@ func encodeExport(s string) string {
 // parseUdev reads the tags of one device from blkid -o udev output. LABEL,
 // UUID and TYPE come from their lossless encoded forms (ID_FS_LABEL_ENC,
 // ID_FS_UUID_ENC, ID_FS_TYPE); PARTUUID is printed raw, as libblkid
-// formats it from binary. Only the first device of the output is read.
+// formats it from binary. PARTLABEL and VERSION are not read: udev mode
+// prints them with blanks replaced, so they resolve nothing. Only the first
+// device of the output is read.
 func parseUdev(out []byte) map[tag]string {
 	vals := make(map[tag]string)
 	for line := range bytes.SplitSeq(out, []byte("\n")) {

@@ -273,11 +273,11 @@ func TestMatches(t *testing.T) {
 
 func TestBlkidArgs(t *testing.T) {
 	got := strings.Join(blkidArgs("export", []string{"/dev/a", "-weird"}), " ")
-	want := "-c /dev/null -o export -s TYPE -s UUID -s LABEL -s PARTUUID -- /dev/a -weird"
+	want := "-c /dev/null -o export -s TYPE -s UUID -s LABEL -s PARTUUID -s PARTLABEL -s VERSION -- /dev/a -weird"
 	if got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
-	if got := strings.Join(blkidArgs("udev", nil), " "); got != "-c /dev/null -o udev -s TYPE -s UUID -s LABEL -s PARTUUID" {
+	if got := strings.Join(blkidArgs("udev", nil), " "); got != "-c /dev/null -o udev -s TYPE -s UUID -s LABEL -s PARTUUID -s PARTLABEL -s VERSION" {
 		t.Errorf("got %q", got)
 	}
 }

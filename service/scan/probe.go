@@ -33,6 +33,7 @@ type Prober struct {
 	Path    string        // program to run, default "blkid" (looked up in PATH)
 	Timeout time.Duration // default 10s; a probe running longer is killed with its whole process group
 	Globs   []string      // device path globs (filepath.Match syntax); empty = all block devices (let blkid enumerate)
+	Root    string        // where sysfs and the udev database are read (see [Attrs]); "" means "/"
 }
 
 // Probe returns the disks of this host, sorted by device, with their mount
@@ -86,7 +87,46 @@ func (p *Prober) probe(ctx context.Context, devs []string) ([]diskstate.Disk, er
 	if err := attachMounts(disks); err != nil {
 		return nil, err
 	}
+	p.versions(ctx, disks)
+	a := Attrs{Root: p.Root}
+	for i := range disks {
+		a.Fill(&disks[i])
+		a.fillFS(&disks[i])
+	}
 	return disks, nil
+}
+
+// versions sets the filesystem version of disks. blkid reports VERSION
+// only in low-level probing mode (-p), which needs the devices named, so
+// this is a second run over the disks found:
+//
+//	blkid -p -o export -s VERSION -- DEVICE...
+//
+// A failure of this run costs only the versions (they stay empty), never
+// the scan: -p exits non-zero for a device it finds ambiguous, for example.
+func (p *Prober) versions(ctx context.Context, disks []diskstate.Disk) {
+	if len(disks) == 0 {
+		return
+	}
+	args := []string{"-p", "-o", "export", "-s", "VERSION", "--"}
+	for _, d := range disks {
+		args = append(args, d.Device)
+	}
+	out, err := p.run(ctx, args)
+	if err != nil {
+		return
+	}
+	recs, err := parseExport(out)
+	if err != nil {
+		return
+	}
+	byDev := make(map[string]string, len(recs))
+	for _, r := range recs {
+		byDev[r.disk.Device] = clean(r.disk.FSVersion, diskstate.MaxVersionLen)
+	}
+	for i := range disks {
+		disks[i].FSVersion = byDev[disks[i].Device]
+	}
 }
 
 // blkidArgs returns the arguments of a blkid run in the given output format

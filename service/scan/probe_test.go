@@ -250,7 +250,7 @@ udev) printf '%s\n' 'ID_FS_LABEL=a^Ib_M-Cx' 'ID_FS_LABEL_ENC=a\x5eIb\x20M-Cx' 'I
 *) exit 9 ;;
 esac
 `)
-	disks, err := (&Prober{Path: script}).Probe(context.Background())
+	disks, err := (&Prober{Path: script, Root: dir}).Probe(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,9 +262,11 @@ esac
 		t.Errorf("got  %#v\nwant %#v", disks, want)
 	}
 	b, _ := os.ReadFile(argsFile)
-	wantArgs := "-c /dev/null -o export -s TYPE -s UUID -s LABEL -s PARTUUID\n" +
-		"-c /dev/null -o udev -s TYPE -s UUID -s LABEL -s PARTUUID -- /dev/fake2\n" +
-		"-c /dev/null -o udev -s TYPE -s UUID -s LABEL -s PARTUUID -- /dev/fake1\n"
+	const tags = "-s TYPE -s UUID -s LABEL -s PARTUUID -s PARTLABEL -s VERSION"
+	wantArgs := "-c /dev/null -o export " + tags + "\n" +
+		"-c /dev/null -o udev " + tags + " -- /dev/fake2\n" +
+		"-c /dev/null -o udev " + tags + " -- /dev/fake1\n" +
+		"-p -o export -s VERSION -- /dev/fake1 /dev/fake2\n" // fails (exit 9): versions stay empty
 	if string(b) != wantArgs {
 		t.Errorf("blkid was run as\n%s\nwant\n%s", b, wantArgs)
 	}
@@ -273,7 +275,7 @@ esac
 func TestProbeNothingFound(t *testing.T) {
 	dir := t.TempDir()
 	script := writeScript(t, dir, "blkid", "exit 2\n")
-	disks, err := (&Prober{Path: script}).Probe(context.Background())
+	disks, err := (&Prober{Path: script, Root: dir}).Probe(context.Background())
 	if err != nil || disks != nil {
 		t.Errorf("exit 2 without output: disks %v, error %v; want none and no error", disks, err)
 	}
@@ -336,7 +338,14 @@ func TestProbeLoopDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := []diskstate.Disk{{Device: dev, UUID: uuid, Label: "loop disk ü", Type: "ext4", Mountpoints: []string{mnt1, mnt2}}}
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt1, &st); err != nil {
+		t.Fatal(err)
+	}
+	bs := uint64(st.Frsize)
+	want := []diskstate.Disk{{Device: dev, UUID: uuid, Label: "loop disk ü", Type: "ext4", FSVersion: "1.0",
+		Mountpoints: []string{mnt1, mnt2}, Size: 16 << 20, Rotational: readBool("/sys/class/block/" + filepath.Base(dev) + "/queue/rotational"),
+		FSSize: st.Blocks * bs, FSAvail: st.Bavail * bs, FSUsed: (st.Blocks - st.Bfree) * bs}}
 	sort.Strings(want[0].Mountpoints)
 	for _, globs := range [][]string{{dev}, {link}, {dev, link, dev}} {
 		start := time.Now()

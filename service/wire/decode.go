@@ -357,6 +357,10 @@ func (r *reader) disk(d *diskstate.Disk) *DropError {
 			*f.Str(d), err = r.str(f.Max)
 		case diskstate.Strings:
 			*f.Strs(d), err = r.strs(f.MaxItems, f.Max)
+		case diskstate.Uint:
+			*f.Uint(d), err = r.uint()
+		case diskstate.Bool:
+			*f.Bool(d), err = r.bool()
 		default:
 			err = dropf(ReasonMalformed, "%s cannot be announced", f.Key)
 		}

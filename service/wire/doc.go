@@ -60,6 +60,34 @@
 //	"l"  str           Label        0..255 bytes
 //	"t"  str           Type         0..32 bytes
 //	"m"  array of str  Mountpoints  0..32 entries of 1..1024 bytes each
+//	"P"  str           PartLabel    0..144 bytes
+//	"v"  str           FSVersion    0..32 bytes
+//	"z"  uint          Size         bytes
+//	"o"  bool          ReadOnly
+//	"e"  bool          Removable
+//	"r"  bool          Rotational
+//	"x"  str           Transport    0..16 bytes
+//	"M"  str           Model        0..64 bytes
+//	"V"  str           Vendor       0..64 bytes
+//	"S"  str           Serial       0..128 bytes
+//	"w"  str           WWN          0..64 bytes
+//	"F"  uint          FSSize       bytes
+//	"A"  uint          FSAvail      bytes
+//	"U"  uint          FSUsed       bytes
+//
+// The keys and limits are those of diskstate's field table; the decoder
+// and validator walk it. A bool must be msgpack true or false (not nil, not
+// an integer); an empty string, a false bool and a zero size are left out
+// by the encoder and read as such when missing.
+//
+// # Compatibility
+//
+// Keys a receiver does not know are skipped, in a disk map as in the
+// message. So an older diskd, which knows only d u p l t m, accepts a newer
+// peer's announcement and shows those fields; a newer diskd accepts an
+// older announcement and leaves the attributes it lacks empty, zero or
+// false. Neither needs a version bump; a key's type never changes once
+// announced.
 //
 // Every string, in the message and in its disks, must be valid UTF-8 without
 // NUL bytes. Control characters are allowed; whoever displays them escapes
@@ -108,4 +136,23 @@
 // [DecodeHead] decodes everything but the contents of the disks, which it
 // checks for framing only and keeps as bytes ([Head.RawDisks]); a receiver
 // that recognises bytes it has already applied can skip [Head.Message].
+//
+// # Budget arithmetic
+//
+// An announcement's fixed part (header, the common keys of a typical host,
+// and the part/parts/disks entries) takes about 123 bytes unsealed, 151
+// sealed. A typical disk with blkid's fields only (device, two UUIDs, a
+// label, a type, a mount point) encodes in about 134 bytes; with every
+// attribute (partlabel, fs version, size, three flags, transport, model,
+// vendor, serial, wwn and the three fill-level sizes) in about 273. A size
+// takes 9 bytes when above 4 GiB, a flag 3 when true and nothing when false.
+//
+// At DefaultBudget (1200 bytes) a part thus carries 3 fully described
+// disks where it carried 8: 64 disks take 22 parts instead of 9, and
+// MaxParts (255) parts carry at most 765 such disks (2040 before). A host
+// with more disks than that needs a larger budget (up to MaxDatagram, on
+// paths that carry such datagrams); Encode reports it rather than sending a
+// partial list. The receiving side is unchanged: each part is still at most
+// one datagram and MaxDisksPerPart disks. TestBudgetArithmetic holds these
+// numbers to the encoder.
 package wire

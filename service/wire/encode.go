@@ -92,6 +92,12 @@ func (e *encoder) uint(v uint64) {
 	}
 }
 
+func (e *encoder) bool(v bool) {
+	if e.err == nil {
+		e.err = e.enc.EncodeBool(v)
+	}
+}
+
 func (e *encoder) mapLen(n int) {
 	if e.err == nil {
 		e.err = e.enc.EncodeMapLen(n)
@@ -267,6 +273,10 @@ func (e *encoder) disk(d *diskstate.Disk) error {
 			for _, s := range v {
 				e.str(s)
 			}
+		case diskstate.Uint:
+			e.uint(*f.Uint(d))
+		case diskstate.Bool:
+			e.bool(*f.Bool(d))
 		default:
 			return fmt.Errorf("field %s cannot be announced", f.Key)
 		}
@@ -274,16 +284,10 @@ func (e *encoder) disk(d *diskstate.Disk) error {
 	return e.err
 }
 
-// empty reports whether d has no value for the announced field f.
-func empty(f *diskstate.Field, d *diskstate.Disk) bool {
-	switch f.Kind {
-	case diskstate.String:
-		return *f.Str(d) == ""
-	case diskstate.Strings:
-		return len(*f.Strs(d)) == 0
-	}
-	return true
-}
+// empty reports whether d has no value for the announced field f: the
+// encoder leaves such fields out (a receiver takes a missing field as empty,
+// zero or false).
+func empty(f *diskstate.Field, d *diskstate.Disk) bool { return f.Empty(d) }
 
 // datagram returns header || body, sealed if there is a keyring, in a new
 // slice of exactly the right size.

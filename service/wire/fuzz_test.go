@@ -133,6 +133,7 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 		multi := enc(announceMsg(realisticDisks(40)), 0, s.ring)
 		seeds["valid-announce-part1-"+s.name] = multi[1]
 		seeds["valid-announce-last-part-"+s.name] = multi[len(multi)-1]
+		seeds["valid-announce-attributes-"+s.name] = enc(announceMsg(attributedDisks(3)), 0, s.ring)[0]
 		seeds["valid-bye-"+s.name] = enc(otherMsg(KindBye), 0, s.ring)[0]
 		seeds["valid-ping-"+s.name] = enc(otherMsg(KindPing), 0, s.ring)[0]
 		timed := announceMsg(realisticDisks(40))
@@ -145,6 +146,9 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 	seeds["valid-ping-sealed-second-key"] = enc(otherMsg(KindPing), 0, secondKey)[0]
 	seeds["valid-unknown-keys"] = unsealed(body(t, append(omap{"zz", omap{"x", []any{1.5, nil, []byte("b")}}}, baseAnnounce().with("d", []any{baseDisk().with("q", -3)})...)))
 
+	seeds["valid-old-format"] = unsealed(body(t, baseAnnounce().with("d", []any{oldDisk("/dev/sda1")})))
+	seeds["near-bool-as-int"] = unsealed(body(t, baseAnnounce().with("d", []any{baseDisk().with("o", 1)})))
+	seeds["near-size-as-string"] = unsealed(body(t, baseAnnounce().with("d", []any{baseDisk().with("z", "1G")})))
 	good := enc(announceMsg(realisticDisks(2)), 0, nil)[0]
 	seeds["near-version-2"] = append([]byte("DSKD\x02\x00"), good[HeaderSize:]...)
 	seeds["near-flags-2"] = append([]byte("DSKD\x01\x02"), good[HeaderSize:]...)

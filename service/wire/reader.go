@@ -124,6 +124,21 @@ func (r *reader) uint() (uint64, *DropError) {
 	return 0, dropf(ReasonMalformed, "msgpack code %#02x at byte %d, want an unsigned integer", c, r.off-1)
 }
 
+// bool reads a msgpack bool (true or false; not nil, not an integer).
+func (r *reader) bool() (bool, *DropError) {
+	c, err := r.byte()
+	if err != nil {
+		return false, err
+	}
+	switch c {
+	case mpTrue:
+		return true, nil
+	case mpFalse:
+		return false, nil
+	}
+	return false, dropf(ReasonMalformed, "msgpack code %#02x at byte %d, want a bool", c, r.off-1)
+}
+
 // str reads a msgpack str of at most limit bytes. It is the hot path of
 // Decode, so the common short forms are read inline.
 func (r *reader) str(limit int) (string, *DropError) {
