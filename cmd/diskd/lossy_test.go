@@ -362,6 +362,7 @@ func TestOldAndNewDiskdInterwork(t *testing.T) {
 	b := addSecNode(t, lab, "beta", true)
 	keyFile := writeKeys(t, 0o600, newKey(t))
 	launch(t, a, append(keyed(keyFile), "--blkid", bulkBlkid(t, t.TempDir(), count, -1))...)
+	b.StateDir = "" // the old diskd has no --state-dir
 	d, err := b.Start(old, keyed(keyFile)...)
 	if err != nil {
 		t.Fatal(err)

@@ -73,8 +73,10 @@ func (h *Host) StartWrapped(wrapper []string, bin string, extra ...string) (*Dae
 		"--socket", h.Socket,
 		"--interface", Interface,
 		"--bus", "none",
-		"--state-dir", h.StateDir,
 	)
+	if h.StateDir != "" { // empty for a diskd from before --state-dir
+		args = append(args, "--state-dir", h.StateDir)
+	}
 	for _, d := range h.disks {
 		args = append(args, "--device", d.Path)
 	}

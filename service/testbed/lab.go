@@ -169,7 +169,7 @@ type Host struct {
 	Socket string
 	// StateDir is the --state-dir its daemons are started with: the
 	// host's store, kept across restarts of its daemon (a --state-dir in
-	// Start's extra arguments overrides it).
+	// Start's extra arguments overrides it; empty: no --state-dir).
 	StateDir string
 	// LogPath is the file that collects the stdout and stderr of every
 	// daemon started on this host.
