@@ -181,7 +181,10 @@ func TestGossipThreeSubnets(t *testing.T) {
 		t.Errorf("stopping %s: %v", stopped.Name, err)
 	}
 	alive = without(alive, stopped)
-	took = expectDisks(t, 5*time.Second, alive, alive, lateKey)
+	// The leave normally spreads within 120 ms; when its datagrams are
+	// lost (a loaded machine), members fall back to failure detection
+	// (5-7 s), hence the bound.
+	took = expectDisks(t, 15*time.Second, alive, alive, lateKey)
 	t.Logf("a stopped host was dropped everywhere after %v (target 1s)", took.Round(time.Millisecond))
 
 	// Partition: subnet c is cut off for 30 s.

@@ -99,7 +99,8 @@ func presence(t *testing.T, a, p *node, d time.Duration) (share float64, flaps i
 // 5 %, at 99 % of them at least at 20 %, and a change to beta's list
 // reaches alpha within 3 announce intervals at 20 % loss.
 func TestLossyPeerStaysInView(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it floods a daemon, and beside the other floods a loaded
+	// machine drops datagrams before they are counted.
 	testbed.RequireTools(t, "nft")
 	const count = 300
 	lab := testbed.NewT(t)
@@ -257,7 +258,8 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 // of 34 disks each join and leave. Alpha's log gets a few dozen lines for
 // them (one per peer change at most, rate-limited), not one per disk.
 func TestFakePeersDoNotFloodLog(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it floods a daemon, and beside the other floods a loaded
+	// machine drops datagrams before they are counted.
 	const fakes, disksEach = 300, 34
 	lab := testbed.NewT(t)
 	a := addSecNode(t, lab, "alpha", true)

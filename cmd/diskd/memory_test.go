@@ -305,7 +305,8 @@ func churn(t *testing.T, h *testbed.Host, stop <-chan struct{}) {
 }
 
 func TestKilledDuringChurn(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it floods a daemon, and beside the other floods a loaded
+	// machine drops datagrams before they are counted.
 	nodes := newNodes(t, "alpha", "beta", "mallory")
 	a, b, m := nodes[0], nodes[1], nodes[2]
 	launch(t, b, fastFlags()...)

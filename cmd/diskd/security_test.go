@@ -653,7 +653,8 @@ func floodDatagrams(t *testing.T, rng *mrand.Rand, n int, victim *node, wrong *w
 // resident memory bounded, and beta (announcing every second, default peer
 // timeout) among its peers the whole time.
 func TestFloodKeepsDaemonResponsive(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it floods a daemon, and beside the other floods a loaded
+	// machine drops datagrams before they are counted.
 	const (
 		n          = 100_000
 		pace       = 25 // datagrams between 1ms pauses
@@ -861,7 +862,8 @@ func TestEscapedLabels(t *testing.T) {
 // default cap of 4096 peers (beta, heard before, among them and still
 // heard), the rest counted as peercap, alpha's memory bounded.
 func TestPeerCap(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it floods a daemon, and beside the other floods a loaded
+	// machine drops datagrams before they are counted.
 	const (
 		fakes     = 10_000
 		maxPeers  = 4096 // inventory.DefaultMaxPeers
