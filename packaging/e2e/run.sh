@@ -385,13 +385,15 @@ mexec "$A" sh -c 'zcat /usr/share/man/man8/diskd.8.gz | head -n 1' | grep -qE "^
 pass "package contents in place (completion, copyright, changelog, /etc/diskd); diskd --version: $got"
 
 # ---- logs in the journal: priorities, --log-level ----
-# A second daemon of its own (its own group, socket and no bus: the bus is missing, which is
+# A second daemon of its own (its own group, socket, no store (the service holds
+# /var/lib/diskd) and no bus: the bus is missing, which is
 # a warning) as a transient service, so that its stderr is the journal.
 logtest() { # logtest UNIT [flags]: run it until it has warned, then stop it
 	local u=$1
 	shift
 	mexec "$A" systemd-run --quiet --unit="$u" --collect /usr/bin/diskd -d --group 239.255.77.78:4278 \
-		--interface host0 --device /dev/diskd-none --socket "/run/$u.sock" --bus unix:path=/nonexistent/bus "$@"
+		--interface host0 --device /dev/diskd-none --socket "/run/$u.sock" --state-dir none \
+		--bus unix:path=/nonexistent/bus "$@"
 	warned() { mexec "$A" journalctl -q -o cat -u "$u" | grep -q "D-Bus: cannot connect"; }
 	wait_for 10 warned || die "$u: no warning about the missing bus in the journal"
 	mexec "$A" systemctl stop "$u"
