@@ -269,15 +269,16 @@ func TestFakePeersDoNotFloodLog(t *testing.T) {
 		return a.d.DoJSON("status --json", new(status)) == nil, "alpha not answering"
 	})
 
-	var joins, byes [][]byte
+	var byes [][]byte
+	joins := map[string][][]byte{}
 	for i := range fakes {
 		id := fmt.Sprintf("fake-%03d", i)
 		disks := make([]diskstate.Disk, disksEach)
 		for j := range disks {
 			disks[j] = diskstate.Disk{Device: fmt.Sprintf("/dev/sdf%d", j), UUID: fmt.Sprintf("%s-%02d", id, j), Label: "FAKE", Type: "ext4"}
 		}
-		joins = append(joins, forge(t, wire.Message{Kind: wire.KindAnnounce, HostID: id, Hostname: id, BootID: "fake-boot",
-			Seq: 1, Interval: wire.MaxInterval, Disks: disks}, 0, nil)...)
+		joins[id] = forge(t, wire.Message{Kind: wire.KindAnnounce, HostID: id, Hostname: id, BootID: "fake-boot",
+			Seq: 1, Interval: wire.MaxInterval, Disks: disks}, 0, nil)
 		byes = append(byes, forge(t, wire.Message{Kind: wire.KindBye, HostID: id, Hostname: id, BootID: "fake-boot",
 			Seq: 2, Interval: wire.MaxInterval}, 0, nil)...)
 	}
@@ -290,7 +291,29 @@ func TestFakePeersDoNotFloodLog(t *testing.T) {
 		}
 		return n
 	}
-	sendDatagrams(t, m.Host, joins, 1) // slowly enough for alpha's socket buffer
+	// Slowly enough for alpha's socket buffer; on a loaded machine the
+	// kernel may still drop some, so the fakes alpha lacks are sent again
+	// (at most twice more).
+	for round := 0; ; round++ {
+		held := map[string]bool{}
+		for _, p := range peersOf(t, a) {
+			held[p.HostID] = true
+		}
+		var missing [][]byte
+		for id, grams := range joins {
+			if !held[id] {
+				missing = append(missing, grams...)
+			}
+		}
+		if len(missing) == 0 || round == 3 {
+			break
+		}
+		sendDatagrams(t, m.Host, missing, 1)
+		waitUntil := time.Now().Add(10 * time.Second)
+		for time.Now().Before(waitUntil) && len(peersOf(t, a)) < fakes {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	testbed.Eventually(t, 15*time.Second, func() (bool, string) {
 		n := len(peersOf(t, a))
 		return n == fakes, fmt.Sprintf("alpha has %d peers, want the %d fakes", n, fakes)
@@ -305,8 +328,11 @@ func TestFakePeersDoNotFloodLog(t *testing.T) {
 	total := fakeLines()
 	t.Logf("%d fake peers of %d disks joined and left: %d log lines about them (%d for the joins), %d disk events",
 		fakes, disksEach, total, joined, 2*fakes*disksEach)
-	// Per kind (joined, lost) a burst of LinesPerMinute and as many a minute.
-	if total > 4*10+4 {
+	// Per kind (joined, changed, lost) a burst of LinesPerMinute and as
+	// many a minute, over the half minute or so the test takes when the
+	// joins need a second round: a few dozen, against one line per disk
+	// event (20,400) before.
+	if total > 64 {
 		t.Errorf("%d log lines about the fake peers, want a few dozen at most", total)
 	}
 	if total == 0 {

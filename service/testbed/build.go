@@ -28,14 +28,28 @@ func ModuleRoot() (string, error) {
 // directory into dir and returns the binary's path. When the calling binary
 // was built with -race, so is the daemon (its races then show in its log).
 // Callers build once per test binary (in TestMain, or under a sync.Once).
-func BuildDiskd(dir string) (string, error) {
+func BuildDiskd(dir string) (string, error) { return buildDiskd(dir, raceEnabled) }
+
+// BuildPlainDiskd is BuildDiskd without -race, for tests that measure the
+// daemon's memory (the race detector's shadow memory would be measured
+// too).
+func BuildPlainDiskd(t testing.TB) string {
+	t.Helper()
+	bin, err := buildDiskd(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+func buildDiskd(dir string, race bool) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "diskd")
 	args := []string{"build", "-o", bin}
-	if raceEnabled {
+	if race {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/diskd")
