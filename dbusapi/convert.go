@@ -44,7 +44,7 @@ func DiskDict(d diskstate.Disk) map[string]dbus.Variant {
 	m := make(map[string]dbus.Variant, diskstate.NumFields())
 	for i := range diskstate.NumFields() {
 		f := diskstate.FieldAt(i)
-		if f.OmitZero && f.IsZero(&d) {
+		if f.OmitZero && f.Empty(&d) {
 			continue
 		}
 		switch f.Kind {

@@ -75,7 +75,7 @@ func (f *Field) Equal(a, b *Disk) bool {
 }
 
 // Empty reports whether d has no value for f: an empty string or list,
-// false, zero.
+// false, zero (what OmitZero leaves out).
 func (f *Field) Empty(d *Disk) bool {
 	switch f.Kind {
 	case String:
@@ -178,24 +178,6 @@ var fields = [...]Field{
 		Str: func(d *Disk) *string { return &d.PreviousDevice }},
 	{Key: "previous_last_seen", Kind: Time, OmitZero: true,
 		Time: func(d *Disk) *time.Time { return &d.PreviousLastSeen }},
-}
-
-// IsZero reports whether the disk's value of the field is its zero value
-// (what OmitZero leaves out).
-func (f *Field) IsZero(d *Disk) bool {
-	switch f.Kind {
-	case String:
-		return *f.Str(d) == ""
-	case Strings:
-		return len(*f.Strs(d)) == 0
-	case Bool:
-		return !*f.Bool(d)
-	case Time:
-		return f.Time(d).IsZero()
-	case Uint:
-		return *f.Uint(d) == 0
-	}
-	return true
 }
 
 // Fields returns the table of a disk's fields, in the order of Disk's

@@ -52,7 +52,7 @@ func (w *diskJSONWriter) disk(d *diskstate.Disk) error {
 	first := true
 	for i := range diskstate.NumFields() {
 		f := diskstate.FieldAt(i)
-		if f.OmitZero && f.IsZero(d) {
+		if f.OmitZero && f.Empty(d) {
 			continue
 		}
 		if !first {

@@ -311,7 +311,7 @@ func DiskInfo(d *diskstate.Disk, inBytes bool) []byte {
 		width = max(width, len(f.Key))
 	}
 	for _, f := range diskstate.Fields() {
-		if f.OmitZero && f.IsZero(d) {
+		if f.OmitZero && f.Empty(d) {
 			continue // as in JSON: what only a remembered disk has
 		}
 		var v string

@@ -253,14 +253,14 @@ func (e *encoder) announce(m *Message) ([][]byte, error) {
 func (e *encoder) disk(d *diskstate.Disk) error {
 	n := 0
 	for i := range diskstate.NumFields() {
-		if f := diskstate.FieldAt(i); f.Wire != "" && (f.Required || !empty(&f, d)) {
+		if f := diskstate.FieldAt(i); f.Wire != "" && (f.Required || !f.Empty(d)) {
 			n++
 		}
 	}
 	e.mapLen(n)
 	for i := range diskstate.NumFields() {
 		f := diskstate.FieldAt(i)
-		if f.Wire == "" || !f.Required && empty(&f, d) {
+		if f.Wire == "" || !f.Required && f.Empty(d) {
 			continue
 		}
 		e.str(f.Wire)
@@ -283,11 +283,6 @@ func (e *encoder) disk(d *diskstate.Disk) error {
 	}
 	return e.err
 }
-
-// empty reports whether d has no value for the announced field f: the
-// encoder leaves such fields out (a receiver takes a missing field as empty,
-// zero or false).
-func empty(f *diskstate.Field, d *diskstate.Disk) bool { return f.Empty(d) }
 
 // datagram returns header || body, sealed if there is a keyring, in a new
 // slice of exactly the right size.
