@@ -182,7 +182,7 @@ func ownAsNobody(t *testing.T, address string) string {
 func TestHelperOwnName(t *testing.T) {
 	address := os.Getenv("DISKD_TEST_OWN_ADDRESS")
 	if address == "" {
-		t.Skip("helper for TestSystemPolicy")
+		return // the helper of TestSystemPolicy, not a test of its own
 	}
 	conn, err := dbus.Connect(address)
 	if err != nil {

@@ -549,7 +549,7 @@ func TestHelperProcess(t *testing.T) {
 	file := os.Getenv(helperFileEnv)
 	switch mode := os.Getenv(helperEnv); mode {
 	case "":
-		t.Skip("helper process of the tests that send or capture datagrams")
+		return // the helper process of the tests that send or capture datagrams
 	case "send":
 		helperSend(t, file)
 	case "capture":
