@@ -209,8 +209,11 @@ func goneReason(peerLost string) store.GoneReason {
 
 // recordMarks writes every mark of the inventory (peers held and
 // departed ones) that moved since it was last written, with the peer's
-// hostname, address and last-heard time when it is held (else as
-// remembered).
+// hostname, address and last-heard time when it is held, else as
+// remembered. A departed peer the store has no record of yet (it came
+// and said bye between two runs of recordMarks) was heard at the latest
+// now, since its mark moved. A mark the store refused is tried again on
+// the next run.
 func (r *Recorder) recordMarks(inv *inventory.Inventory) {
 	marks := inv.Marks()
 	r.mu.Lock()
@@ -218,7 +221,6 @@ func (r *Recorder) recordMarks(inv *inventory.Inventory) {
 	for id, m := range marks {
 		if last, ok := r.marks[id]; !ok || last.Seq != m.Seq || last.BootID != m.BootID || !last.SentAt.Equal(m.SentAt) {
 			moved = append(moved, id)
-			r.marks[id] = m
 		}
 	}
 	r.mu.Unlock()
@@ -236,8 +238,16 @@ func (r *Recorder) recordMarks(inv *inventory.Inventory) {
 			p.Hostname, p.Addr, p.LastHeard = lp.Hostname, lp.Address, lp.LastHeard
 		} else if old, ok := r.st.Peer(id); ok {
 			p.Hostname, p.Addr, p.LastHeard = old.Hostname, old.Addr, old.LastHeard
+		} else {
+			p.LastHeard = r.opts.Now()
 		}
-		r.check(r.st.Heard(p))
+		if err := r.st.Heard(p); err != nil {
+			r.check(err)
+			continue
+		}
+		r.mu.Lock()
+		r.marks[id] = m
+		r.mu.Unlock()
 	}
 }
 

@@ -122,6 +122,36 @@ func TestRecorderFollowsTheInventory(t *testing.T) {
 	}
 }
 
+// TestMarkOfAPeerGoneBeforeItsFirstWrite: a peer that is heard and says
+// bye before the recorder first writes marks still has its mark kept,
+// even when the store has no record of it yet.
+func TestMarkOfAPeerGoneBeforeItsFirstWrite(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC)}
+	st := store.NewMemory(store.Options{Now: clk.now})
+	defer st.Close()
+	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.now, MarkInterval: time.Hour})
+	inv := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha", Now: clk.now, Annotate: rec.Annotate})
+	sub := inv.Subscribe(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx, inv, sub) }()
+	if err := inv.Apply(inventory.Announcement{HostID: "b", Hostname: "beta", BootID: "b1", Seq: 7,
+		Interval: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Bye("b", "b1", 8); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the final marks are written at the stop, after the bye
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	p, ok := st.Peer("b")
+	if !ok || p.Mark.BootID != "b1" || p.Mark.Seq != 8 || !p.LastHeard.Equal(clk.now()) {
+		t.Fatalf("beta's record after its bye: %+v (found %v), want mark b1/8 heard %v", p, ok, clk.now())
+	}
+}
+
 func TestNotReturnedAfterRestartOrBriefAbsence(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC)}
 	st := store.NewMemory(store.Options{Now: clk.now})
