@@ -111,7 +111,9 @@ func TestServeStopsDuringAction(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // let the server start the refresh
 	start := time.Now()
 	ts.Stop(t)
-	if d := time.Since(start); d > 2*time.Second {
+	// The action never ends by itself: only its cancellation lets Serve
+	// return at all; the bound is for a clear failure before the test's.
+	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("Serve took %v to stop during an action", d)
 	}
 	// The refresh may or may not have been answered before the connection

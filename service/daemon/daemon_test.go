@@ -44,8 +44,8 @@ func start(t *testing.T, nw *peertest.Network, name string, n int, devices ...st
 	h := &host{name: name, socket: filepath.Join(t.TempDir(), name+".sock"), done: make(chan error, 1), log: &testLog{t}}
 	cfg := Config{
 		Version: "test", Socket: h.socket, AnnounceInterval: time.Second, ScanInterval: time.Minute,
-		PeerTimeout: 3 * time.Second, Blkid: "blkid", BlkidTimeout: 10 * time.Second,
-		Devices: append([]string{"/nonexistent/none"}, devices...), HostID: "id-" + name, Hostname: name,
+		PeerTimeout: time.Minute, // only a goodbye drops a peer within a test's waits Blkid: "blkid", BlkidTimeout: 10 * time.Second,
+		Devices:     append([]string{"/nonexistent/none"}, devices...), HostID: "id-" + name, Hostname: name,
 		Bus: "none", NoUevents: true, Transports: []peer.Transport{ep},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -145,12 +145,10 @@ func TestTwoDaemons(t *testing.T) {
 		t.Errorf("alpha counted no datagram in:\n%s", st)
 	}
 
-	start := time.Now()
+	// With a peer timeout of a minute, only beta's goodbye can make its
+	// disk go within waitList's 10 s.
 	beta.stop(t)
 	alpha.waitList(t, "beta's disk to go", func(s string) bool { return !strings.Contains(s, "DAEMON-TEST") })
-	if d := time.Since(start); d > 2*time.Second { // the goodbye, not the 3 s timeout
-		t.Errorf("beta's disk went %v after its stop, want at once (goodbye)", d)
-	}
 }
 
 // TestRunRefusesBeforeCreating: a configuration that cannot work fails

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,13 +148,36 @@ func TestStatusAndStopping(t *testing.T) {
 	waitFor(t, ch, "STOPPING=1")
 }
 
+// waitUntil polls cond for up to 10 s: long enough for a loaded machine,
+// where the test's own sleeps may stretch far beyond what they ask for.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+	}
+}
+
+// TestRunsAndRequests checks only what load cannot change: runs are
+// never closer than the period allows, requests coalesce, a delayed
+// request never runs early; how soon things happen is bounded only
+// generously.
 func TestRunsAndRequests(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
-	var periodic, ondemand atomic.Int32
+	var mu sync.Mutex
+	var periodicAt []time.Time
+	var ondemand atomic.Int32
 	gate := make(chan struct{})
+	delayedAt := make(chan time.Time, 1)
 	s := New(Options{Watchdog: -1})
 	s.Add(Job{Name: "periodic", Every: 20 * time.Millisecond, Immediate: true, Jitter: 0.5,
-		Run: func(context.Context) error { periodic.Add(1); return nil }})
+		Run: func(context.Context) error {
+			mu.Lock()
+			periodicAt = append(periodicAt, time.Now())
+			mu.Unlock()
+			return nil
+		}})
 	od := s.Add(Job{Name: "ondemand", Run: func(ctx context.Context) error {
 		n := ondemand.Add(1)
 		if n == 1 {
@@ -167,56 +192,64 @@ func TestRunsAndRequests(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	}})
+	delayed := s.Add(Job{Name: "delayed", Run: func(context.Context) error {
+		select {
+		case delayedAt <- time.Now():
+		default:
+		}
+		return nil
+	}})
 	start(t, s)
 
-	time.Sleep(200 * time.Millisecond)
-	if n := periodic.Load(); n < 4 || n > 20 {
-		t.Errorf("periodic job ran %d times in 200ms at 20ms (jitter only shortens), want 4..20", n)
+	// The periodic job repeats, never sooner than its period shortened by
+	// the jitter (at most half of 20 ms).
+	waitUntil(t, "the periodic job's fifth run", func() bool { mu.Lock(); defer mu.Unlock(); return len(periodicAt) >= 5 })
+	mu.Lock()
+	runs := slices.Clone(periodicAt)
+	mu.Unlock()
+	for i := 1; i < len(runs); i++ {
+		if gap := runs[i].Sub(runs[i-1]); gap < 9*time.Millisecond {
+			t.Errorf("periodic runs %d and %d only %v apart, want at least 10ms (20ms less at most half)", i-1, i, gap)
+		}
 	}
 	if ondemand.Load() != 0 {
 		t.Fatal("a job without a period ran unasked")
 	}
-	// While run 1 is held, many requests coalesce into exactly one more run.
+	// While run 1 is held, many requests coalesce into exactly one more
+	// run: after run 2 has started, RunNow's run is run 3, the failing
+	// one, and not a fourth left over from the requests.
 	od.Trigger(context.Background(), 0)
-	for ondemand.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the on-demand job's first run", func() bool { return ondemand.Load() == 1 })
 	for range 10 {
 		od.Trigger(context.Background(), 0)
 	}
 	close(gate)
-	time.Sleep(100 * time.Millisecond)
-	if n := ondemand.Load(); n != 2 {
-		t.Fatalf("on-demand job ran %d times, want 2 (requests during a run coalesce)", n)
-	}
+	waitUntil(t, "the on-demand job's second run", func() bool { return ondemand.Load() >= 2 })
 	// RunNow waits for a run that starts after it and returns its error.
 	if err := od.RunNow(context.Background()); err == nil || err.Error() != "third run fails" {
-		t.Fatalf("RunNow: %v", err)
+		t.Fatalf("RunNow: %v (on-demand runs: %d; want the third, as requests during a run coalesce)", err, ondemand.Load())
 	}
 	if err := od.RunNow(context.Background()); err != nil {
 		t.Fatalf("RunNow: %v", err)
 	}
-	// A job's deadline ends it.
-	t0 := time.Now()
+	// A job's deadline ends it: a job that only ends when cancelled
+	// returns, with the deadline's error.
 	if err := timed.RunNow(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("timed job: %v", err)
-	}
-	if d := time.Since(t0); d > time.Second {
-		t.Fatalf("timed job took %v", d)
 	}
 	if st := s.Stats("ondemand"); st.Runs != 4 || st.Failures != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	// A delayed trigger waits.
-	before := ondemand.Load()
-	od.Trigger(context.Background(), 150*time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
-	if ondemand.Load() != before {
-		t.Fatal("delayed trigger ran early")
-	}
-	time.Sleep(300 * time.Millisecond)
-	if ondemand.Load() != before+1 {
-		t.Fatal("delayed trigger did not run")
+	// A delayed trigger waits at least its delay.
+	asked := time.Now()
+	delayed.Trigger(context.Background(), 150*time.Millisecond)
+	select {
+	case ran := <-delayedAt:
+		if d := ran.Sub(asked); d < 150*time.Millisecond {
+			t.Errorf("a trigger delayed by 150ms ran after %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("delayed trigger did not run within 10s")
 	}
 }
 
@@ -234,7 +267,7 @@ func TestStopCancelsRunningJobs(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	t0 := time.Now()
 	stop()
-	if !ended.Load() || time.Since(t0) > time.Second {
+	if !ended.Load() || time.Since(t0) > 10*time.Second {
 		t.Fatalf("stop did not cancel and wait for the running job (ended=%v)", ended.Load())
 	}
 }
