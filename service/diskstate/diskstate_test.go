@@ -3,6 +3,7 @@ package diskstate
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,14 @@ func TestSameAnnouncedCoversTheTable(t *testing.T) {
 		}
 		if f.Key == "hostname" && a.SameContent(&b) {
 			t.Error("SameContent ignores the hostname")
+		}
+		// ChangedFields names exactly what SameContent tells apart.
+		var keys []string
+		if f.Wire != "" || f.Key == "hostname" {
+			keys = []string{f.Key}
+		}
+		if got := ChangedFields(&a, &b); !slices.Equal(got, keys) {
+			t.Errorf("field %q changed: ChangedFields = %q, want %q", f.Key, got, keys)
 		}
 	}
 }

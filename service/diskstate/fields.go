@@ -74,6 +74,23 @@ func (f *Field) Equal(a, b *Disk) bool {
 	return false
 }
 
+// ChangedFields returns the keys of the announced fields, and of the
+// hostname, in which a and b differ, in the table's order: what a
+// DiskChanged event changed. It walks the table, so it is for the rare
+// change, not for every announcement (see [Disk.SameAnnounced]).
+func ChangedFields(a, b *Disk) []string {
+	var keys []string
+	if a.Hostname != b.Hostname {
+		keys = append(keys, "hostname")
+	}
+	for i := range fields {
+		if f := &fields[i]; f.Wire != "" && !f.Equal(a, b) {
+			keys = append(keys, f.Key)
+		}
+	}
+	return keys
+}
+
 // Empty reports whether d has no value for f: an empty string or list,
 // false, zero (what OmitZero leaves out).
 func (f *Field) Empty(d *Disk) bool {

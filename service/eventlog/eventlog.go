@@ -51,6 +51,9 @@ func diskAttrs(e inventory.Event) []slog.Attr {
 	if d.UUID != "" {
 		attrs = append(attrs, slog.String("uuid", present.Escape(d.UUID)))
 	}
+	if len(e.Changed) > 0 {
+		attrs = append(attrs, slog.String("changed", strings.Join(e.Changed, ",")))
+	}
 	return append(attrs, slog.Bool("local", d.Local))
 }
 

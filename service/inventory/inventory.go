@@ -80,6 +80,9 @@ type Event struct {
 	// Reason is why a peer was lost (PeerLost, and the DiskDisappeared
 	// events of that peer's disks that come before it); empty otherwise.
 	Reason string
+	// Changed names, for DiskChanged, the fields that changed (their JSON
+	// keys, as diskstate.ChangedFields gives them).
+	Changed []string
 }
 
 // Options bound the inventory. Zero values take the defaults.
@@ -538,7 +541,7 @@ func (inv *Inventory) diffLocked(old, next map[diskKey]diskstate.Disk, owner dis
 			inv.publishLocked(Event{Kind: DiskAppeared, Disk: d, Peer: owner})
 		case !prev.SameContent(&d):
 			changed = true
-			inv.publishLocked(Event{Kind: DiskChanged, Disk: d, Peer: owner})
+			inv.publishLocked(Event{Kind: DiskChanged, Disk: d, Peer: owner, Changed: diskstate.ChangedFields(&prev, &d)})
 		}
 	}
 	return changed

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,8 @@ func drain(sub *Subscription) []string {
 			switch e.Kind {
 			case PeerJoined, PeerLost:
 				out = append(out, fmt.Sprintf("%v %s %s", e.Kind, e.Peer.HostID, e.Reason))
+			case DiskChanged:
+				out = append(out, fmt.Sprintf("%v %s %s %s", e.Kind, e.Disk.HostID, e.Disk.Device, strings.Join(e.Changed, ",")))
 			default:
 				out = append(out, fmt.Sprintf("%v %s %s", e.Kind, e.Disk.HostID, e.Disk.Device))
 			}
@@ -76,10 +79,10 @@ func TestSetLocalEvents(t *testing.T) {
 			[]string{"appeared self /dev/sda1", "appeared self /dev/sdb1"}, 2},
 		{"same again", []diskstate.Disk{disk("/dev/sdb1", "u2", "B"), disk("/dev/sda1", "u1", "A")}, nil, nil, 2},
 		{"mounted", []diskstate.Disk{disk("/dev/sda1", "u1", "A", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
-			[]string{"changed self /dev/sda1"}, 2},
+			[]string{"changed self /dev/sda1 mountpoints"}, 2},
 		{"mount order does not matter", []diskstate.Disk{disk("/dev/sda1", "u1", "A", "/mnt/a", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil, nil, 2},
 		{"relabelled", []diskstate.Disk{disk("/dev/sda1", "u1", "A2", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
-			[]string{"changed self /dev/sda1"}, 2},
+			[]string{"changed self /dev/sda1 label"}, 2},
 		{"reformatted", []diskstate.Disk{disk("/dev/sda1", "u9", "A2", "/mnt/a"), disk("/dev/sdb1", "u2", "B")}, nil,
 			[]string{"disappeared self /dev/sda1", "appeared self /dev/sda1"}, 2},
 		{"scan failed keeps the list", nil, errors.New("blkid: no answer"), nil, 2},
@@ -131,7 +134,7 @@ func TestPeerLifecycle(t *testing.T) {
 	if err := inv.Apply(ann("b", 11, disk("/dev/loop1", "u1", "X", "/m"), disk("/dev/loop2", "u2", "Y"))); err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"changed b /dev/loop1", "appeared b /dev/loop2"}
+	want = []string{"changed b /dev/loop1 mountpoints", "appeared b /dev/loop2"}
 	if got := drain(sub); !slices.Equal(got, want) {
 		t.Fatalf("update: %q, want %q", got, want)
 	}
