@@ -155,17 +155,23 @@ func (c *Client) classify(ctx context.Context, method string, err error) error {
 }
 
 func (c *Client) disks(ctx context.Context, method string, args ...any) ([]diskstate.Disk, error) {
+	return callDicts(ctx, c, DiskFromDict, method, args...)
+}
+
+// callDicts calls method, which answers aa{sv}, and converts each
+// dictionary with from; one it refuses makes the whole answer bad.
+func callDicts[T any](ctx context.Context, c *Client, from func(map[string]dbus.Variant) (T, error), method string, args ...any) ([]T, error) {
 	var dicts []map[string]dbus.Variant
 	if err := c.call(ctx, c.timeout(), Interface+"."+method, args...).Store(&dicts); err != nil {
 		return nil, c.storeErr(method, err)
 	}
-	out := make([]diskstate.Disk, 0, len(dicts))
+	out := make([]T, 0, len(dicts))
 	for _, m := range dicts {
-		d, err := DiskFromDict(m)
+		v, err := from(m)
 		if err != nil {
 			return nil, fmt.Errorf("%s: bad answer from diskd: %w", method, err)
 		}
-		out = append(out, d)
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -220,36 +226,12 @@ func (c *Client) ListAll(ctx context.Context) ([]diskstate.Disk, error) {
 // History returns every sighting of the disks that term selects, newest
 // first.
 func (c *Client) History(ctx context.Context, term string) ([]diskstate.Sighting, error) {
-	var dicts []map[string]dbus.Variant
-	if err := c.call(ctx, c.timeout(), Interface+".History", term).Store(&dicts); err != nil {
-		return nil, c.storeErr("History", err)
-	}
-	out := make([]diskstate.Sighting, 0, len(dicts))
-	for _, m := range dicts {
-		h, err := SightingFromDict(m)
-		if err != nil {
-			return nil, fmt.Errorf("History: bad answer from diskd: %w", err)
-		}
-		out = append(out, h)
-	}
-	return out, nil
+	return callDicts(ctx, c, SightingFromDict, "History", term)
 }
 
 // Peers returns the other hosts heard on the network.
 func (c *Client) Peers(ctx context.Context) ([]diskstate.Peer, error) {
-	var dicts []map[string]dbus.Variant
-	if err := c.call(ctx, c.timeout(), Interface+".Peers").Store(&dicts); err != nil {
-		return nil, c.storeErr("Peers", err)
-	}
-	out := make([]diskstate.Peer, 0, len(dicts))
-	for _, m := range dicts {
-		p, err := PeerFromDict(m)
-		if err != nil {
-			return nil, fmt.Errorf("Peers: bad answer from diskd: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return callDicts(ctx, c, PeerFromDict, "Peers")
 }
 
 // Status reads the properties.

@@ -14,6 +14,7 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 	"github.com/godbus/dbus/v5/prop"
 
+	"github.com/diskd/diskd/service/defaults"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 )
@@ -65,13 +66,11 @@ func Serve(ctx context.Context, o Options) error {
 	if o.Inv == nil {
 		return errors.New("D-Bus: Serve needs an inventory")
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	o.ActionTimeout = orDefault(o.ActionTimeout, diskstate.DefaultActionTimeout)
-	o.retryMin = orDefault(o.retryMin, defaultRetryMin)
-	o.retryMax = max(orDefault(o.retryMax, defaultRetryMax), o.retryMin)
-	o.poll = orDefault(o.poll, defaultPoll)
+	o.Log = defaults.Logger(o.Log)
+	o.ActionTimeout = defaults.Positive(o.ActionTimeout, diskstate.DefaultActionTimeout)
+	o.retryMin = defaults.Positive(o.retryMin, defaultRetryMin)
+	o.retryMax = max(defaults.Positive(o.retryMax, defaultRetryMax), o.retryMin)
+	o.poll = defaults.Positive(o.poll, defaultPoll)
 	intro, err := introspection()
 	if err != nil {
 		return err
@@ -79,13 +78,6 @@ func Serve(ctx context.Context, o Options) error {
 	s := &server{o: o, intro: intro, uid: os.Getuid(), where: DescribeBus(o.Bus)}
 	s.run(ctx)
 	return nil
-}
-
-func orDefault(v, def time.Duration) time.Duration {
-	if v > 0 {
-		return v
-	}
-	return def
 }
 
 type server struct {
@@ -390,23 +382,24 @@ func disksReply(disks []diskstate.Disk) []map[string]dbus.Variant {
 
 // List returns every known disk.
 func (f *finder) List() ([]map[string]dbus.Variant, *dbus.Error) {
-	if !f.enter() {
-		return nil, errClosing()
-	}
-	defer f.leave()
-	var out []map[string]dbus.Variant
-	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.listDicts() })
-	return out, derr
+	return fromSnapshot(f, (*snapshot).listDicts)
 }
 
 // ListTable returns every known disk as one string (see DiskTable).
 func (f *finder) ListTable() (string, *dbus.Error) {
+	return fromSnapshot(f, (*snapshot).listTable)
+}
+
+// fromSnapshot answers a method with what read takes from the current
+// snapshot of the inventory; while diskd shuts down, or when no snapshot
+// can be had, the answer is the zero value and the error.
+func fromSnapshot[T any](f *finder, read func(*snapshot) T) (T, *dbus.Error) {
+	var out T
 	if !f.enter() {
-		return "", errClosing()
+		return out, errClosing()
 	}
 	defer f.leave()
-	var out string
-	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.listTable() })
+	derr := f.replies.with(f.ctx, func(s *snapshot) { out = read(s) })
 	return out, derr
 }
 
@@ -470,13 +463,7 @@ func absent(ds []diskstate.Disk) []diskstate.Disk {
 
 // Peers returns the known peers.
 func (f *finder) Peers() ([]map[string]dbus.Variant, *dbus.Error) {
-	if !f.enter() {
-		return nil, errClosing()
-	}
-	defer f.leave()
-	var out []map[string]dbus.Variant
-	derr := f.replies.with(f.ctx, func(s *snapshot) { out = s.peerDicts(f.s.o.Inv) })
-	return out, derr
+	return fromSnapshot(f, func(s *snapshot) []map[string]dbus.Variant { return s.peerDicts(f.s.o.Inv) })
 }
 
 // Refresh rescans the local disks.

@@ -40,12 +40,12 @@ func commands() []command {
 		{name: "list", args: "[--all] [OPTIONS] [PATTERN]", arg: present.ArgOptional, disks: true, all: true, run: runList,
 			summary: "every known disk, or those PATTERN matches",
 			help: "PATTERN with * ? or [ is a shell glob, anything else a substring (ignoring case);\n" +
-				"it is matched against " + searched + ".\n" +
+				"it is matched against " + diskstate.SearchedNames + ".\n" +
 				"--all adds the disks diskd remembers that are not attached now, with a LAST-SEEN\n" +
 				"column (JSON: \"present\": false, \"gone_at\", \"gone_reason\").\n" +
 				"Several words are joined with one space.\n\n" + outputOptions},
 		{name: "find", args: "[OPTIONS] TERM", arg: present.ArgRequired, disks: true, run: runFind,
-			summary: "disks where one of " + searched + " is TERM (else starts with it, else contains it)",
+			summary: "disks where one of " + diskstate.SearchedNames + " is TERM (else starts with it, else contains it)",
 			help: "Exits with status 1 when no disk matches. Several words are joined with one space.\n\n" +
 				outputOptions},
 		{name: "info", args: "[-b] [--host NAME] TERM", arg: present.ArgRequired, disks: true, run: runInfo,
@@ -79,9 +79,6 @@ func lookup(name string) (command, bool) {
 	}
 	return command{}, false
 }
-
-// searched names the fields list and find search.
-const searched = "uuid, partuuid, label, partlabel, serial, wwn, model, device, hostname or host id"
 
 // outputOptions is the help of the options of the commands that print
 // disks, as lsblk names them.

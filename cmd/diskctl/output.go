@@ -25,15 +25,29 @@ func (e *env) write(b []byte) int {
 	return exitOK
 }
 
-func (e *env) disks(disks []diskstate.Disk) int {
-	if !e.json {
-		return e.write(present.DisksOutput(disks, e.out))
-	}
-	b, err := present.DisksJSON(disks)
+// writeJSON writes b, an answer's JSON form, unless making it failed
+// with err.
+func (e *env) writeJSON(b []byte, err error) int {
 	if err != nil {
 		return e.fail(err)
 	}
 	return e.write(b)
+}
+
+// noMatch ends a command that selected nothing: it says so on stderr
+// (with --json the empty array says it) and returns exitNotFound.
+func (e *env) noMatch(format, term string) int {
+	if !e.json {
+		fmt.Fprintf(e.stderr, "diskctl: "+format+"\n", present.Escape(term))
+	}
+	return exitNotFound
+}
+
+func (e *env) disks(disks []diskstate.Disk) int {
+	if !e.json {
+		return e.write(present.DisksOutput(disks, e.out))
+	}
+	return e.writeJSON(present.DisksJSON(disks))
 }
 
 func runList(ctx context.Context, e *env) int {
@@ -58,22 +72,17 @@ func runHistory(ctx context.Context, e *env) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	var b []byte
+	var code int
 	if e.json {
-		if b, err = present.HistoryJSON(hs); err != nil {
-			return e.fail(err)
-		}
+		code = e.writeJSON(present.HistoryJSON(hs))
 	} else {
-		b = present.HistoryTable(hs)
+		code = e.write(present.HistoryTable(hs))
 	}
-	if code := e.write(b); code != exitOK {
+	if code != exitOK {
 		return code
 	}
 	if len(hs) == 0 {
-		if !e.json {
-			fmt.Fprintf(e.stderr, "diskctl: diskd remembers no disk matching %q\n", present.Escape(term))
-		}
-		return exitNotFound
+		return e.noMatch("diskd remembers no disk matching %q", term)
 	}
 	return exitOK
 }
@@ -114,10 +123,7 @@ func runFind(ctx context.Context, e *env) int {
 		return exitNotFound
 	}
 	if len(disks) == 0 {
-		if !e.json {
-			fmt.Fprintf(e.stderr, "diskctl: no disk matches %q\n", present.Escape(term))
-		}
-		return exitNotFound
+		return e.noMatch("no disk matches %q", term)
 	}
 	return exitOK
 }
@@ -134,11 +140,7 @@ func runInfo(ctx context.Context, e *env) int {
 		return exitNotFound
 	}
 	if e.json {
-		b, err := present.DisksJSON(disks)
-		if err != nil {
-			return e.fail(err)
-		}
-		return e.write(b)
+		return e.writeJSON(present.DisksJSON(disks))
 	}
 	var b []byte
 	for i := range disks {
@@ -155,11 +157,7 @@ func runPeers(ctx context.Context, e *env) int {
 	if !e.json {
 		return e.write(present.PeersTable(peers, time.Now()))
 	}
-	b, err := present.PeersJSON(peers)
-	if err != nil {
-		return e.fail(err)
-	}
-	return e.write(b)
+	return e.writeJSON(present.PeersJSON(peers))
 }
 
 func runStatus(ctx context.Context, e *env) int {
@@ -170,11 +168,7 @@ func runStatus(ctx context.Context, e *env) int {
 	if !e.json {
 		return e.write(present.Status(st, time.Now(), present.StatusSummary))
 	}
-	b, err := present.StatusJSON(st, present.StatusSummary)
-	if err != nil {
-		return e.fail(err)
-	}
-	return e.write(b)
+	return e.writeJSON(present.StatusJSON(st, present.StatusSummary))
 }
 
 // runAction returns the runner of refresh, announce or ping. They print

@@ -55,10 +55,8 @@ const historyLimit = 1000
 // Blank lines are skipped in both modes. When the daemon cannot be reached,
 // goes away, or ctx is done, it prints why (not for ctx) and returns 1.
 func RunClient(ctx context.Context, path string, in io.Reader, out, errOut io.Writer) int {
-	c, err := control.Dial(ctx, path)
-	if err != nil {
-		fmt.Fprintf(errOut, "diskd: cannot connect to %s: %s (is the daemon running? start it with: diskd -d, or systemctl start diskd)\n",
-			path, dialReason(err))
+	c := dial(ctx, path, errOut)
+	if c == nil {
 		return 1
 	}
 	defer c.Close()
@@ -66,6 +64,18 @@ func RunClient(ctx context.Context, path string, in io.Reader, out, errOut io.Wr
 		return runInteractive(ctx, c, path, f, out, errOut)
 	}
 	return runBatch(ctx, c, path, in, out, errOut)
+}
+
+// dial connects to the daemon's control socket at path; when it cannot, it
+// says why on errOut, and how to start the daemon, and returns nil.
+func dial(ctx context.Context, path string, errOut io.Writer) *control.Client {
+	c, err := control.Dial(ctx, path)
+	if err != nil {
+		fmt.Fprintf(errOut, "diskd: cannot connect to %s: %s (is the daemon running? start it with: diskd -d, or systemctl start diskd)\n",
+			path, dialReason(err))
+		return nil
+	}
+	return c
 }
 
 // dialReason is the heart of a dial error: "no such file or directory",

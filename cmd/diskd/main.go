@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/daemon"
 	"github.com/diskd/diskd/service/logging"
 )
@@ -28,10 +27,8 @@ func main() { os.Exit(run(os.Args[1:])) }
 // the client does and returns the exit status: 0 for OK, 1 for an error,
 // a find that found nothing, or a daemon that cannot be reached.
 func RunCommand(ctx context.Context, path, line string, out, errOut io.Writer) int {
-	c, err := control.Dial(ctx, path)
-	if err != nil {
-		fmt.Fprintf(errOut, "diskd: cannot connect to %s: %s (is the daemon running? start it with: diskd -d, or systemctl start diskd)\n",
-			path, dialReason(err))
+	c := dial(ctx, path, errOut)
+	if c == nil {
 		return 1
 	}
 	defer c.Close()

@@ -44,7 +44,7 @@ func commands() []command {
 			help: "show the commands, or one command's usage and help",
 			run:  func(_ *Server, _ context.Context, req request) ([]byte, error) { return helpText(req.arg) }},
 		{name: "list", usage: "list [--json] [--all] [OPTIONS] [PATTERN]", json: true, all: true, disks: true, arg: present.ArgOptional, complete: "disk", hosts: true,
-			help: "every known disk (--all: remembered absent ones too); PATTERN (substring, or glob with * ? [) matches " + searchedFields,
+			help: "every known disk (--all: remembered absent ones too); PATTERN (substring, or glob with * ? [) matches " + diskstate.SearchedNames,
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
 				if !req.all {
 					return disks(req, inventory.OnHost(s.Inv.Match(req.arg), req.host))
@@ -57,7 +57,7 @@ func commands() []command {
 				return present.DisksTableAll(all), nil
 			}},
 		{name: "find", usage: "find [--json] [OPTIONS] TERM", json: true, disks: true, arg: present.ArgRequired, complete: "disk", hosts: true,
-			help: "disks where one of " + searchedFields + " is TERM (else starts with it, else contains it); when none is attached, where such a disk was last seen",
+			help: "disks where one of " + diskstate.SearchedNames + " is TERM (else starts with it, else contains it); when none is attached, where such a disk was last seen",
 			run: func(s *Server, _ context.Context, req request) ([]byte, error) {
 				if found := inventory.FindDisks(inventory.OnHost(s.Inv.Disks(), req.host), req.arg); len(found) > 0 || s.Memory == nil {
 					return disks(req, found)
@@ -192,9 +192,6 @@ func lookupCommand(name string) (command, bool) {
 	}
 	return command{}, false
 }
-
-// searchedFields names the fields list and find search, for help.
-const searchedFields = "uuid, partuuid, label, partlabel, serial, wwn, model, device, hostname or host id"
 
 // OutputOptionsHelp describes the options of the commands that print
 // disks, for `COMMAND --help`.

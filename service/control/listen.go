@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/diskd/diskd/service/defaults"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,9 +37,7 @@ const maxSocketPath = 107
 // The socket is created 0600 (the mode is set before bind, so it is never
 // reachable with a looser one) and is removed when the listener is closed.
 func Listen(path string, log *slog.Logger) (ln net.Listener, activated bool, err error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = defaults.Logger(log)
 	ln, err = activatedListener(log)
 	if err != nil || ln != nil {
 		return ln, ln != nil, err

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/diskd/diskd/service/defaults"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/present"
@@ -67,26 +68,9 @@ type Server struct {
 	Now func() time.Time
 }
 
-func (s *Server) log() *slog.Logger {
-	if s.Log != nil {
-		return s.Log
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (s *Server) log() *slog.Logger { return defaults.Logger(s.Log) }
 
-func (s *Server) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
-
-func orDefault[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
-}
+func (s *Server) now() time.Time { return defaults.Clock(s.Now)() }
 
 // Serve accepts connections on ln and answers requests until ctx is done. It
 // then closes ln and every connection, waits for all of its goroutines, and
@@ -100,10 +84,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	log := s.log()
-	maxConns := orDefault(s.MaxConns, DefaultMaxConns)
+	maxConns := defaults.Positive(s.MaxConns, DefaultMaxConns)
 
-	table := newConnTable(maxConns, orDefault(s.MaxConnsPerUser, DefaultMaxConnsPerUser),
-		orDefault(s.EvictAfter, DefaultEvictAfter))
+	table := newConnTable(maxConns, defaults.Positive(s.MaxConnsPerUser, DefaultMaxConnsPerUser),
+		defaults.Positive(s.EvictAfter, DefaultEvictAfter))
 	var wg sync.WaitGroup
 	var stopMu sync.Mutex // orders admissions against the stop
 	wg.Go(func() {
@@ -215,9 +199,9 @@ func (s *Server) serveConn(ctx context.Context, table *connTable, cn *conn) {
 	log.Debug("control socket: connection opened")
 	defer log.Debug("control socket: connection closed")
 	br := bufio.NewReaderSize(c, MaxLineBytes+2)
-	w := &deadlineWriter{c: c, timeout: orDefault(s.WriteTimeout, DefaultWriteTimeout)}
-	idleTimeout := orDefault(s.IdleTimeout, DefaultIdleTimeout)
-	requestTimeout := orDefault(s.RequestTimeout, DefaultRequestTimeout)
+	w := &deadlineWriter{c: c, timeout: defaults.Positive(s.WriteTimeout, DefaultWriteTimeout)}
+	idleTimeout := defaults.Positive(s.IdleTimeout, DefaultIdleTimeout)
+	requestTimeout := defaults.Positive(s.RequestTimeout, DefaultRequestTimeout)
 	for {
 		// Wait for the first byte of the next request, then give the
 		// whole line its own deadline.

@@ -197,6 +197,10 @@ var fields = [...]Field{
 		Time: func(d *Disk) *time.Time { return &d.PreviousLastSeen }},
 }
 
+// SearchedNames names the fields marked Search, for help texts, most
+// often searched first.
+const SearchedNames = "uuid, partuuid, label, partlabel, serial, wwn, model, device, hostname or host id"
+
 // Fields returns the table of a disk's fields, in the order of Disk's
 // fields and of the JSON keys. The slice is the caller's.
 func Fields() []Field { return slices.Clone(fields[:]) }

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskd/diskd/service/defaults"
 	"github.com/diskd/diskd/service/diskstate"
 )
 
@@ -211,21 +212,11 @@ type Inventory struct {
 
 // New returns an empty inventory for this host.
 func New(opts Options) *Inventory {
-	if opts.MaxPeers <= 0 {
-		opts.MaxPeers = DefaultMaxPeers
-	}
-	if opts.MaxDisksPerPeer <= 0 {
-		opts.MaxDisksPerPeer = DefaultMaxDisksPerPeer
-	}
-	if opts.MaxDisks <= 0 {
-		opts.MaxDisks = DefaultMaxDisks
-	}
-	if opts.MaxTombstones <= 0 {
-		opts.MaxTombstones = 4 * opts.MaxPeers
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.MaxPeers = defaults.Positive(opts.MaxPeers, DefaultMaxPeers)
+	opts.MaxDisksPerPeer = defaults.Positive(opts.MaxDisksPerPeer, DefaultMaxDisksPerPeer)
+	opts.MaxDisks = defaults.Positive(opts.MaxDisks, DefaultMaxDisks)
+	opts.MaxTombstones = defaults.Positive(opts.MaxTombstones, 4*opts.MaxPeers)
+	opts.Now = defaults.Clock(opts.Now)
 	return &Inventory{
 		opts:    opts,
 		local:   map[diskKey]diskstate.Disk{},

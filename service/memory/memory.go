@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskd/diskd/service/defaults"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/store"
@@ -94,21 +95,11 @@ type Recorder struct {
 
 // New returns a recorder writing into st.
 func New(st store.Store, opts Options) *Recorder {
-	if opts.ReturnAfter <= 0 {
-		opts.ReturnAfter = DefaultReturnAfter
-	}
-	if opts.RefreshInterval <= 0 {
-		opts.RefreshInterval = DefaultRefreshInterval
-	}
-	if opts.MarkInterval <= 0 {
-		opts.MarkInterval = DefaultMarkInterval
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.ReturnAfter = defaults.Positive(opts.ReturnAfter, DefaultReturnAfter)
+	opts.RefreshInterval = defaults.Positive(opts.RefreshInterval, DefaultRefreshInterval)
+	opts.MarkInterval = defaults.Positive(opts.MarkInterval, DefaultMarkInterval)
+	opts.Log = defaults.Logger(opts.Log)
+	opts.Now = defaults.Clock(opts.Now)
 	r := &Recorder{st: st, opts: opts, marks: r0Marks(st)}
 	return r
 }

@@ -2,7 +2,6 @@ package present
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -118,11 +117,5 @@ func HistoryJSON(hs []diskstate.Sighting) ([]byte, error) {
 	if hs == nil {
 		hs = []diskstate.Sighting{}
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(hs); err != nil {
-		return nil, fmt.Errorf("encode JSON: %w", err)
-	}
-	return b.Bytes(), nil
+	return JSONLine(hs)
 }

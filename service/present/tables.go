@@ -67,27 +67,7 @@ func columns(names []string) []diskstate.Field {
 // a list joined with commas, a bool as yes or no, a time in RFC 3339, a
 // size in human units (HumanSize), any other number in decimal.
 func Cell(f *diskstate.Field, d *diskstate.Disk) string {
-	if f.Show != nil {
-		return cell(f.Show(d))
-	}
-	switch f.Kind {
-	case diskstate.String:
-		return cell(*f.Str(d))
-	case diskstate.Strings:
-		return cell(strings.Join(*f.Strs(d), ","))
-	case diskstate.Bool:
-		if *f.Bool(d) {
-			return "yes"
-		}
-		return "no"
-	case diskstate.Time:
-		if t := *f.Time(d); !t.IsZero() {
-			return t.Format(time.RFC3339)
-		}
-	case diskstate.Uint:
-		return cell(value(f, d, false))
-	}
-	return "-"
+	return cell(value(f, d, false))
 }
 
 // PeersTable is the human form of a peer list: a header line

@@ -40,25 +40,17 @@ func openMountWatch() (*mountWatch, error) {
 
 // run watches until ctx is done and closes the file.
 func (mw *mountWatch) run(ctx context.Context, fn func()) error {
-	defer unix.Close(mw.fd)
-	w, err := newWaker(ctx)
-	if err != nil {
-		return fmt.Errorf("mount watch: %w", err)
-	}
-	defer w.close()
-	for {
-		rev, done, err := w.waitFor(mw.fd, unix.POLLPRI|unix.POLLERR)
-		if err != nil {
-			return fmt.Errorf("mount watch: %w", err)
-		}
-		if done {
-			return nil
-		}
+	err := pollLoop(ctx, mw.fd, unix.POLLPRI|unix.POLLERR, func(rev int16) error {
 		// mounts_poll() (fs/proc_namespace.c) reports a change once per
 		// event counter value and remembers it: no read is needed.
 		if rev&(unix.POLLPRI|unix.POLLERR) == 0 {
-			return fmt.Errorf("mount watch: unexpected poll events %#x on %s", rev, mountinfoPath)
+			return fmt.Errorf("unexpected poll events %#x on %s", rev, mountinfoPath)
 		}
 		fn()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mount watch: %w", err)
 	}
+	return nil
 }

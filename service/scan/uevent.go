@@ -94,25 +94,12 @@ func openUevents() (*ueventSocket, error) {
 
 // run receives events until ctx is done and closes the socket.
 func (s *ueventSocket) run(ctx context.Context, fn func(Uevent)) error {
-	defer unix.Close(s.fd)
-	w, err := newWaker(ctx)
+	buf := make([]byte, maxUevent+1)
+	err := pollLoop(ctx, s.fd, unix.POLLIN, func(int16) error { return s.drain(ctx, buf, fn) })
 	if err != nil {
 		return fmt.Errorf("uevents: %w", err)
 	}
-	defer w.close()
-	buf := make([]byte, maxUevent+1)
-	for {
-		_, done, err := w.waitFor(s.fd, unix.POLLIN)
-		if err != nil {
-			return fmt.Errorf("uevents: %w", err)
-		}
-		if done {
-			return nil
-		}
-		if err := s.drain(ctx, buf, fn); err != nil {
-			return err
-		}
-	}
+	return nil
 }
 
 // drain receives every queued message, until the socket would block.
@@ -129,7 +116,7 @@ func (s *ueventSocket) drain(ctx context.Context, buf []byte, fn func(Uevent)) e
 			fn(Uevent{Action: ActionOverflow})
 			continue
 		case err != nil:
-			return fmt.Errorf("uevents: receive: %w", err)
+			return fmt.Errorf("receive: %w", err)
 		}
 		nl, ok := from.(*unix.SockaddrNetlink)
 		if !ok || nl.Pid != 0 || rflags&unix.MSG_TRUNC != 0 || n > maxUevent {

@@ -66,3 +66,27 @@ func (w *waker) waitFor(fd int, events int16) (revents int16, done bool, err err
 		}
 	}
 }
+
+// pollLoop waits for events on fd and hands the events it got to handle,
+// until ctx is done (it then returns nil), waiting fails or handle fails.
+// It closes fd when it returns.
+func pollLoop(ctx context.Context, fd int, events int16, handle func(revents int16) error) error {
+	defer unix.Close(fd)
+	w, err := newWaker(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	for {
+		rev, done, err := w.waitFor(fd, events)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		if err := handle(rev); err != nil {
+			return err
+		}
+	}
+}

@@ -369,19 +369,27 @@ func (b *Bolt) Heard(peers ...Peer) error {
 
 func (b *Bolt) writer(ctx context.Context) {
 	defer b.wg.Done()
-	t := time.NewTicker(b.opts.FlushInterval)
+	every(ctx, b.opts.FlushInterval, b.kick, func() {
+		if b.commit(false) == nil {
+			b.checkGrowth()
+		}
+	})
+	_ = b.commit(true)
+}
+
+// every calls do each interval, and at once when wake fires, until ctx is
+// done.
+func every(ctx context.Context, interval time.Duration, wake <-chan struct{}, do func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			_ = b.commit(true)
 			return
 		case <-t.C:
-		case <-b.kick:
+		case <-wake:
 		}
-		if b.commit(false) == nil {
-			b.checkGrowth()
-		}
+		do()
 	}
 }
 
@@ -402,11 +410,29 @@ func sortOps(ops []op) []op {
 	return ops
 }
 
+// recordOps returns the writes of the dirty keys: the record of each key
+// that entries still holds, encoded, and a delete for each it no longer
+// holds.
+func recordOps[E any](bucket []byte, what string, dirty map[string]struct{}, entries map[string]*E, rec func(*E) any) ([]op, error) {
+	var ops []op
+	for k := range dirty {
+		var v []byte
+		if e := entries[k]; e != nil {
+			var err error
+			if v, err = marshal(rec(e)); err != nil {
+				return nil, fmt.Errorf("encoding %s %q: %w", what, k, err)
+			}
+		}
+		ops = append(ops, op{bucket, k, v})
+	}
+	return ops, nil
+}
+
 // take moves the pending changes into a batch, encoding the records.
 func (b *Bolt) take(withSeen bool) (*batch, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var hostPuts, hostDels, disks, peers []op
+	var hostPuts, hostDels []op
 	for k := range b.dirtyHost {
 		h := b.hosts[k]
 		if h == nil {
@@ -419,16 +445,10 @@ func (b *Bolt) take(withSeen bool) (*batch, error) {
 		}
 		hostPuts = append(hostPuts, op{bucketHosts, k, v})
 	}
-	for k := range b.dirtyFull {
-		// A disk written whole (or deleted) drops its last-seen entry.
-		var v []byte
-		if e := b.disks[k]; e != nil {
-			var err error
-			if v, err = marshal(e.rec); err != nil {
-				return nil, fmt.Errorf("encoding disk %q: %w", k, err)
-			}
-		}
-		disks = append(disks, op{bucketDisks, k, v})
+	// A disk written whole (or deleted) drops its last-seen entry.
+	disks, err := recordOps(bucketDisks, "disk", b.dirtyFull, b.disks, func(e *diskEntry) any { return e.rec })
+	if err != nil {
+		return nil, err
 	}
 	if withSeen {
 		for k := range b.dirtySeen {
@@ -437,15 +457,9 @@ func (b *Bolt) take(withSeen bool) (*batch, error) {
 			}
 		}
 	}
-	for k := range b.dirtyPeer {
-		var v []byte
-		if e := b.peers[k]; e != nil {
-			var err error
-			if v, err = marshal(e.rec); err != nil {
-				return nil, fmt.Errorf("encoding peer %q: %w", k, err)
-			}
-		}
-		peers = append(peers, op{bucketPeers, k, v})
+	peers, err := recordOps(bucketPeers, "peer", b.dirtyPeer, b.peers, func(e *peerEntry) any { return e.rec })
+	if err != nil {
+		return nil, err
 	}
 	seen := b.dirtySeen
 	b.resetDirty()

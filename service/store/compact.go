@@ -28,17 +28,7 @@ const growthGap = time.Minute
 
 func (b *Bolt) maintainer(ctx context.Context) {
 	defer b.wg.Done()
-	t := time.NewTicker(b.opts.MaintainInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-b.grew:
-		}
-		_ = b.Maintain(ctx)
-	}
+	every(ctx, b.opts.MaintainInterval, b.grew, func() { _ = b.Maintain(ctx) })
 }
 
 // Maintain applies retention, commits, and rewrites the file when it is

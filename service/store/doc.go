@@ -5,9 +5,9 @@
 //
 // It is not the live inventory (which disks are attached right now is the
 // inventory's business; the store only remembers what it was told), it
-// does not talk to the network, and it imports no other diskd package: it
-// has its own plain record types (DiskInfo in, Disk, Sighting,
-// HistoryEntry and Peer out).
+// does not talk to the network, and it imports no other diskd package
+// but defaults, which knows no diskd type: it has its own plain record
+// types (DiskInfo in, Disk, Sighting, HistoryEntry and Peer out).
 //
 // # Using it
 //

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/diskd/diskd/service/defaults"
 )
 
 // Store is the contract every implementation keeps; storetest checks it.
@@ -247,39 +249,16 @@ const (
 )
 
 func (o Options) withDefaults() Options {
-	if o.MaxAge <= 0 {
-		o.MaxAge = DefaultMaxAge
-	}
-	if o.MaxEntries <= 0 {
-		o.MaxEntries = DefaultMaxEntries
-	}
-	if o.MaxSightings <= 0 {
-		o.MaxSightings = DefaultMaxSightings
-	}
-	if o.MaxSightings > maxSightingsLimit {
-		o.MaxSightings = maxSightingsLimit
-	}
-	if o.FlushInterval <= 0 {
-		o.FlushInterval = DefaultFlushInterval
-	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = DefaultBatchSize
-	}
-	if o.SeenInterval <= 0 {
-		o.SeenInterval = DefaultSeenInterval
-	}
-	if o.MaintainInterval <= 0 {
-		o.MaintainInterval = DefaultMaintainInterval
-	}
-	if o.LockTimeout <= 0 {
-		o.LockTimeout = DefaultLockTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.MaxAge = defaults.Positive(o.MaxAge, DefaultMaxAge)
+	o.MaxEntries = defaults.Positive(o.MaxEntries, DefaultMaxEntries)
+	o.MaxSightings = min(defaults.Positive(o.MaxSightings, DefaultMaxSightings), maxSightingsLimit)
+	o.FlushInterval = defaults.Positive(o.FlushInterval, DefaultFlushInterval)
+	o.BatchSize = defaults.Positive(o.BatchSize, DefaultBatchSize)
+	o.SeenInterval = defaults.Positive(o.SeenInterval, DefaultSeenInterval)
+	o.MaintainInterval = defaults.Positive(o.MaintainInterval, DefaultMaintainInterval)
+	o.LockTimeout = defaults.Positive(o.LockTimeout, DefaultLockTimeout)
+	o.Logger = defaults.Logger(o.Logger)
+	o.Now = defaults.Clock(o.Now)
 	return o
 }
 

@@ -80,33 +80,16 @@ type encoder struct {
 // The msgpack encoder only fails when its writer does, and a bytes.Buffer
 // does not; still, the first error is kept and reported.
 
-func (e *encoder) str(s string) {
-	if e.err == nil {
-		e.err = e.enc.EncodeString(s)
-	}
-}
+func (e *encoder) str(s string)   { write(e, e.enc.EncodeString, s) }
+func (e *encoder) uint(v uint64)  { write(e, e.enc.EncodeUint, v) }
+func (e *encoder) bool(v bool)    { write(e, e.enc.EncodeBool, v) }
+func (e *encoder) mapLen(n int)   { write(e, e.enc.EncodeMapLen, n) }
+func (e *encoder) arrayLen(n int) { write(e, e.enc.EncodeArrayLen, n) }
 
-func (e *encoder) uint(v uint64) {
+// write makes one msgpack write with enc unless an earlier one failed.
+func write[T any](e *encoder, enc func(T) error, v T) {
 	if e.err == nil {
-		e.err = e.enc.EncodeUint(v)
-	}
-}
-
-func (e *encoder) bool(v bool) {
-	if e.err == nil {
-		e.err = e.enc.EncodeBool(v)
-	}
-}
-
-func (e *encoder) mapLen(n int) {
-	if e.err == nil {
-		e.err = e.enc.EncodeMapLen(n)
-	}
-}
-
-func (e *encoder) arrayLen(n int) {
-	if e.err == nil {
-		e.err = e.enc.EncodeArrayLen(n)
+		e.err = enc(v)
 	}
 }
 
