@@ -40,13 +40,15 @@ func addNodes(t *testing.T, add func(name string) (*testbed.Host, error), names 
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, &node{Host: h, disk: d})
+		nodes = append(nodes, &node{Host: h, disk: nameDisk(t, h)})
 	}
 	return nodes
+}
+
+// nameDisk adds a small ext4 disk labelled NAME-1 to host NAME.
+func nameDisk(t *testing.T, h *testbed.Host) *testbed.Disk {
+	t.Helper()
+	return h.AddDiskT(t, testbed.DiskOpts{Label: strings.ToUpper(h.Name) + "-1", FSType: "ext4"})
 }
 
 // startDefault starts diskd on n with the default announce and scan

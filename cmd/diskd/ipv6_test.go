@@ -27,10 +27,7 @@ import (
 func linkOf(t *testing.T, f netFamily) (a, b, c *node) {
 	t.Helper()
 	lab := testbed.NewT(t)
-	seg, err := lab.AddSegment("link", f.fam)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "link", f.fam)
 	nodes := addNodes(t, seg.AddHost, "alpha", "beta", "gamma")
 	return nodes[0], nodes[1], nodes[2]
 }
@@ -190,10 +187,7 @@ func TestLink(t *testing.T) {
 func TestDualStack(t *testing.T) {
 	t.Parallel()
 	lab := testbed.NewT(t)
-	seg, err := lab.AddSegment("link", testbed.DualStack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "link", testbed.DualStack)
 	add := func(name string, fam testbed.Family) *node {
 		return addNodes(t, func(name string) (*testbed.Host, error) {
 			return lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
@@ -259,10 +253,7 @@ func TestIPv6NoUsableGroupRefused(t *testing.T) {
 	t.Parallel()
 	lab := testbed.NewT(t)
 	bin := diskdBin(t)
-	seg, err := lab.AddSegment("link", testbed.DualStack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "link", testbed.DualStack)
 	for _, c := range []struct {
 		host  string
 		fam   testbed.Family
@@ -274,15 +265,12 @@ func TestIPv6NoUsableGroupRefused(t *testing.T) {
 		{"four", testbed.IPv4, []string{"--group", group6},
 			"diskd: no interface can carry group [ff15::d15c]:4277: interface e0 has no IPv6 address\n"},
 	} {
-		h, err := lab.AddHostWith(c.host, testbed.HostOptions{Segment: seg, Family: c.fam})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := lab.AddHostWithT(t, c.host, testbed.HostOptions{Segment: seg, Family: c.fam})
 		cmd := h.Command(bin, append([]string{"-d", "--host-id", h.HostID, "--socket", h.Socket, "--interface", testbed.Interface,
 			"--bus", "none", "--state-dir", h.StateDir, "--device", "/nonexistent"}, c.flags...)...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
-		err = cmd.Run()
+		err := cmd.Run()
 		code := -1
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()

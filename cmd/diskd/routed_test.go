@@ -61,14 +61,8 @@ func newRoutedNet(t *testing.T, f netFamily) *routedNet {
 	t.Helper()
 	testbed.RequireTools(t, "smcrouted", "smcroutectl")
 	lab := testbed.NewT(t)
-	near, err := lab.AddSegment("near", f.fam)
-	if err != nil {
-		t.Fatal(err)
-	}
-	far, err := lab.AddSegment("far", f.fam)
-	if err != nil {
-		t.Fatal(err)
-	}
+	near := lab.AddSegmentT(t, "near", f.fam)
+	far := lab.AddSegmentT(t, "far", f.fam)
 	r, err := lab.AddRouter("router", []*testbed.Segment{near, far}, testbed.RouterOptions{
 		Groups: []netip.Addr{ipv4.group.Addr(), ipv6.group.Addr()},
 	})

@@ -35,15 +35,9 @@ import (
 // withDisk. No daemon is started.
 func addSecNode(t *testing.T, lab *testbed.Lab, name string, withDisk bool) *node {
 	t.Helper()
-	h, err := lab.AddHost(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &node{Host: h}
+	n := &node{Host: lab.AddHostT(t, name)}
 	if withDisk {
-		if n.disk, err = h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"}); err != nil {
-			t.Fatal(err)
-		}
+		n.disk = nameDisk(t, n.Host)
 	}
 	return n
 }
@@ -772,10 +766,7 @@ func TestEscapedLabels(t *testing.T) {
 	m := addSecNode(t, lab, "mallory", false)
 	var devs []string
 	for _, label := range []string{eraseLabel, titleLabel} {
-		d, err := b.AddDisk(testbed.DiskOpts{Label: label, FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := b.AddDiskT(t, testbed.DiskOpts{Label: label, FSType: "ext4"})
 		devs = append(devs, d.Path)
 	}
 	launch(t, b, fastFlags()...)

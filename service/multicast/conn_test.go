@@ -88,15 +88,9 @@ loop:
 
 func TestConnIPv6AndDualStack(t *testing.T) {
 	lab := testbed.NewT(t)
-	seg, err := lab.AddSegment("mixed", testbed.DualStack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "mixed", testbed.DualStack)
 	host := func(name string, fam testbed.Family) *testbed.Host {
-		h, err := lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := lab.AddHostWithT(t, name, testbed.HostOptions{Segment: seg, Family: fam})
 		return h
 	}
 	dual, v6, v4 := host("dual", testbed.DualStack), host("six", testbed.IPv6), host("four", testbed.IPv4)

@@ -86,6 +86,53 @@ func NewT(t testing.TB) *Lab {
 	return l
 }
 
+// AddHostT is AddHost for a test: it fails the test when the host cannot
+// be made.
+func (l *Lab) AddHostT(t testing.TB, name string) *Host {
+	t.Helper()
+	return l.AddHostWithT(t, name, HostOptions{})
+}
+
+// AddHostWithT is AddHostWith for a test: it fails the test when the host
+// cannot be made.
+func (l *Lab) AddHostWithT(t testing.TB, name string, o HostOptions) *Host {
+	t.Helper()
+	h, err := l.AddHostWith(name, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// AddHostT is Segment.AddHost for a test: it fails the test when the host
+// cannot be made.
+func (s *Segment) AddHostT(t testing.TB, name string) *Host {
+	t.Helper()
+	return s.lab.AddHostWithT(t, name, HostOptions{Segment: s})
+}
+
+// AddSegmentT is AddSegment for a test: it fails the test when the
+// segment cannot be made.
+func (l *Lab) AddSegmentT(t testing.TB, name string, fam Family) *Segment {
+	t.Helper()
+	s, err := l.AddSegment(name, fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// AddDiskT is AddDisk for a test: it fails the test when the disk cannot
+// be made.
+func (h *Host) AddDiskT(t testing.TB, opts DiskOpts) *Disk {
+	t.Helper()
+	d, err := h.AddDisk(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // Poll calls cond every 10ms until it returns true or timeout passes. It
 // returns whether cond held and the description cond returned last.
 func Poll(timeout time.Duration, cond func() (bool, string)) (bool, string) {
