@@ -19,6 +19,7 @@ import (
 	"github.com/diskd/diskd/service/control/controltest"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 func TestHumanOutput(t *testing.T) {
@@ -605,13 +606,8 @@ func TestServeStopsOnCancel(t *testing.T) {
 	partial := dialRaw(t, path)
 	partial.send("lis") // in the middle of a request line
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
+	if err := testbed.Await(t, done, 10*time.Second, "return of Serve"); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 	idle.expectEOF()
 	partial.expectEOF()
@@ -632,13 +628,8 @@ func TestServeListenerClosed(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- (&control.Server{Inv: controltest.Inventory(t)}).Serve(context.Background(), ln) }()
 	ln.Close()
-	select {
-	case err := <-done:
-		if err == nil || !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Serve = %v, want an accept error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
+	if err := testbed.Await(t, done, 10*time.Second, "return of Serve"); err == nil || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Serve = %v, want an accept error", err)
 	}
 }
 

@@ -204,16 +204,11 @@ func TestReceiveStops(t *testing.T) {
 			idle(t, m) // both loops are running
 			idle(t, g)
 			c.stop(cancel, m, g)
-			select {
-			case err := <-done:
-				switch {
-				case c.want == "" && err != nil:
-					t.Errorf("Receive: %v, want nil", err)
-				case c.want != "" && (err == nil || !strings.HasPrefix(err.Error(), c.want) || !errors.Is(err, net.ErrClosed)):
-					t.Errorf("Receive: %v, want an error starting %q that wraps net.ErrClosed", err, c.want)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("Receive did not return")
+			switch err := testbed.Await(t, done, 10*time.Second, "return of Receive"); {
+			case c.want == "" && err != nil:
+				t.Errorf("Receive: %v, want nil", err)
+			case c.want != "" && (err == nil || !strings.HasPrefix(err.Error(), c.want) || !errors.Is(err, net.ErrClosed)):
+				t.Errorf("Receive: %v, want an error starting %q that wraps net.ErrClosed", err, c.want)
 			}
 			for _, e := range []*peertest.Endpoint{m, g} {
 				if _, err := e.Send([]byte("x")); !errors.Is(err, net.ErrClosed) {

@@ -73,13 +73,8 @@ func TestParseUevent(t *testing.T) {
 // waitReturn waits for a watcher's error channel, failing after d.
 func waitReturn(t *testing.T, done <-chan error, d time.Duration) {
 	t.Helper()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("watcher returned %v, want nil after cancel", err)
-		}
-	case <-time.After(d):
-		t.Fatalf("watcher still running %v after cancel", d)
+	if err := testbed.Await(t, done, d, "return of the watcher after cancel"); err != nil {
+		t.Errorf("watcher returned %v, want nil after cancel", err)
 	}
 }
 

@@ -158,6 +158,21 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
+// Await returns the next value ch delivers, failing the test (Fatalf)
+// when none comes within timeout. what names the awaited event in the
+// message, as in "Serve's return".
+func Await[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("no %s within %v", what, timeout)
+		var zero T
+		return zero
+	}
+}
+
 // OpenTempDir returns t.TempDir() made searchable by every user, with its
 // parent (both are the test's own), for tests that run programs as another
 // user.
