@@ -98,10 +98,7 @@ func (l *Lab) AddHostT(t testing.TB, name string) *Host {
 func (l *Lab) AddHostWithT(t testing.TB, name string, o HostOptions) *Host {
 	t.Helper()
 	h, err := l.AddHostWith(name, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return orFatal(t, h, err)
 }
 
 // AddHostT is Segment.AddHost for a test: it fails the test when the host
@@ -116,10 +113,7 @@ func (s *Segment) AddHostT(t testing.TB, name string) *Host {
 func (l *Lab) AddSegmentT(t testing.TB, name string, fam Family) *Segment {
 	t.Helper()
 	s, err := l.AddSegment(name, fam)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return orFatal(t, s, err)
 }
 
 // AddDiskT is AddDisk for a test: it fails the test when the disk cannot
@@ -127,10 +121,16 @@ func (l *Lab) AddSegmentT(t testing.TB, name string, fam Family) *Segment {
 func (h *Host) AddDiskT(t testing.TB, opts DiskOpts) *Disk {
 	t.Helper()
 	d, err := h.AddDisk(opts)
+	return orFatal(t, d, err)
+}
+
+// orFatal returns v, or fails the test when err is not nil.
+func orFatal[T any](t testing.TB, v T, err error) T {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return v
 }
 
 // Poll calls cond every 10ms until it returns true or timeout passes. It
