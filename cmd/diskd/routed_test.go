@@ -176,8 +176,8 @@ func TestRoutedTTL1StaysHome(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		inNear, outFar, outNear := rn.forwarded(t, f)
-		bIn := b.packets(t).In
-		aOut := a.packets(t).Out
+		bIn := b.status(t).PacketsIn
+		aOut := a.status(t).PacketsOut
 		t.Logf("alpha sent %d datagrams; the router took %d in from the near subnet and sent %d to the far one (%d back); "+
 			"the far listener heard %d from alpha; beta's packets_in %d",
 			aOut, inNear, outFar, outNear, ln.From(src), bIn)
