@@ -39,14 +39,8 @@ func TestManyListsStayBounded(t *testing.T) {
 	testbed.CopyTestBinary(t, self)
 	bus := dbustest.System(t, dbustest.File(t, "packaging/dbus/org.diskd.conf"))
 
-	a, err := lab.AddHost("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := lab.AddHost("b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := lab.AddHostT(t, "a")
+	b := lab.AddHostT(t, "b")
 	d, err := a.Start(diskd, "--bus", bus.Address, "--peer-timeout", "60s")
 	if err != nil {
 		t.Fatal(err)

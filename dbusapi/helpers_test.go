@@ -60,25 +60,23 @@ func serve(t *testing.T, o Options) *logBuffer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, o) }()
+	// Cleanups run last-in first-out: the log is shown after Serve ended.
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve returned %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return 10s after its context ended")
-		}
 		if t.Failed() {
 			t.Logf("Serve's log:\n%s", logs)
+		}
+	})
+	t.Cleanup(func() {
+		cancel()
+		if err := testbed.Await(t, done, 10*time.Second, "return of Serve after its context ended"); err != nil {
+			t.Errorf("Serve returned %v", err)
 		}
 	})
 	return logs
 }
 
 // dial connects a client for the rest of the test.
-func dial(t *testing.T, address string) *Client {
+func dial(t testing.TB, address string) *Client {
 	t.Helper()
 	c, err := Dial(context.Background(), address)
 	if err != nil {
@@ -91,13 +89,7 @@ func dial(t *testing.T, address string) *Client {
 // eventually polls cond every 10ms for up to timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, timeout, func() (bool, string) { return cond(), what })
 }
 
 // waitServing waits until diskd answers on the client's bus with hostID.

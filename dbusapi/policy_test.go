@@ -152,25 +152,8 @@ func TestDaemonChecksCaller(t *testing.T) {
 // address and returns what it printed.
 func ownAsNobody(t *testing.T, address string) string {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "dbusapi.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := filepath.Join(testbed.OpenTempDir(t), "dbusapi.test")
+	testbed.CopyTestBinary(t, bin)
 	cmd := exec.Command("setpriv", "--reuid="+nobody, "--regid="+nobody, "--clear-groups",
 		bin, "-test.run=^TestHelperOwnName$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "DISKD_TEST_OWN_ADDRESS="+address)

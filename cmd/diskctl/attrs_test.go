@@ -109,14 +109,8 @@ func TestAttributesEndToEnd(t *testing.T) {
 	ro := strings.TrimSpace(mustCmd(t, "losetup", "--find", "--show", "--read-only", roImg))
 	t.Cleanup(func() { _ = exec.Command("losetup", "-d", ro).Run() })
 
-	alpha, err := l.AddHost("alpha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	beta, err := l.AddHost("beta")
-	if err != nil {
-		t.Fatal(err)
-	}
+	alpha := l.AddHostT(t, "alpha")
+	beta := l.AddHostT(t, "beta")
 	bus := dbustest.System(t, dbustest.File(t, "packaging/dbus/org.diskd.conf"))
 	// Alpha probes nothing: the loop devices of this machine are beta's.
 	if _, err := alpha.Start(diskd, "--bus", bus.Address, "--device", "/dev/diskd-attrs-none"); err != nil {

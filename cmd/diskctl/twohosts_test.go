@@ -49,25 +49,11 @@ func setupTwoHosts(t *testing.T) *twoHosts {
 	}
 	diskd := testbed.Build(t)
 	h := &twoHosts{lab: l, bin: buildDiskctl(t)}
-	var err error
-	if h.alpha, err = l.AddHost("alpha"); err != nil {
-		t.Fatal(err)
-	}
-	if h.beta, err = l.AddHost("beta"); err != nil {
-		t.Fatal(err)
-	}
-	if h.diskA, err = h.alpha.AddDisk(testbed.DiskOpts{Label: "ALPHA-DISK", FSType: "ext4"}); err != nil {
-		t.Fatal(err)
-	}
-	if h.diskB, err = h.beta.AddDisk(testbed.DiskOpts{Label: "BETA-DISK", FSType: "ext4"}); err != nil {
-		t.Fatal(err)
-	}
-	if h.blank, err = h.beta.AddDisk(testbed.DiskOpts{}); err != nil {
-		t.Fatal(err)
-	}
-	if h.hot, err = h.beta.AddDisk(testbed.DiskOpts{Label: "BETA-NEW", FSType: "ext4"}); err != nil {
-		t.Fatal(err)
-	}
+	h.alpha, h.beta = l.AddHostT(t, "alpha"), l.AddHostT(t, "beta")
+	h.diskA = h.alpha.AddDiskT(t, testbed.DiskOpts{Label: "ALPHA-DISK", FSType: "ext4"})
+	h.diskB = h.beta.AddDiskT(t, testbed.DiskOpts{Label: "BETA-DISK", FSType: "ext4"})
+	h.blank = h.beta.AddDiskT(t, testbed.DiskOpts{})
+	h.hot = h.beta.AddDiskT(t, testbed.DiskOpts{Label: "BETA-NEW", FSType: "ext4"})
 	if err := h.hot.Detach(); err != nil {
 		t.Fatal(err)
 	}

@@ -67,11 +67,6 @@ func socketInode(t *testing.T, path, when string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
-// startedAt is the part of `status --json` that tells daemons apart.
-type startedAt struct {
-	Started time.Time `json:"started"`
-}
-
 // TestSocketActivation: under systemd-socket-activate the daemon serves the
 // socket it was passed (not the --socket path), and leaves the socket file
 // in place when it stops.
@@ -144,7 +139,7 @@ func TestSocketActivation(t *testing.T) {
 	if ok, desc := n.has(n); !ok {
 		t.Errorf("through the passed socket: %s", desc)
 	}
-	var st startedAt
+	var st status
 	if err := d.DoJSON("status --json", &st); err != nil || st.Started.IsZero() {
 		t.Errorf("status --json through the passed socket: %+v, %v", st, err)
 	}
@@ -235,7 +230,7 @@ func TestSocketActivationRestart(t *testing.T) {
 	if exeOf(pid1) != want {
 		t.Fatalf("pid file says %d, which runs %q, not the daemon", pid1, exeOf(pid1))
 	}
-	var st1 startedAt
+	var st1 status
 	if err := d.DoJSON("status --json", &st1); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +284,7 @@ func TestSocketActivationRestart(t *testing.T) {
 		var ds []disk
 		readJSON(t, c.r, &ds)
 		served := time.Since(goAt)
-		var st startedAt
+		var st status
 		readJSON(t, c.r, &st)
 		if findDisk(ds, n) == nil {
 			t.Errorf("client %d: the new daemon's first answer lacks its own disk: %s", i, describe(ds))

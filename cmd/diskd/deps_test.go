@@ -25,6 +25,7 @@ func TestDeps(t *testing.T) {
 		needWhy: "the test is out of date",
 		banned: []string{
 			"github.com/diskd/diskd/service/testbed",
+			"github.com/diskd/diskd/service/testbed/testclock",
 			"github.com/diskd/diskd/service/control/controltest",
 			"github.com/diskd/diskd/dbusapi/dbustest",
 			"testing",

@@ -40,13 +40,15 @@ func addNodes(t *testing.T, add func(name string) (*testbed.Host, error), names 
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, &node{Host: h, disk: d})
+		nodes = append(nodes, &node{Host: h, disk: nameDisk(t, h)})
 	}
 	return nodes
+}
+
+// nameDisk adds a small ext4 disk labelled NAME-1 to host NAME.
+func nameDisk(t *testing.T, h *testbed.Host) *testbed.Disk {
+	t.Helper()
+	return h.AddDiskT(t, testbed.DiskOpts{Label: strings.ToUpper(h.Name) + "-1", FSType: "ext4"})
 }
 
 // startDefault starts diskd on n with the default announce and scan
@@ -65,42 +67,13 @@ func (n *node) startDefault(t *testing.T, flags ...string) {
 	n.d = d
 }
 
-// packets are the datagram counters of `status --json`.
-type packets struct {
-	In  uint64 `json:"packets_in"`
-	Out uint64 `json:"packets_out"`
-}
-
-func (n *node) packets(t *testing.T) packets {
-	t.Helper()
-	var p packets
-	if err := n.d.DoJSON("status --json", &p); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// peerInfo is one entry of `peers --json`.
-type peerInfo struct {
-	HostID          string    `json:"host_id"`
-	Hostname        string    `json:"hostname"`
-	LastHeard       time.Time `json:"last_heard"`
-	IntervalSeconds float64   `json:"interval_seconds"`
-	TimeoutSeconds  float64   `json:"timeout_seconds"`
-}
-
 // peer returns n's `peers --json` entry for p, or nil.
-func (n *node) peer(p *node) (*peerInfo, error) {
-	var ps []peerInfo
+func (n *node) peer(p *node) (*peerEntry, error) {
+	var ps []peerEntry
 	if err := n.d.DoJSON("peers --json", &ps); err != nil {
 		return nil, err
 	}
-	for i := range ps {
-		if ps[i].HostID == p.HostID {
-			return &ps[i], nil
-		}
-	}
-	return nil, nil
+	return findPeer(ps, p.HostID), nil
 }
 
 // awaitPeer waits (≤ 5s) until n lists p among its peers.
@@ -149,22 +122,30 @@ func ms(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
+// detachedPair starts alpha and beta with the default intervals, beta
+// with betaFlags, and waits until alpha hears beta. Beta's disk exists but
+// is detached when its daemon starts; the daemon is told to watch its
+// device path.
+func detachedPair(t *testing.T, betaFlags ...string) (a, b *node) {
+	t.Helper()
+	nodes := newNodes(t, "alpha", "beta")
+	a, b = nodes[0], nodes[1]
+	if err := b.disk.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	b.startDefault(t, betaFlags...)
+	a.startDefault(t)
+	awaitPeer(t, a, b)
+	return a, b
+}
+
 // TestHotplugSeenWithinASecond: a disk attached to a loop device on beta
 // appears in alpha's list, its mount point shows, its unmount shows and its
 // detach removes it, each well within one second, with beta scanning only
 // every 60s and announcing only every 10s on its own.
 func TestHotplugSeenWithinASecond(t *testing.T) {
 	t.Parallel()
-	nodes := newNodes(t, "alpha", "beta")
-	a, b := nodes[0], nodes[1]
-	// Beta's disk exists but is detached when its daemon starts; the
-	// daemon is told to watch its device path.
-	if err := b.disk.Detach(); err != nil {
-		t.Fatal(err)
-	}
-	b.startDefault(t)
-	a.startDefault(t)
-	awaitPeer(t, a, b)
+	a, b := detachedPair(t)
 
 	mounted := func(d *disk) bool {
 		mp := b.disk.Mountpoint()
@@ -218,14 +199,7 @@ func TestHotplugSeenWithinASecond(t *testing.T) {
 // other test measures is the event path. A refresh then shows it at once.
 func TestHotplugWithoutUeventsIsNotSeen(t *testing.T) {
 	t.Parallel()
-	nodes := newNodes(t, "alpha", "beta")
-	a, b := nodes[0], nodes[1]
-	if err := b.disk.Detach(); err != nil {
-		t.Fatal(err)
-	}
-	b.startDefault(t, "--no-uevents")
-	a.startDefault(t)
-	awaitPeer(t, a, b)
+	a, b := detachedPair(t, "--no-uevents")
 
 	present := func(d *disk) bool { return d != nil }
 	start := time.Now()
@@ -288,26 +262,26 @@ func TestPingMakesPeerReannounce(t *testing.T) {
 		if wait := 1100*time.Millisecond - time.Since(lastPing); !lastPing.IsZero() && wait > 0 {
 			time.Sleep(wait)
 		}
-		aBefore, bBefore := a.packets(t), b.packets(t)
+		aBefore, bBefore := a.status(t), b.status(t)
 		start := time.Now()
 		if _, err := a.d.Do("ping"); err != nil {
 			t.Fatal(err)
 		}
 		lastPing = start
 		ok, desc := testbed.Poll(2*time.Second, func() (bool, string) {
-			p := a.packets(t)
-			return p.In > aBefore.In, fmt.Sprintf("alpha's packets_in %d → %d", aBefore.In, p.In)
+			p := a.status(t)
+			return p.PacketsIn > aBefore.PacketsIn, fmt.Sprintf("alpha's packets_in %d → %d", aBefore.PacketsIn, p.PacketsIn)
 		})
 		took := time.Since(start)
 		if !ok {
 			t.Fatalf("ping %d: beta did not re-announce within 2s: %s", i, desc)
 		}
-		bAfter := b.packets(t)
-		t.Logf("ping %d: beta's announcement reached alpha after %v (beta's packets_out +%d)", i, ms(took), bAfter.Out-bBefore.Out)
+		bAfter := b.status(t)
+		t.Logf("ping %d: beta's announcement reached alpha after %v (beta's packets_out +%d)", i, ms(took), bAfter.PacketsOut-bBefore.PacketsOut)
 		if took >= bound {
 			t.Errorf("ping %d: beta re-announced after %v, want within %v", i, ms(took), bound)
 		}
-		if d := bAfter.Out - bBefore.Out; d != 1 {
+		if d := bAfter.PacketsOut - bBefore.PacketsOut; d != 1 {
 			t.Errorf("ping %d: beta sent %d datagrams, want 1 announcement", i, d)
 		}
 	}
@@ -319,7 +293,7 @@ func TestPingFloodRateLimited(t *testing.T) {
 	t.Parallel()
 	a, b := quietPair(t)
 
-	aBefore, bBefore := a.packets(t), b.packets(t)
+	aBefore, bBefore := a.status(t), b.status(t)
 	const n = 100
 	const spacing = 10 * time.Millisecond // the last ping at 990ms
 	start := time.Now()
@@ -337,18 +311,18 @@ func TestPingFloodRateLimited(t *testing.T) {
 	}
 	// Answers come within PingReplyDelay (100ms); wait well past it.
 	time.Sleep(500 * time.Millisecond)
-	aAfter, bAfter := a.packets(t), b.packets(t)
-	answers := bAfter.Out - bBefore.Out
-	heard := bAfter.In - bBefore.In
+	aAfter, bAfter := a.status(t), b.status(t)
+	answers := bAfter.PacketsOut - bBefore.PacketsOut
+	heard := bAfter.PacketsIn - bBefore.PacketsIn
 	t.Logf("%d pings from alpha in %v: beta heard %d, sent %d announcements; alpha heard %d",
-		n, ms(took), heard, answers, aAfter.In-aBefore.In)
+		n, ms(took), heard, answers, aAfter.PacketsIn-aBefore.PacketsIn)
 	if heard < n*9/10 {
 		t.Fatalf("beta heard only %d of %d pings: the flood did not arrive", heard, n)
 	}
 	if answers < 1 || answers > 2 {
 		t.Errorf("beta answered %d pings in a second from one host, want 1 or 2", answers)
 	}
-	if got := aAfter.In - aBefore.In; got != answers {
+	if got := aAfter.PacketsIn - aBefore.PacketsIn; got != answers {
 		t.Errorf("alpha heard %d datagrams, beta sent %d", got, answers)
 	}
 }
@@ -389,7 +363,7 @@ func TestPeerTimeoutMath(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.observer.Name+"-sees-"+tc.peer.Name, func(t *testing.T) {
-			var p *peerInfo
+			var p *peerEntry
 			testbed.Eventually(t, 5*time.Second, func() (bool, string) {
 				var err error
 				p, err = tc.observer.peer(tc.peer)

@@ -215,6 +215,17 @@ func helpEntries(t *testing.T) map[string]string {
 
 var helpDefaultRe = regexp.MustCompile(`\(default (.*)\)$`)
 
+// durationDefaults are the duration flags whose defaults are the daemon's
+// constants, which --help and diskd(8) must show.
+var durationDefaults = []struct {
+	flag string
+	want time.Duration
+}{
+	{"announce-interval", daemon.DefaultAnnounceInterval},
+	{"scan-interval", daemon.DefaultScanInterval},
+	{"blkid-timeout", daemon.DefaultBlkidTimeout},
+}
+
 // TestHelpShowsTrueDefaults: every default --help shows is what the daemon
 // uses when the flag is not given, and the duration and group defaults are
 // the daemon's constants: the help breaks this test if it and the code
@@ -238,17 +249,11 @@ func TestHelpShowsTrueDefaults(t *testing.T) {
 		return m[1]
 	}
 	// The values the daemon's own constants give.
-	for _, c := range []struct {
-		spelling string
-		want     time.Duration
-	}{
-		{"--announce-interval D", daemon.DefaultAnnounceInterval},
-		{"--scan-interval D", daemon.DefaultScanInterval},
-		{"--blkid-timeout D", daemon.DefaultBlkidTimeout},
-	} {
+	for _, c := range durationDefaults {
+		spelling := "--" + c.flag + " D"
 		var d time.Duration
-		if err := (durationFlag{&d}).Set(defaultOf(c.spelling)); err != nil || d != c.want {
-			t.Errorf("%s: help says default %q, the daemon uses %v", c.spelling, defaultOf(c.spelling), c.want)
+		if err := (durationFlag{&d}).Set(defaultOf(spelling)); err != nil || d != c.want {
+			t.Errorf("%s: help says default %q, the daemon uses %v", spelling, defaultOf(spelling), c.want)
 		}
 	}
 	if got := defaultOf("--group ADDR:PORT"); got != daemon.DefaultGroup.String() {
@@ -340,14 +345,7 @@ func TestManPageCoversFlags(t *testing.T) {
 			t.Errorf("diskd(8) does not document %q", want)
 		}
 	})
-	for _, c := range []struct {
-		flag string
-		want time.Duration
-	}{
-		{"announce-interval", daemon.DefaultAnnounceInterval},
-		{"scan-interval", daemon.DefaultScanInterval},
-		{"blkid-timeout", daemon.DefaultBlkidTimeout},
-	} {
+	for _, c := range durationDefaults {
 		re := regexp.MustCompile(`(?s)\.BI ` + regexp.QuoteMeta(roff("--"+c.flag)) + `[^\n]*\n[^.]*?\(default ([0-9a-z]+)\)`)
 		m := re.FindStringSubmatch(man)
 		var got time.Duration

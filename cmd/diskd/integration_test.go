@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/testbed"
 )
 
@@ -77,26 +78,30 @@ const group = "239.255.77.77:4277"
 // fastFlags is the timing of every daemon in these tests.
 func fastFlags() []string { return []string{"--announce-interval", "1s", "--scan-interval", "1s"} }
 
-// disk is one entry of `list --json`.
-type disk struct {
-	HostID      string    `json:"host_id"`
-	Hostname    string    `json:"hostname"`
-	Device      string    `json:"device"`
-	UUID        string    `json:"uuid"`
-	PartUUID    string    `json:"partuuid"`
-	Label       string    `json:"label"`
-	Type        string    `json:"type"`
-	Mountpoints []string  `json:"mountpoints"`
-	Local       bool      `json:"local"`
-	LastSeen    time.Time `json:"last_seen"`
-}
+// disk is one entry of `list --json` (and, with the memory's keys, of
+// `find --json` and `list --all --json`).
+type disk = diskstate.Disk
 
 // status is the part of `status --json` the tests read.
 type status struct {
+	Started        time.Time         `json:"started"`
+	Peers          int               `json:"peers"`
+	Disks          int               `json:"disks"`
 	ScanError      string            `json:"scan_error"`
 	PacketsIn      uint64            `json:"packets_in"`
+	PacketsOut     uint64            `json:"packets_out"`
 	PacketsDropped uint64            `json:"packets_dropped"`
 	Drops          map[string]uint64 `json:"drops"`
+}
+
+// status returns n's `status --json`.
+func (n *node) status(t *testing.T) status {
+	t.Helper()
+	var st status
+	if err := n.d.DoJSON("status --json", &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // node is a simulated host with its disk and running daemon.
@@ -113,13 +118,29 @@ func (n *node) list() ([]disk, error) {
 	return ds, err
 }
 
-func (n *node) status(t *testing.T) status {
+// exitWithin runs cmd, which must exit on its own within timeout, and
+// returns what Wait returned. Otherwise it kills cmd and fails the test,
+// showing cmd's stderr when that is a buffer; what names cmd.
+func exitWithin(t *testing.T, cmd *exec.Cmd, timeout time.Duration, what string) error {
 	t.Helper()
-	var st status
-	if err := n.d.DoJSON("status --json", &st); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return st
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		var stderr string
+		if s, ok := cmd.Stderr.(fmt.Stringer); ok {
+			stderr = s.String()
+		}
+		t.Fatalf("%s did not exit within %v; stderr:\n%s", what, timeout, stderr)
+		return nil
+	}
 }
 
 // has reports whether n's list has the disk of peer p (and describes the

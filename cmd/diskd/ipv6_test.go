@@ -27,10 +27,7 @@ import (
 func linkOf(t *testing.T, f netFamily) (a, b, c *node) {
 	t.Helper()
 	lab := testbed.NewT(t)
-	seg, err := lab.AddSegment("link", f.fam)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "link", f.fam)
 	nodes := addNodes(t, seg.AddHost, "alpha", "beta", "gamma")
 	return nodes[0], nodes[1], nodes[2]
 }
@@ -153,7 +150,7 @@ var linkScenarios = []struct {
 			t.Errorf("beta among alpha's peers: %+v, want authenticated at %s", p, f.addr(b.Host))
 		}
 		testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-			da, dc := statusOf(t, a).Drops, statusOf(t, c).Drops
+			da, dc := a.status(t).Drops, c.status(t).Drops
 			return da["unsealed"] >= 2 && dc["sealed"] >= 2,
 				fmt.Sprintf("alpha's drops %v (want unsealed ≥ 2), gamma's %v (want sealed ≥ 2)", da, dc)
 		})
@@ -190,10 +187,7 @@ func TestLink(t *testing.T) {
 func TestDualStack(t *testing.T) {
 	t.Parallel()
 	lab := testbed.NewT(t)
-	seg, err := lab.AddSegment("link", testbed.DualStack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "link", testbed.DualStack)
 	add := func(name string, fam testbed.Family) *node {
 		return addNodes(t, func(name string) (*testbed.Host, error) {
 			return lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
@@ -231,7 +225,7 @@ func TestDualStack(t *testing.T) {
 		t.Errorf("the IPv6-only host lists the IPv4-only host's disk: %s", desc)
 	}
 	for _, n := range []*node{dual, dual2, four, six} {
-		st := statusOf(t, n)
+		st := n.status(t)
 		t.Logf("%s: %d peers, packets_in %d, drops %v", n.Name, st.Peers, st.PacketsIn, st.Drops)
 		if st.PacketsDropped != 0 {
 			t.Errorf("%s dropped %d datagrams: %v", n.Name, st.PacketsDropped, st.Drops)
@@ -259,10 +253,7 @@ func TestIPv6NoUsableGroupRefused(t *testing.T) {
 	t.Parallel()
 	lab := testbed.NewT(t)
 	bin := diskdBin(t)
-	seg, err := lab.AddSegment("link", testbed.DualStack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "link", testbed.DualStack)
 	for _, c := range []struct {
 		host  string
 		fam   testbed.Family
@@ -274,15 +265,12 @@ func TestIPv6NoUsableGroupRefused(t *testing.T) {
 		{"four", testbed.IPv4, []string{"--group", group6},
 			"diskd: no interface can carry group [ff15::d15c]:4277: interface e0 has no IPv6 address\n"},
 	} {
-		h, err := lab.AddHostWith(c.host, testbed.HostOptions{Segment: seg, Family: c.fam})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := lab.AddHostWithT(t, c.host, testbed.HostOptions{Segment: seg, Family: c.fam})
 		cmd := h.Command(bin, append([]string{"-d", "--host-id", h.HostID, "--socket", h.Socket, "--interface", testbed.Interface,
 			"--bus", "none", "--state-dir", h.StateDir, "--device", "/nonexistent"}, c.flags...)...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
-		err = cmd.Run()
+		err := cmd.Run()
 		code := -1
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
@@ -301,7 +289,7 @@ func garbageDroppedAndCounted(t *testing.T, f netFamily) {
 	a, b, c := linkOf(t, f)
 	startAll(t, f, a, b, c, nil, nil, nil)
 	awaitPeerDisk(t, a, b)
-	before := statusOf(t, a)
+	before := a.status(t)
 	// In batches of 50, each let through before the next: a daemon
 	// built with -race on a loaded machine is slow, and what its socket
 	// buffer cannot hold would be lost before it could be counted.
@@ -313,7 +301,7 @@ func garbageDroppedAndCounted(t *testing.T, f netFamily) {
 		}
 		last, still := uint64(0), time.Now()
 		for {
-			d := statusOf(t, a).PacketsDropped - before.PacketsDropped
+			d := a.status(t).PacketsDropped - before.PacketsDropped
 			if d >= uint64(sent+batch) || time.Since(still) > 500*time.Millisecond {
 				break
 			}
@@ -324,11 +312,11 @@ func garbageDroppedAndCounted(t *testing.T, f netFamily) {
 		}
 	}
 	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-		d := statusOf(t, a).PacketsDropped - before.PacketsDropped
+		d := a.status(t).PacketsDropped - before.PacketsDropped
 		return d >= 900, fmt.Sprintf("packets_dropped grew by %d", d)
 	})
 	time.Sleep(300 * time.Millisecond)
-	after := statusOf(t, a)
+	after := a.status(t)
 	dropped := after.PacketsDropped - before.PacketsDropped
 	t.Logf("packets_dropped +%d, packets_in +%d, drops %v", dropped, after.PacketsIn-before.PacketsIn, after.Drops)
 	if dropped > n {

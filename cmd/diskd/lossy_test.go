@@ -203,7 +203,7 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 	}
 	time.Sleep(time.Until(killed.Add(skew + 200*time.Millisecond)))
 
-	before := statusOf(t, a)
+	before := a.status(t)
 	stop := make(chan struct{})
 	shown := make(chan string, 1)
 	go func() { // watch alpha's peers and list while the replay runs
@@ -234,14 +234,14 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 	want := uint64(len(captured) + len(last))
 	var g map[string]uint64
 	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-		g = grown(before.Drops, statusOf(t, a).Drops)
+		g = grown(before.Drops, a.status(t).Drops)
 		return g["stale"] >= want, fmt.Sprintf("alpha's drops grew by %v, want stale +%d", g, want)
 	})
 	close(stop)
 	if s, ok := <-shown; ok {
 		t.Errorf("the replay showed the dead beta on the restarted alpha: %s", s)
 	}
-	g = grown(before.Drops, statusOf(t, a).Drops)
+	g = grown(before.Drops, a.status(t).Drops)
 	t.Logf("replayed %d datagrams of beta, %v after it was killed: alpha's drops grew by %v", want, time.Since(killed).Round(time.Millisecond), g)
 	if len(g) != 1 || g["stale"] != want {
 		t.Errorf("alpha's drops grew by %v, want exactly stale +%d", g, want)
@@ -403,7 +403,7 @@ func TestOldAndNewDiskdInterwork(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second) // a few more rounds each way
 	for _, n := range []*node{a, b} {
-		st := statusOf(t, n)
+		st := n.status(t)
 		if len(st.Drops) != 0 {
 			t.Errorf("%s dropped datagrams: %v", n.Name, st.Drops)
 		}

@@ -27,15 +27,6 @@ import (
 	"github.com/diskd/diskd/service/wire"
 )
 
-// remembered is a disk of `find --json` or `list --all --json` with the
-// memory's keys.
-type remembered struct {
-	disk
-	Present    bool      `json:"present"`
-	GoneAt     time.Time `json:"gone_at"`
-	GoneReason string    `json:"gone_reason"`
-}
-
 func doJSON[T any](t *testing.T, n *node, cmd string) T {
 	t.Helper()
 	var v T
@@ -86,7 +77,7 @@ func TestDetachedDiskIsRemembered(t *testing.T) {
 	t.Logf("find BETA-1 on alpha: %s", line)
 	check := func(when string) {
 		t.Helper()
-		ds := doJSON[[]remembered](t, a, "find --json BETA-1")
+		ds := doJSON[[]disk](t, a, "find --json BETA-1")
 		if len(ds) != 1 {
 			t.Fatalf("%s: find --json BETA-1 = %+v, want one disk", when, ds)
 		}
@@ -104,7 +95,7 @@ func TestDetachedDiskIsRemembered(t *testing.T) {
 			t.Errorf("%s: list --all:\n%s", when, all)
 		}
 		// The present disks are answered as before.
-		if got := doJSON[[]remembered](t, a, "find --json GAMMA-1"); len(got) != 1 || !got[0].Present {
+		if got := doJSON[[]disk](t, a, "find --json GAMMA-1"); len(got) != 1 || !got[0].Present {
 			t.Errorf("%s: find --json GAMMA-1 = %+v, want gamma's present disk", when, got)
 		}
 	}
@@ -154,7 +145,7 @@ func TestDetachedDiskIsRemembered(t *testing.T) {
 				ev.Disk.PreviousLastSeen.IsZero() || !ev.Disk.Present {
 				t.Errorf("DiskAppeared of BETA-1 = %+v, want returned from beta %s", ev.Disk, b.disk.Path)
 			}
-			if ds := doJSON[[]remembered](t, a, "find --json BETA-1"); len(ds) != 1 || !ds[0].Present || ds[0].Hostname != "beta" {
+			if ds := doJSON[[]disk](t, a, "find --json BETA-1"); len(ds) != 1 || !ds[0].Present || ds[0].Hostname != "beta" {
 				t.Errorf("after the re-attach find --json BETA-1 = %+v, want it present on beta", ds)
 			}
 			return
@@ -174,19 +165,7 @@ func TestSecondDaemonOnStateDir(t *testing.T) {
 		"--interface", testbed.Interface, "--bus", "none", "--state-dir", a.StateDir, "--device", "/nonexistent")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatal("the second daemon did not exit within 15s")
-	}
+	err := exitWithin(t, cmd, 15*time.Second, "the second daemon")
 	code := cmd.ProcessState.ExitCode()
 	msg := strings.TrimSpace(stderr.String())
 	if code != 1 || strings.Count(msg, "\n") != 0 ||
@@ -340,7 +319,7 @@ func TestKilledDuringChurn(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(3, 4))
 	keys := func() map[string]bool {
 		out := map[string]bool{}
-		for _, d := range doJSON[[]remembered](t, a, "list --all --json") {
+		for _, d := range doJSON[[]disk](t, a, "list --all --json") {
 			out[d.HostID+"|"+d.Device+"|"+d.UUID] = true
 		}
 		return out
@@ -391,9 +370,7 @@ func TestReplayAfterRestartIsRefused(t *testing.T) {
 	a := addSecNode(t, lab, "alpha", false)
 	b := addSecNode(t, lab, "beta", true)
 	m := addSecNode(t, lab, "mallory", false)
-	key := newKey(t)
-	keyFile := writeKeys(t, 0o600, key)
-	ring := ringOf(t, key)
+	keyFile, ring := sharedKey(t)
 
 	capt := startCapture(t, m.Host)
 	launch(t, b, keyed(keyFile)...)
@@ -448,7 +425,7 @@ func TestReplayAfterRestartIsRefused(t *testing.T) {
 	if ps := peersOf(t, a); findPeer(ps, b.HostID) != nil {
 		t.Errorf("beta is a peer again after the replay")
 	}
-	st := statusOf(t, a)
+	st := a.status(t)
 	if st.Drops["replay"] == 0 {
 		t.Errorf("alpha counted no replays: %+v", st.Drops)
 	}

@@ -61,14 +61,8 @@ func newRoutedNet(t *testing.T, f netFamily) *routedNet {
 	t.Helper()
 	testbed.RequireTools(t, "smcrouted", "smcroutectl")
 	lab := testbed.NewT(t)
-	near, err := lab.AddSegment("near", f.fam)
-	if err != nil {
-		t.Fatal(err)
-	}
-	far, err := lab.AddSegment("far", f.fam)
-	if err != nil {
-		t.Fatal(err)
-	}
+	near := lab.AddSegmentT(t, "near", f.fam)
+	far := lab.AddSegmentT(t, "far", f.fam)
 	r, err := lab.AddRouter("router", []*testbed.Segment{near, far}, testbed.RouterOptions{
 		Groups: []netip.Addr{ipv4.group.Addr(), ipv6.group.Addr()},
 	})
@@ -182,8 +176,8 @@ func TestRoutedTTL1StaysHome(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		inNear, outFar, outNear := rn.forwarded(t, f)
-		bIn := b.packets(t).In
-		aOut := a.packets(t).Out
+		bIn := b.status(t).PacketsIn
+		aOut := a.status(t).PacketsOut
 		t.Logf("alpha sent %d datagrams; the router took %d in from the near subnet and sent %d to the far one (%d back); "+
 			"the far listener heard %d from alpha; beta's packets_in %d",
 			aOut, inNear, outFar, outNear, ln.From(src), bIn)

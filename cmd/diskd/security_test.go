@@ -35,15 +35,9 @@ import (
 // withDisk. No daemon is started.
 func addSecNode(t *testing.T, lab *testbed.Lab, name string, withDisk bool) *node {
 	t.Helper()
-	h, err := lab.AddHost(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &node{Host: h}
+	n := &node{Host: lab.AddHostT(t, name)}
 	if withDisk {
-		if n.disk, err = h.AddDisk(testbed.DiskOpts{Label: strings.ToUpper(name) + "-1", FSType: "ext4"}); err != nil {
-			t.Fatal(err)
-		}
+		n.disk = nameDisk(t, n.Host)
 	}
 	return n
 }
@@ -100,6 +94,14 @@ func ringOf(t *testing.T, keys ...[]byte) *wire.Keyring {
 	return k
 }
 
+// sharedKey writes a new key to a key file (0600) and returns the file
+// and the keyring of that key, for a test that seals as the daemons do.
+func sharedKey(t *testing.T) (keyFile string, ring *wire.Keyring) {
+	t.Helper()
+	key := newKey(t)
+	return writeKeys(t, 0o600, key), ringOf(t, key)
+}
+
 // forge encodes m into datagrams (sealed with ring unless it is nil) of
 // budget bytes at most (0: wire.DefaultBudget).
 func forge(t *testing.T, m wire.Message, budget int, ring *wire.Keyring) [][]byte {
@@ -134,24 +136,6 @@ func decodeAll(t *testing.T, ds []datagram, ring *wire.Keyring) []wire.Message {
 	return out
 }
 
-// fullStatus is the part of `status --json` these tests read.
-type fullStatus struct {
-	Peers          int               `json:"peers"`
-	Disks          int               `json:"disks"`
-	PacketsIn      uint64            `json:"packets_in"`
-	PacketsDropped uint64            `json:"packets_dropped"`
-	Drops          map[string]uint64 `json:"drops"`
-}
-
-func statusOf(t *testing.T, n *node) fullStatus {
-	t.Helper()
-	var st fullStatus
-	if err := n.d.DoJSON("status --json", &st); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 // grown returns the drop reasons whose count grew from before to after,
 // with how much.
 func grown(before, after map[string]uint64) map[string]uint64 {
@@ -166,13 +150,15 @@ func grown(before, after map[string]uint64) map[string]uint64 {
 
 // peerEntry is one entry of `peers --json`.
 type peerEntry struct {
-	HostID        string    `json:"host_id"`
-	Hostname      string    `json:"hostname"`
-	Address       string    `json:"address"`
-	BootID        string    `json:"boot_id"`
-	Disks         int       `json:"disks"`
-	LastHeard     time.Time `json:"last_heard"`
-	Authenticated bool      `json:"authenticated"`
+	HostID          string    `json:"host_id"`
+	Hostname        string    `json:"hostname"`
+	Address         string    `json:"address"`
+	BootID          string    `json:"boot_id"`
+	Disks           int       `json:"disks"`
+	LastHeard       time.Time `json:"last_heard"`
+	IntervalSeconds float64   `json:"interval_seconds"`
+	TimeoutSeconds  float64   `json:"timeout_seconds"`
+	Authenticated   bool      `json:"authenticated"`
 }
 
 func peersOf(t *testing.T, n *node) []peerEntry {
@@ -347,7 +333,7 @@ func TestForgedDatagramsChangeNothing(t *testing.T) {
 	wantUnsealed := uint64(len(unsealed) + len(genuine))
 	wantAuth := uint64(len(badKey) + 2*len(genuine))
 
-	aBefore, bBefore := statusOf(t, a), statusOf(t, b)
+	aBefore, bBefore := a.status(t), b.status(t)
 	all := slices.Concat(unsealed, badKey, tampered)
 	sendDatagrams(t, m.Host, all, 0)
 	sent := time.Now()
@@ -361,12 +347,12 @@ func TestForgedDatagramsChangeNothing(t *testing.T) {
 		}
 		var g map[string]uint64
 		testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-			g = grown(before.Drops, statusOf(t, n).Drops)
+			g = grown(before.Drops, n.status(t).Drops)
 			return g["unsealed"] >= wantUnsealed && g["auth"] >= wantAuth,
 				fmt.Sprintf("%s's drops grew by %v, want unsealed +%d, auth +%d", n.Name, g, wantUnsealed, wantAuth)
 		})
 		time.Sleep(100 * time.Millisecond)
-		g = grown(before.Drops, statusOf(t, n).Drops)
+		g = grown(before.Drops, n.status(t).Drops)
 		t.Logf("%s's drops grew by %v", n.Name, g)
 		if len(g) != 2 || g["unsealed"] != wantUnsealed || g["auth"] != wantAuth {
 			t.Errorf("%s's drops grew by %v, want exactly unsealed +%d, auth +%d", n.Name, g, wantUnsealed, wantAuth)
@@ -383,7 +369,7 @@ func TestForgedDatagramsChangeNothing(t *testing.T) {
 	if got, want := peerView(peersAfter), peerView(peersBefore); !slices.Equal(got, want) {
 		t.Errorf("alpha's peers changed:\nbefore %v\nafter  %v", want, got)
 	}
-	if g := grown(aBefore.Drops, statusOf(t, a).Drops); g["replay"] != 0 {
+	if g := grown(aBefore.Drops, a.status(t).Drops); g["replay"] != 0 {
 		t.Errorf("alpha dropped %d of beta's honest datagrams as replays", g["replay"])
 	}
 }
@@ -399,9 +385,7 @@ func TestReplayedAnnouncementsChangeNothing(t *testing.T) {
 	a := addSecNode(t, lab, "alpha", true)
 	b := addSecNode(t, lab, "beta", false)
 	m := addSecNode(t, lab, "mallory", false)
-	key := newKey(t)
-	keyFile := writeKeys(t, 0o600, key)
-	ring := ringOf(t, key)
+	keyFile, ring := sharedKey(t)
 
 	// Beta's disk. Once detached, its loop device number is free for any
 	// other test on the machine to take, and a daemon watching that number
@@ -459,16 +443,16 @@ func TestReplayedAnnouncementsChangeNothing(t *testing.T) {
 
 	replay := func(when string) {
 		t.Helper()
-		before := statusOf(t, a)
+		before := a.status(t)
 		listBefore := listOf(t, a)
 		sendDatagrams(t, m.Host, payloads(captured), 0)
 		var g map[string]uint64
 		testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-			g = grown(before.Drops, statusOf(t, a).Drops)
+			g = grown(before.Drops, a.status(t).Drops)
 			return g["replay"] >= uint64(len(captured)), fmt.Sprintf("%s: alpha's drops grew by %v, want replay +%d", when, g, len(captured))
 		})
 		time.Sleep(300 * time.Millisecond)
-		g = grown(before.Drops, statusOf(t, a).Drops)
+		g = grown(before.Drops, a.status(t).Drops)
 		t.Logf("%s: replayed %d datagrams; alpha's drops grew by %v", when, len(captured), g)
 		if len(g) != 1 || g["replay"] != uint64(len(captured)) {
 			t.Errorf("%s: alpha's drops grew by %v, want exactly replay +%d", when, g, len(captured))
@@ -529,7 +513,7 @@ func TestKeyRotation(t *testing.T) {
 		launch(t, x, keyed(writeKeys(t, 0o600, oldKey, newKey))...)
 		bothSee(t, x, y)
 		for _, n := range []*node{x, y} {
-			if d := statusOf(t, n).Drops; len(d) != 0 {
+			if d := n.status(t).Drops; len(d) != 0 {
 				t.Errorf("%s dropped datagrams: %v", n.Name, d)
 			}
 		}
@@ -546,7 +530,7 @@ func TestKeyRotation(t *testing.T) {
 		launch(t, z, keyed(writeKeys(t, 0o600, newKey))...)
 		bothSee(t, x, y)
 		for _, n := range []*node{x, y} {
-			if d := statusOf(t, n).Drops; len(d) != 0 {
+			if d := n.status(t).Drops; len(d) != 0 {
 				t.Errorf("%s dropped datagrams: %v", n.Name, d)
 			}
 		}
@@ -555,13 +539,13 @@ func TestKeyRotation(t *testing.T) {
 		awaitPeerDisk(t, z, x)
 		awaitPeerDisk(t, y, z)
 		testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-			d := statusOf(t, z).Drops
+			d := z.status(t).Drops
 			return d["auth"] >= 2, fmt.Sprintf("gamma's drops %v, want auth ≥ 2", d)
 		})
 		if ok, desc := z.has(y); ok {
 			t.Errorf("gamma ([new]) lists beta's disk sealed with the old key: %s", desc)
 		}
-		t.Logf("gamma ([new]) drops: %v", statusOf(t, z).Drops)
+		t.Logf("gamma ([new]) drops: %v", z.status(t).Drops)
 	})
 }
 
@@ -581,19 +565,7 @@ func TestKeyFileReadableByOthersRefused(t *testing.T) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		var err error
-		select {
-		case err = <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Fatalf("mode %04o: the daemon did not exit within 10s; stderr:\n%s", mode, stderr.String())
-		}
+		err := exitWithin(t, cmd, 10*time.Second, fmt.Sprintf("mode %04o: the daemon", mode))
 		status := 0
 		if ee, ok := err.(interface{ ExitCode() int }); ok {
 			status = ee.ExitCode()
@@ -673,7 +645,7 @@ func TestFloodKeepsDaemonResponsive(t *testing.T) {
 	grams := floodDatagrams(t, mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())), n, b, ringOf(t, newKey(t)))
 	t.Logf("made %d datagrams in %v", len(grams), time.Since(t0).Round(time.Millisecond))
 	listBefore := listOf(t, a)
-	stBefore := statusOf(t, a)
+	stBefore := a.status(t)
 	pid := a.d.PID()
 	rssBefore := memKiB(t, pid, "VmRSS")
 
@@ -711,7 +683,7 @@ func TestFloodKeepsDaemonResponsive(t *testing.T) {
 	took := time.Since(start)
 	time.Sleep(500 * time.Millisecond) // the receiver catches up
 	rssAfter, hwm := memKiB(t, pid, "VmRSS"), memKiB(t, pid, "VmHWM")
-	stAfter := statusOf(t, a)
+	stAfter := a.status(t)
 	in := stAfter.PacketsIn - stBefore.PacketsIn
 	dropped := stAfter.PacketsDropped - stBefore.PacketsDropped
 	g := grown(stBefore.Drops, stAfter.Drops)
@@ -772,10 +744,7 @@ func TestEscapedLabels(t *testing.T) {
 	m := addSecNode(t, lab, "mallory", false)
 	var devs []string
 	for _, label := range []string{eraseLabel, titleLabel} {
-		d, err := b.AddDisk(testbed.DiskOpts{Label: label, FSType: "ext4"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := b.AddDiskT(t, testbed.DiskOpts{Label: label, FSType: "ext4"})
 		devs = append(devs, d.Path)
 	}
 	launch(t, b, fastFlags()...)
@@ -892,14 +861,14 @@ func TestPeerCap(t *testing.T) {
 	}
 	pid := a.d.PID()
 	rssBefore := memKiB(t, pid, "VmRSS")
-	before := statusOf(t, a)
+	before := a.status(t)
 	took := sendDatagrams(t, m.Host, grams, 0)
 	// Wait until alpha has read everything: packets_in stops growing.
-	var after fullStatus
+	var after status
 	last := uint64(0)
 	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
 		time.Sleep(200 * time.Millisecond)
-		after = statusOf(t, a)
+		after = a.status(t)
 		settled := after.PacketsIn == last && after.Peers == maxPeers
 		last = after.PacketsIn
 		return settled, fmt.Sprintf("alpha: %d peers, packets_in %d", after.Peers, after.PacketsIn)
@@ -975,7 +944,7 @@ func TestSixHundredDisks(t *testing.T) {
 		return n == count, fmt.Sprintf("alpha lists %d of beta's disks", n)
 	})
 	t.Logf("alpha lists beta's %d disks %v after start", count, time.Since(start).Round(time.Millisecond))
-	if st := statusOf(t, a); st.PacketsDropped != 0 {
+	if st := a.status(t); st.PacketsDropped != 0 {
 		t.Errorf("alpha dropped %d datagrams: %v", st.PacketsDropped, st.Drops)
 	}
 
@@ -1042,7 +1011,7 @@ func TestSixHundredDisks(t *testing.T) {
 	}
 	mid := len(parts) / 2
 	listBefore := listOf(t, a)
-	before := statusOf(t, a)
+	before := a.status(t)
 	grams := slices.Concat(inject(b.HostID, "forged-boot", forged, mid), inject("ghost-600", "ghost-boot", forged, mid),
 		inject("whole-600", "whole-boot", disks, -1))
 	sendDatagrams(t, m.Host, grams, 1) // 1 ms apart: a one-shot injection must not overflow alpha's socket buffer
@@ -1073,7 +1042,7 @@ func TestSixHundredDisks(t *testing.T) {
 	if got, want := view(beta), view(beforeBeta); !slices.Equal(got, want) {
 		t.Errorf("beta's disks changed in alpha's list after an announcement with a missing part (%d disks now)", len(beta))
 	}
-	if g := grown(before.Drops, statusOf(t, a).Drops); len(g) != 0 {
+	if g := grown(before.Drops, a.status(t).Drops); len(g) != 0 {
 		t.Errorf("alpha's drops grew by %v: beta's honest announcements were refused after the injection", g)
 	}
 
@@ -1085,15 +1054,15 @@ func TestSixHundredDisks(t *testing.T) {
 			old = append(old, d.b)
 		}
 	}
-	before = statusOf(t, a)
+	before = a.status(t)
 	sendDatagrams(t, m.Host, old, 0)
 	var g map[string]uint64
 	testbed.Eventually(t, 5*time.Second, func() (bool, string) {
-		g = grown(before.Drops, statusOf(t, a).Drops)
+		g = grown(before.Drops, a.status(t).Drops)
 		return g["replay"] >= uint64(len(old)), fmt.Sprintf("alpha's drops grew by %v, want replay +%d", g, len(old))
 	})
 	time.Sleep(200 * time.Millisecond)
-	g = grown(before.Drops, statusOf(t, a).Drops)
+	g = grown(before.Drops, a.status(t).Drops)
 	t.Logf("beta's announcement of %d parts replayed: alpha's drops grew by %v", len(old), g)
 	if len(g) != 1 || g["replay"] != uint64(len(old)) {
 		t.Errorf("alpha's drops grew by %v after a replay of %d parts, want replay +%d", g, len(old), len(old))

@@ -49,6 +49,26 @@ func (r *rawConn) send(s string) {
 	}
 }
 
+// ok sends line and fails the test unless the answer ends with OK.
+func (r *rawConn) ok(line string) {
+	r.t.Helper()
+	r.send(line)
+	if _, final := r.answer(); final != "OK" {
+		r.t.Fatalf("%q: %s", line, final)
+	}
+}
+
+// dialFull connects to a server that has no room: its first line must be
+// the refusal. It returns the connection for more checks.
+func dialFull(t *testing.T, path string) *rawConn {
+	t.Helper()
+	r := dialRaw(t, path)
+	if l, err := r.readLine(); err != nil || l != "ERR too many connections" {
+		t.Fatalf("connection beyond the limit got %q, %v", l, err)
+	}
+	return r
+}
+
 // sendRefused writes s to a server that refuses it and may close the
 // connection before it has read all of it (an over-long line): a broken
 // pipe or a reset is then what the write gets, and no error.

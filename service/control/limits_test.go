@@ -23,10 +23,7 @@ import (
 func TestIdleTimeout(t *testing.T) {
 	ts := controltest.Start(t, &control.Server{IdleTimeout: time.Second})
 	r := dialRaw(t, ts.Path)
-	r.send("status\n")
-	if _, final := r.answer(); final != "OK" {
-		t.Fatal(final)
-	}
+	r.ok("status\n")
 	start := time.Now()
 	r.expectEOF() // no line: an unasked ERR would be taken for the next answer
 	if d := time.Since(start); d < 900*time.Millisecond {
@@ -91,15 +88,9 @@ func TestEvictOldestIdle(t *testing.T) {
 		t.Fatalf("new client not served: %v", err)
 	}
 	old.expectEOF()
-	young.send("peers\n")
-	if _, final := young.answer(); final != "OK" {
-		t.Fatal(final)
-	}
+	young.ok("peers\n")
 	// Now both are busy or young: a further one is refused.
-	over := dialRaw(t, ts.Path)
-	if l, err := over.readLine(); err != nil || l != "ERR too many connections" {
-		t.Fatalf("third connection got %q, %v", l, err)
-	}
+	dialFull(t, ts.Path)
 }
 
 // Users for the abuse test (setpriv): the hog and a second, well-behaved

@@ -19,6 +19,7 @@ import (
 	"github.com/diskd/diskd/service/control/controltest"
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 func TestHumanOutput(t *testing.T) {
@@ -508,15 +509,9 @@ func TestMaxConns(t *testing.T) {
 	ts := controltest.Start(t, &control.Server{MaxConns: 2})
 	a, b := dialRaw(t, ts.Path), dialRaw(t, ts.Path)
 	for _, r := range []*rawConn{a, b} {
-		r.send("status\n")
-		if _, final := r.answer(); final != "OK" {
-			t.Fatal(final)
-		}
+		r.ok("status\n")
 	}
-	over := dialRaw(t, ts.Path)
-	if l, err := over.readLine(); err != nil || l != "ERR too many connections" {
-		t.Fatalf("third connection got %q, %v", l, err)
-	}
+	over := dialFull(t, ts.Path)
 	over.expectEOF()
 	// The client API reports it as an ERR answer.
 	c := dialClient(t, ts.Path)
@@ -527,10 +522,7 @@ func TestMaxConns(t *testing.T) {
 	// Once one leaves, a new one is served.
 	a.c.Close()
 	controltest.WaitFor(t, "a free connection slot", func() bool { return probeStatus(ts.Path) })
-	b.send("peers\n")
-	if _, final := b.answer(); final != "OK" {
-		t.Fatal(final)
-	}
+	b.ok("peers\n")
 }
 
 func TestConcurrentClients(t *testing.T) {
@@ -605,13 +597,8 @@ func TestServeStopsOnCancel(t *testing.T) {
 	partial := dialRaw(t, path)
 	partial.send("lis") // in the middle of a request line
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
+	if err := testbed.Await(t, done, 10*time.Second, "return of Serve"); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 	idle.expectEOF()
 	partial.expectEOF()
@@ -632,13 +619,8 @@ func TestServeListenerClosed(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- (&control.Server{Inv: controltest.Inventory(t)}).Serve(context.Background(), ln) }()
 	ln.Close()
-	select {
-	case err := <-done:
-		if err == nil || !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Serve = %v, want an accept error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
+	if err := testbed.Await(t, done, 10*time.Second, "return of Serve"); err == nil || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Serve = %v, want an accept error", err)
 	}
 }
 

@@ -119,14 +119,8 @@ func (h *host) waitList(t *testing.T, what string, cond func(string) bool) {
 func TestTwoDaemons(t *testing.T) {
 	testbed.RequireTools(t, "blkid", "losetup", "mkfs.ext4")
 	lab := testbed.NewT(t)
-	hb, err := lab.AddHost("beta")
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk, err := hb.AddDisk(testbed.DiskOpts{Label: "DAEMON-TEST", FSType: "ext4"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	hb := lab.AddHostT(t, "beta")
+	disk := hb.AddDiskT(t, testbed.DiskOpts{Label: "DAEMON-TEST", FSType: "ext4"})
 	nw := peertest.NewNetwork("test", 0)
 	t.Cleanup(nw.Close)
 	alpha := start(t, nw, "alpha", 1)

@@ -11,14 +11,10 @@ import (
 
 	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/testbed/testclock"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time { return c.t }
-
-func newWriter() (*Writer, *bytes.Buffer, *fakeClock) {
+func newWriter() (*Writer, *bytes.Buffer, *testclock.Clock) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
@@ -28,8 +24,8 @@ func newWriter() (*Writer, *bytes.Buffer, *fakeClock) {
 			return a
 		},
 	}))
-	c := &fakeClock{t: time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)}
-	return NewWriter(log, c.now), &buf, c
+	c := testclock.New(time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC))
+	return NewWriter(log, c.Now), &buf, c
 }
 
 func lines(buf *bytes.Buffer) []string {
@@ -134,7 +130,7 @@ func TestWriterCannotBeFlooded(t *testing.T) {
 				w.Add(ctx, e)
 			}
 			w.Flush(ctx)
-			clk.t = clk.t.Add(time.Minute / 300)
+			clk.Add(time.Minute / 300)
 		}
 		got := lines(buf)
 		total += len(got)
@@ -167,7 +163,7 @@ func TestWriterLimitRefills(t *testing.T) {
 	if n := len(lines(buf)); n != LinesPerMinute {
 		t.Fatalf("%d lines of a burst, want %d", n, LinesPerMinute)
 	}
-	clk.t = clk.t.Add(time.Minute)
+	clk.Add(time.Minute)
 	for _, e := range peerEvents("late", 20, inventory.PeerJoined) {
 		w.Add(ctx, e)
 	}

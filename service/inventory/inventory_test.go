@@ -10,25 +10,13 @@ import (
 	"time"
 
 	"github.com/diskd/diskd/service/diskstate"
+	"github.com/diskd/diskd/service/testbed/testclock"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTest(t *testing.T, opts Options) (*Inventory, *clock, *Subscription) {
+func newTest(t *testing.T, opts Options) (*Inventory, *testclock.Clock, *Subscription) {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	opts.Now = c.now
+	c := testclock.New(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	opts.Now = c.Now
 	if opts.HostID == "" {
 		opts.HostID, opts.Hostname = "self", "selfhost"
 	}
@@ -126,7 +114,7 @@ func TestPeerLifecycle(t *testing.T) {
 		t.Fatalf("peer %+v: want timeout 3 × interval and one disk", p)
 	}
 	d := inv.Disks()
-	if len(d) != 1 || d[0].Local || d[0].Hostname != "b-name" || !d[0].LastSeen.Equal(c.now()) {
+	if len(d) != 1 || d[0].Local || d[0].Hostname != "b-name" || !d[0].LastSeen.Equal(c.Now()) {
 		t.Fatalf("remote disk %+v", d)
 	}
 
@@ -153,7 +141,7 @@ func TestPeerLifecycle(t *testing.T) {
 	}
 
 	// Expiry at the timeout, not before.
-	c.add(29 * time.Second)
+	c.Add(29 * time.Second)
 	inv.Expire()
 	if len(inv.Peers()) != 1 {
 		t.Fatal("peer expired before its timeout")
@@ -161,12 +149,12 @@ func TestPeerLifecycle(t *testing.T) {
 	if err := inv.Touch("b", "b1", 12); err != nil {
 		t.Fatal(err)
 	}
-	c.add(29 * time.Second)
+	c.Add(29 * time.Second)
 	inv.Expire()
 	if len(inv.Peers()) != 1 {
 		t.Fatal("a ping did not count as being heard")
 	}
-	c.add(2 * time.Second)
+	c.Add(2 * time.Second)
 	inv.Expire()
 	want = []string{"disappeared b /dev/loop1", "disappeared b /dev/loop2", "peer-lost b timeout"}
 	if got := drain(sub); !slices.Equal(got, want) {
@@ -396,7 +384,7 @@ func TestConcurrentUse(t *testing.T) {
 				inv.Peers()
 				inv.Find("L")
 				inv.Match("h")
-				c.add(time.Millisecond)
+				c.Add(time.Millisecond)
 				inv.Expire()
 			}
 		})

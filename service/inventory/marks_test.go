@@ -37,14 +37,14 @@ func TestHearReplayRule(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, s := range c.steps {
-				clk.add(time.Second)
+				clk.Add(time.Second)
 				live, err := inv.Hear(Heard{HostID: "p", BootID: s.boot, Seq: s.seq, Part: s.part})
 				if (err == nil) != s.ok || !live || err != nil && !errors.Is(err, ErrReplay) {
 					t.Fatalf("step %d %+v: live %v, err %v", i, s, live, err)
 				}
 				p := inv.Peers()[0]
-				if heard := p.LastHeard.Equal(clk.now()); heard != s.ok {
-					t.Fatalf("step %d: last heard %v at %v: touched %v, want %v", i, p.LastHeard, clk.now(), heard, s.ok)
+				if heard := p.LastHeard.Equal(clk.Now()); heard != s.ok {
+					t.Fatalf("step %d: last heard %v at %v: touched %v, want %v", i, p.LastHeard, clk.Now(), heard, s.ok)
 				}
 			}
 		})
@@ -60,7 +60,7 @@ func TestHearKeepsAlive(t *testing.T) {
 	}
 	drain(sub)
 	for i := range 20 {
-		clk.add(20 * time.Second) // the timeout is 30 s (3 × 10 s)
+		clk.Add(20 * time.Second) // the timeout is 30 s (3 × 10 s)
 		if _, err := inv.Hear(Heard{HostID: "p", BootID: "b1", Seq: uint64(11 + i), Part: i % 3}); err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestHearKeepsAlive(t *testing.T) {
 	if len(inv.Peers()) != 1 || len(drain(sub)) != 0 {
 		t.Fatal("a peer heard every 20 s was lost")
 	}
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	inv.Expire()
 	if len(inv.Peers()) != 0 {
 		t.Fatal("a peer silent for its timeout was kept")
@@ -114,7 +114,7 @@ func TestHearUnknownHost(t *testing.T) {
 // restart through Marks and RestoreMarks, and refuse what they cover.
 func TestMarksRoundTrip(t *testing.T) {
 	inv, clk, _ := newTest(t, Options{})
-	sent := clk.now().Add(-time.Second)
+	sent := clk.Now().Add(-time.Second)
 	if err := inv.Apply(ann("live", 10)); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package memory_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,37 +10,21 @@ import (
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/memory"
 	"github.com/diskd/diskd/service/store"
+	"github.com/diskd/diskd/service/testbed"
+	"github.com/diskd/diskd/service/testbed/testclock"
 )
-
-// clock is a settable time for the inventory, the store and the recorder.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testbed.Eventually(t, 5*time.Second, func() (bool, string) { return cond(), what })
 }
 
 func TestRecorderFollowsTheInventory(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC)}
-	st := store.NewMemory(store.Options{Now: clk.now})
+	clk := testclock.New(time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC))
+	st := store.NewMemory(store.Options{Now: clk.Now})
 	defer st.Close()
-	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.now, MarkInterval: 10 * time.Millisecond})
-	inv := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha", Now: clk.now, Annotate: rec.Annotate})
+	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.Now, MarkInterval: 10 * time.Millisecond})
+	inv := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha", Now: clk.Now, Annotate: rec.Annotate})
 	sub := inv.Subscribe(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -56,7 +39,7 @@ func TestRecorderFollowsTheInventory(t *testing.T) {
 	eventually(t, "beta's disks in the store", func() bool { return len(rec.Find("u-1")) == 1 && len(rec.Find("u-2")) == 1 })
 
 	// Detached on beta.
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	if err := inv.Apply(inventory.Announcement{HostID: "b", Hostname: "beta", BootID: "b1", Seq: 11,
 		Interval: time.Second, Disks: []diskstate.Disk{other}}); err != nil {
 		t.Fatal(err)
@@ -77,7 +60,7 @@ func TestRecorderFollowsTheInventory(t *testing.T) {
 	}
 
 	// The disk comes back on gamma three days later: returned, from beta.
-	clk.add(3 * 24 * time.Hour)
+	clk.Add(3 * 24 * time.Hour)
 	sub2 := inv.Subscribe(0)
 	defer sub2.Close()
 	if err := inv.Apply(inventory.Announcement{HostID: "c", Hostname: "gamma", BootID: "c1", Seq: 1,
@@ -92,7 +75,7 @@ func TestRecorderFollowsTheInventory(t *testing.T) {
 		}
 	}
 	if !appeared.Returned || appeared.PreviousHostname != "beta" || appeared.PreviousDevice != "/dev/sdb1" ||
-		!appeared.Present || appeared.PreviousLastSeen.After(clk.now().Add(-3*24*time.Hour)) {
+		!appeared.Present || appeared.PreviousLastSeen.After(clk.Now().Add(-3*24*time.Hour)) {
 		t.Errorf("DiskAppeared on gamma: %+v", appeared)
 	}
 	eventually(t, "history of two places", func() bool { return len(rec.History("BACKUP-2019")) == 2 })
@@ -126,11 +109,11 @@ func TestRecorderFollowsTheInventory(t *testing.T) {
 // bye before the recorder first writes marks still has its mark kept,
 // even when the store has no record of it yet.
 func TestMarkOfAPeerGoneBeforeItsFirstWrite(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC)}
-	st := store.NewMemory(store.Options{Now: clk.now})
+	clk := testclock.New(time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC))
+	st := store.NewMemory(store.Options{Now: clk.Now})
 	defer st.Close()
-	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.now, MarkInterval: time.Hour})
-	inv := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha", Now: clk.now, Annotate: rec.Annotate})
+	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.Now, MarkInterval: time.Hour})
+	inv := inventory.New(inventory.Options{HostID: "a", Hostname: "alpha", Now: clk.Now, Annotate: rec.Annotate})
 	sub := inv.Subscribe(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -147,16 +130,16 @@ func TestMarkOfAPeerGoneBeforeItsFirstWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, ok := st.Peer("b")
-	if !ok || p.Mark.BootID != "b1" || p.Mark.Seq != 8 || !p.LastHeard.Equal(clk.now()) {
-		t.Fatalf("beta's record after its bye: %+v (found %v), want mark b1/8 heard %v", p, ok, clk.now())
+	if !ok || p.Mark.BootID != "b1" || p.Mark.Seq != 8 || !p.LastHeard.Equal(clk.Now()) {
+		t.Fatalf("beta's record after its bye: %+v (found %v), want mark b1/8 heard %v", p, ok, clk.Now())
 	}
 }
 
 func TestNotReturnedAfterRestartOrBriefAbsence(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC)}
-	st := store.NewMemory(store.Options{Now: clk.now})
+	clk := testclock.New(time.Date(2026, 11, 28, 14, 2, 0, 0, time.UTC))
+	st := store.NewMemory(store.Options{Now: clk.Now})
 	defer st.Close()
-	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.now})
+	rec := memory.New(st, memory.Options{HostID: "a", Now: clk.Now})
 	usb := store.DiskInfo{HostID: "b", Hostname: "beta", Device: "/dev/sdb1", UUID: "u-1", Label: "L"}
 	live := diskstate.Disk{HostID: "c", Hostname: "gamma", Device: "/dev/sdc1", UUID: "u-1", Label: "L", Present: true}
 	for _, c := range []struct {
@@ -171,13 +154,13 @@ func TestNotReturnedAfterRestartOrBriefAbsence(t *testing.T) {
 		{"restart", store.ReasonRestart, time.Hour, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if err := st.Seen(clk.now(), usb); err != nil {
+			if err := st.Seen(clk.Now(), usb); err != nil {
 				t.Fatal(err)
 			}
-			if err := st.Gone(clk.now(), c.reason, usb); err != nil {
+			if err := st.Gone(clk.Now(), c.reason, usb); err != nil {
 				t.Fatal(err)
 			}
-			clk.add(c.gone)
+			clk.Add(c.gone)
 			d := live
 			rec.Annotate(&d)
 			if d.Returned != c.want {

@@ -72,13 +72,8 @@ loop:
 	}
 	time.Sleep(100 * time.Millisecond) // anything beyond n shows too
 	c.Close()
-	select {
-	case err := <-ended:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Recv after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Recv still blocked 2s after Close")
+	if err := testbed.Await(t, ended, 2*time.Second, "return of Recv after Close"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Recv after Close: %v, want net.ErrClosed", err)
 	}
 	for len(got) > 0 {
 		out = append(out, <-got)
@@ -88,16 +83,9 @@ loop:
 
 func TestConnIPv6AndDualStack(t *testing.T) {
 	lab := testbed.NewT(t)
-	seg, err := lab.AddSegment("mixed", testbed.DualStack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := lab.AddSegmentT(t, "mixed", testbed.DualStack)
 	host := func(name string, fam testbed.Family) *testbed.Host {
-		h, err := lab.AddHostWith(name, testbed.HostOptions{Segment: seg, Family: fam})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
+		return lab.AddHostWithT(t, name, testbed.HostOptions{Segment: seg, Family: fam})
 	}
 	dual, v6, v4 := host("dual", testbed.DualStack), host("six", testbed.IPv6), host("four", testbed.IPv4)
 	dual2 := host("dual2", testbed.DualStack)

@@ -43,14 +43,8 @@ func openOn(t *testing.T, h *testbed.Host) *multicast.Conn {
 // over it.
 func TestTransportBetweenNamespaces(t *testing.T) {
 	lab := testbed.NewT(t)
-	alpha, err := lab.AddHost("alpha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	beta, err := lab.AddHost("beta")
-	if err != nil {
-		t.Fatal(err)
-	}
+	alpha := lab.AddHostT(t, "alpha")
+	beta := lab.AddHostT(t, "beta")
 	a, b := openOn(t, alpha), openOn(t, beta)
 	if a.Name() != "multicast" || a.Budget() != 1500-28 {
 		t.Errorf("name %q, budget %d; want multicast, 1472 (veth MTU 1500)", a.Name(), a.Budget())

@@ -30,6 +30,15 @@ func endpoint(t *testing.T, n *peertest.Network, name string, addr netip.Addr) *
 	return e
 }
 
+// twoNetworks returns the in-memory networks "multicast" and "gossip",
+// with the given budgets (0: the default), closed when the test ends.
+func twoNetworks(t *testing.T, multicastBudget, gossipBudget int) (mnet, gnet *peertest.Network) {
+	mnet, gnet = peertest.NewNetwork("multicast", multicastBudget), peertest.NewNetwork("gossip", gossipBudget)
+	t.Cleanup(mnet.Close)
+	t.Cleanup(gnet.Close)
+	return mnet, gnet
+}
+
 // run runs s.Receive until the test ends, and then checks that it stopped
 // without an error.
 func run(t *testing.T, s *Service) {

@@ -13,26 +13,9 @@ import (
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/peer/peertest"
 	"github.com/diskd/diskd/service/testbed"
+	"github.com/diskd/diskd/service/testbed/testclock"
 	"github.com/diskd/diskd/service/wire"
 )
-
-// clock is a settable clock for an inventory's timeouts.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // link is a sender ("beta", with disks) and a receiver on one in-memory
 // network, announcing every second; the receiver's inventory runs on
@@ -45,14 +28,14 @@ type link struct {
 	receiver *Service
 	inv      *inventory.Inventory
 	rx       *peertest.Endpoint
-	clk      *clock
+	clk      *testclock.Clock
 }
 
 const linkInterval = time.Second
 
 func newLink(t *testing.T, disks []diskstate.Disk, ring *wire.Keyring) *link {
 	t.Helper()
-	l := &link{net: peertest.NewNetwork("mem", peertest.DefaultBudget), clk: &clock{now: time.Unix(1_800_000_000, 0)}}
+	l := &link{net: peertest.NewNetwork("mem", peertest.DefaultBudget), clk: testclock.New(time.Unix(1_800_000_000, 0))}
 	t.Cleanup(l.net.Close)
 	l.local = inventory.New(inventory.Options{HostID: "beta", Hostname: "beta"})
 	l.local.SetLocal(disks, nil)
@@ -75,7 +58,7 @@ func (l *link) round(t *testing.T) bool {
 		t.Fatal(err)
 	}
 	idle(t, l.rx)
-	l.clk.add(linkInterval)
+	l.clk.Add(linkInterval)
 	l.inv.Expire()
 	return len(l.inv.Peers()) == 1
 }
@@ -315,7 +298,7 @@ func TestRepeatedPartsOnlyTouch(t *testing.T) {
 		t.Fatalf("%d disks after a list of 15 under the known generation, want 15 (%d datagrams, stats %+v)", n, len(grams), l.receiver.Stats())
 	}
 	// Lost, then heard again with an unchanged list.
-	l.clk.add(10 * linkInterval)
+	l.clk.Add(10 * linkInterval)
 	l.inv.Expire()
 	if len(l.inv.Peers()) != 0 {
 		t.Fatal("beta not lost after 10 silent intervals")

@@ -57,9 +57,7 @@ func localDisks(n int) []diskstate.Disk {
 func TestSendsOnEveryTransport(t *testing.T) {
 	inv := inventory.New(inventory.Options{HostID: "me", Hostname: "me-name"})
 	inv.SetLocal(localDisks(20), nil)
-	mnet, gnet := peertest.NewNetwork("multicast", 1472), peertest.NewNetwork("gossip", 600)
-	t.Cleanup(mnet.Close)
-	t.Cleanup(gnet.Close)
+	mnet, gnet := twoNetworks(t, 1472, 600)
 	s := New(inv, Options{Identity: Identity{HostID: "me", Hostname: "me-name", BootID: "b1"}, Interval: time.Second},
 		endpoint(t, mnet, "me", selfAddr), endpoint(t, gnet, "me", selfAddr))
 	mear, gear := endpoint(t, mnet, "ear", peerAddr), endpoint(t, gnet, "ear", peerAddr)
@@ -112,9 +110,7 @@ func TestSendsOnEveryTransport(t *testing.T) {
 // the message from the others, and the error names it.
 func TestSendFailsOnOneTransport(t *testing.T) {
 	inv := inventory.New(inventory.Options{HostID: "me", Hostname: "me-name"})
-	mnet, gnet := peertest.NewNetwork("multicast", 0), peertest.NewNetwork("gossip", 0)
-	t.Cleanup(mnet.Close)
-	t.Cleanup(gnet.Close)
+	mnet, gnet := twoNetworks(t, 0, 0)
 	broken := endpoint(t, mnet, "me", selfAddr)
 	s := New(inv, Options{Identity: Identity{HostID: "me", Hostname: "me-name", BootID: "b1"}, Interval: time.Second},
 		broken, endpoint(t, gnet, "me", selfAddr))
@@ -136,9 +132,7 @@ func TestSendFailsOnOneTransport(t *testing.T) {
 // message heard on two is applied once.
 func TestReceivesOnEveryTransport(t *testing.T) {
 	inv := inventory.New(inventory.Options{HostID: "self", Hostname: "me"})
-	mnet, gnet := peertest.NewNetwork("multicast", 0), peertest.NewNetwork("gossip", 0)
-	t.Cleanup(mnet.Close)
-	t.Cleanup(gnet.Close)
+	mnet, gnet := twoNetworks(t, 0, 0)
 	mself, gself := endpoint(t, mnet, "self", selfAddr), endpoint(t, gnet, "self", selfAddr)
 	s := New(inv, Options{Identity: Identity{HostID: "self", Hostname: "me", BootID: "i1"}, Interval: time.Second}, mself, gself)
 	run(t, s)
@@ -192,9 +186,7 @@ func TestReceiveStops(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			inv := inventory.New(inventory.Options{HostID: "self", Hostname: "me"})
-			mnet, gnet := peertest.NewNetwork("multicast", 0), peertest.NewNetwork("gossip", 0)
-			t.Cleanup(mnet.Close)
-			t.Cleanup(gnet.Close)
+			mnet, gnet := twoNetworks(t, 0, 0)
 			m, g := endpoint(t, mnet, "self", selfAddr), endpoint(t, gnet, "self", selfAddr)
 			s := New(inv, Options{Identity: Identity{HostID: "self", Hostname: "me", BootID: "i1"}, Interval: time.Second}, m, g)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -204,16 +196,11 @@ func TestReceiveStops(t *testing.T) {
 			idle(t, m) // both loops are running
 			idle(t, g)
 			c.stop(cancel, m, g)
-			select {
-			case err := <-done:
-				switch {
-				case c.want == "" && err != nil:
-					t.Errorf("Receive: %v, want nil", err)
-				case c.want != "" && (err == nil || !strings.HasPrefix(err.Error(), c.want) || !errors.Is(err, net.ErrClosed)):
-					t.Errorf("Receive: %v, want an error starting %q that wraps net.ErrClosed", err, c.want)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("Receive did not return")
+			switch err := testbed.Await(t, done, 10*time.Second, "return of Receive"); {
+			case c.want == "" && err != nil:
+				t.Errorf("Receive: %v, want nil", err)
+			case c.want != "" && (err == nil || !strings.HasPrefix(err.Error(), c.want) || !errors.Is(err, net.ErrClosed)):
+				t.Errorf("Receive: %v, want an error starting %q that wraps net.ErrClosed", err, c.want)
 			}
 			for _, e := range []*peertest.Endpoint{m, g} {
 				if _, err := e.Send([]byte("x")); !errors.Is(err, net.ErrClosed) {

@@ -73,13 +73,8 @@ func TestParseUevent(t *testing.T) {
 // waitReturn waits for a watcher's error channel, failing after d.
 func waitReturn(t *testing.T, done <-chan error, d time.Duration) {
 	t.Helper()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("watcher returned %v, want nil after cancel", err)
-		}
-	case <-time.After(d):
-		t.Fatalf("watcher still running %v after cancel", d)
+	if err := testbed.Await(t, done, d, "return of the watcher after cancel"); err != nil {
+		t.Errorf("watcher returned %v, want nil after cancel", err)
 	}
 }
 
@@ -111,6 +106,23 @@ func TestWatchUeventsCancel(t *testing.T) {
 	noLeak(t, base)
 }
 
+// runUevents runs s until cancel, passing its events on (up to 1024
+// waiting; more are dropped); done has what run returned.
+func runUevents(s *ueventSocket) (events <-chan Uevent, done <-chan error, cancel context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan Uevent, 1024)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.run(ctx, func(ev Uevent) {
+			select {
+			case ch <- ev:
+			default:
+			}
+		})
+	}()
+	return ch, errc, cancel
+}
+
 // TestWatchUeventsLoop attaches a loop device and waits for its event (root).
 func TestWatchUeventsLoop(t *testing.T) {
 	testbed.RequireRoot(t)
@@ -122,18 +134,8 @@ func TestWatchUeventsLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	events, done, cancel := runUevents(s)
 	defer cancel()
-	events := make(chan Uevent, 1024)
-	done := make(chan error, 1)
-	go func() {
-		done <- s.run(ctx, func(ev Uevent) {
-			select {
-			case events <- ev:
-			default:
-			}
-		})
-	}()
 
 	start := time.Now()
 	dev := attachLoop(t, img)
@@ -178,18 +180,8 @@ func TestWatchUeventsOverflow(t *testing.T) {
 			t.Fatalf("trigger uevent: %v", err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	got, done, cancel := runUevents(s)
 	defer cancel()
-	got := make(chan Uevent, 1024)
-	done := make(chan error, 1)
-	go func() {
-		done <- s.run(ctx, func(ev Uevent) {
-			select {
-			case got <- ev:
-			default:
-			}
-		})
-	}()
 	timeout := time.After(2 * time.Second)
 	for seen := false; !seen; {
 		select {

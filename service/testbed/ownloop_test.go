@@ -15,14 +15,8 @@ import (
 // Attach, and Close removes the device.
 func TestOwnLoop(t *testing.T) {
 	l := testbed.NewT(t)
-	h, err := l.AddHost("h1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := h.AddDisk(testbed.DiskOpts{Label: "OWN", FSType: "ext4"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := l.AddHostT(t, "h1")
+	d := h.AddDiskT(t, testbed.DiskOpts{Label: "OWN", FSType: "ext4"})
 	n, err := strconv.Atoi(strings.TrimPrefix(d.Path, "/dev/loop"))
 	if err != nil || n < 1000 {
 		t.Fatalf("disk on %s, want /dev/loopN with N ≥ 1000", d.Path)
@@ -52,14 +46,8 @@ func TestOwnLoop(t *testing.T) {
 // shared MountDir.
 func TestMountReachesRunningProcesses(t *testing.T) {
 	l := testbed.NewT(t)
-	h, err := l.AddHost("h1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := h.AddDisk(testbed.DiskOpts{Label: "M", FSType: "ext4"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := l.AddHostT(t, "h1")
+	d := h.AddDiskT(t, testbed.DiskOpts{Label: "M", FSType: "ext4"})
 	cmd := h.Command("sh", "-c", `read x; grep -c " `+l.MountDir+`/" /proc/self/mountinfo; read x; grep -c " `+l.MountDir+`/" /proc/self/mountinfo; exit 0`)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

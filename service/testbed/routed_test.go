@@ -36,25 +36,16 @@ func twoSegments(t *testing.T, fam testbed.Family, o testbed.RouterOptions) (l *
 	t.Helper()
 	testbed.RequireTools(t, "smcrouted", "smcroutectl", "nft")
 	l = testbed.NewT(t)
-	sn, err := l.AddSegment("near", fam)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sf, err := l.AddSegment("far", fam)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if near, err = sn.AddHost("h1"); err != nil {
-		t.Fatal(err)
-	}
+	sn := l.AddSegmentT(t, "near", fam)
+	sf := l.AddSegmentT(t, "far", fam)
+	near = sn.AddHostT(t, "h1")
 	// The router comes between the hosts: h1's default route is added
 	// when the router is, h2's when h2 is.
-	if r, err = l.AddRouter("rt", []*testbed.Segment{sn, sf}, o); err != nil {
+	r, err := l.AddRouter("rt", []*testbed.Segment{sn, sf}, o)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if far, err = sf.AddHost("h2"); err != nil {
-		t.Fatal(err)
-	}
+	far = sf.AddHostT(t, "h2")
 	return l, near, far, r
 }
 
@@ -206,10 +197,7 @@ func TestRouterDropsMulticastForwardsUnicast(t *testing.T) {
 func TestSegmentFamilies(t *testing.T) {
 	t.Parallel()
 	l := testbed.NewT(t)
-	seg, err := l.AddSegment("mixed", testbed.DualStack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := l.AddSegmentT(t, "mixed", testbed.DualStack)
 	if got := seg.Prefix4().String() + " " + seg.Prefix6().String(); got != "10.77.1.0/24 fd77:0:0:1::/64" {
 		t.Errorf("segment 1's subnets: %s", got)
 	}
@@ -222,10 +210,7 @@ func TestSegmentFamilies(t *testing.T) {
 		{"v6", testbed.IPv6, false, true},
 		{"both", 0, true, true}, // the segment's
 	} {
-		h, err := l.AddHostWith(c.name, testbed.HostOptions{Segment: seg, Family: c.fam})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := l.AddHostWithT(t, c.name, testbed.HostOptions{Segment: seg, Family: c.fam})
 		b, err := exec.Command("ip", "-n", h.NS, "-o", "addr", "show", "dev", testbed.Interface).Output()
 		if err != nil {
 			t.Fatal(err)
@@ -261,14 +246,8 @@ func TestRouterCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	a, err := l.AddSegment("a", testbed.IPv4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := l.AddSegment("b", testbed.IPv6)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := l.AddSegmentT(t, "a", testbed.IPv4)
+	b := l.AddSegmentT(t, "b", testbed.IPv6)
 	r, err := l.AddRouter("rt", []*testbed.Segment{a, b, l.DefaultSegment()}, testbed.RouterOptions{
 		Groups: []netip.Addr{group4.Addr(), group6.Addr()}})
 	if err != nil {
@@ -302,14 +281,8 @@ func TestThreeSegmentsUnicastOnly(t *testing.T) {
 	var segs []*testbed.Segment
 	var hosts []*testbed.Host
 	for _, name := range []string{"a", "b", "c"} {
-		s, err := l.AddSegment(name, testbed.IPv4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := s.AddHost("h" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := l.AddSegmentT(t, name, testbed.IPv4)
+		h := s.AddHostT(t, "h"+name)
 		segs, hosts = append(segs, s), append(hosts, h)
 	}
 	r, err := l.AddRouter("r", segs, testbed.RouterOptions{DropMulticast: true})

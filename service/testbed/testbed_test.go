@@ -69,24 +69,13 @@ func leftovers(t *testing.T, l *testbed.Lab) []string {
 
 func TestMulticastBetweenHostsAndCleanup(t *testing.T) {
 	l := testbed.NewT(t)
-	h1, err := l.AddHost("h1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h2, err := l.AddHost("h2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h1 := l.AddHostT(t, "h1")
+	h2 := l.AddHostT(t, "h2")
 	if h1.NS != l.ID+"-h1" || h1.Addr != "10.77.0.1" || h2.Addr != "10.77.0.2" || len(h1.HostID) != 32 || h1.HostID == h2.HostID {
 		t.Fatalf("unexpected host fields: %+v %+v", h1, h2)
 	}
-	if _, err := h1.AddDisk(testbed.DiskOpts{Label: "H1", FSType: "vfat"}); err != nil {
-		t.Fatal(err)
-	}
-	d2, err := h2.AddDisk(testbed.DiskOpts{Label: "H2", FSType: "ext4"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h1.AddDiskT(t, testbed.DiskOpts{Label: "H1", FSType: "vfat"})
+	d2 := h2.AddDiskT(t, testbed.DiskOpts{Label: "H2", FSType: "ext4"})
 	if err := d2.Mount(""); err != nil {
 		t.Fatal(err)
 	}
@@ -152,20 +141,14 @@ func TestMulticastBetweenHostsAndCleanup(t *testing.T) {
 
 func TestDisks(t *testing.T) {
 	l := testbed.NewT(t)
-	h, err := l.AddHost("h1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := l.AddHostT(t, "h1")
 	for _, o := range []testbed.DiskOpts{
 		{Label: "EXT-ONE", FSType: "ext4"},
 		{Label: "beta photos", FSType: "vfat"},
 		{Label: "myswap", FSType: "swap", SizeMB: 8},
 		{},
 	} {
-		d, err := h.AddDisk(o)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := h.AddDiskT(t, o)
 		if !strings.HasPrefix(d.Path, "/dev/loop") {
 			t.Fatalf("path %q", d.Path)
 		}
@@ -269,14 +252,8 @@ func TestDaemonControl(t *testing.T) {
 	if err := os.WriteFile(bin+".handler", []byte(fakeHandler), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	h, err := l.AddHost("alpha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk, err := h.AddDisk(testbed.DiskOpts{Label: "A", FSType: "ext4"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := l.AddHostT(t, "alpha")
+	disk := h.AddDiskT(t, testbed.DiskOpts{Label: "A", FSType: "ext4"})
 	d, err := h.Start(bin, "--peer-timeout", "3s")
 	if err != nil {
 		t.Fatal(err)
@@ -351,11 +328,8 @@ func TestDaemonControl(t *testing.T) {
 
 func TestStartFailureShowsLog(t *testing.T) {
 	l := testbed.NewT(t)
-	h, err := l.AddHost("h1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = h.Start("/bin/sh", "-c", "echo cannot start >&2; exit 3")
+	h := l.AddHostT(t, "h1")
+	_, err := h.Start("/bin/sh", "-c", "echo cannot start >&2; exit 3")
 	// sh gets "-d --host-id ..." first and fails; its message is in the error.
 	if err == nil || !strings.Contains(err.Error(), "exited at start") {
 		t.Fatalf("Start of a failing program: %v", err)

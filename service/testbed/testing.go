@@ -86,6 +86,53 @@ func NewT(t testing.TB) *Lab {
 	return l
 }
 
+// AddHostT is AddHost for a test: it fails the test when the host cannot
+// be made.
+func (l *Lab) AddHostT(t testing.TB, name string) *Host {
+	t.Helper()
+	return l.AddHostWithT(t, name, HostOptions{})
+}
+
+// AddHostWithT is AddHostWith for a test: it fails the test when the host
+// cannot be made.
+func (l *Lab) AddHostWithT(t testing.TB, name string, o HostOptions) *Host {
+	t.Helper()
+	h, err := l.AddHostWith(name, o)
+	return orFatal(t, h, err)
+}
+
+// AddHostT is Segment.AddHost for a test: it fails the test when the host
+// cannot be made.
+func (s *Segment) AddHostT(t testing.TB, name string) *Host {
+	t.Helper()
+	return s.lab.AddHostWithT(t, name, HostOptions{Segment: s})
+}
+
+// AddSegmentT is AddSegment for a test: it fails the test when the
+// segment cannot be made.
+func (l *Lab) AddSegmentT(t testing.TB, name string, fam Family) *Segment {
+	t.Helper()
+	s, err := l.AddSegment(name, fam)
+	return orFatal(t, s, err)
+}
+
+// AddDiskT is AddDisk for a test: it fails the test when the disk cannot
+// be made.
+func (h *Host) AddDiskT(t testing.TB, opts DiskOpts) *Disk {
+	t.Helper()
+	d, err := h.AddDisk(opts)
+	return orFatal(t, d, err)
+}
+
+// orFatal returns v, or fails the test when err is not nil.
+func orFatal[T any](t testing.TB, v T, err error) T {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // Poll calls cond every 10ms until it returns true or timeout passes. It
 // returns whether cond held and the description cond returned last.
 func Poll(timeout time.Duration, cond func() (bool, string)) (bool, string) {
@@ -108,6 +155,21 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 	t.Helper()
 	if ok, desc := Poll(timeout, cond); !ok {
 		t.Fatalf("not true within %v: %s", timeout, desc)
+	}
+}
+
+// Await returns the next value ch delivers, failing the test (Fatalf)
+// when none comes within timeout. what names the awaited event in the
+// message, as in "Serve's return".
+func Await[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("no %s within %v", what, timeout)
+		var zero T
+		return zero
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // TestSentAtAndGenRoundTrip: the send time travels in whole milliseconds
@@ -129,24 +127,10 @@ func TestNewFormatForOldReaders(t *testing.T) {
 	oldKeys := map[string]bool{"k": true, "h": true, "n": true, "b": true, "s": true, "i": true, "p": true, "c": true, "d": true}
 	m := announceMsg(realisticDisks(3))
 	m.SentAt, m.Gen = time.Now(), 5
-	grams, err := Encode(m, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var generic map[string]any
-	if err := msgpack.Unmarshal(grams[0][HeaderSize:], &generic); err != nil {
-		t.Fatal(err)
-	}
+	generic := genericBody(t, m)
 	old := m
 	old.SentAt, old.Gen = time.Time{}, 0
-	oldGrams, err := Encode(old, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var oldGeneric map[string]any
-	if err := msgpack.Unmarshal(oldGrams[0][HeaderSize:], &oldGeneric); err != nil {
-		t.Fatal(err)
-	}
+	oldGeneric := genericBody(t, old)
 	for key, v := range generic {
 		if oldKeys[key] {
 			if !reflect.DeepEqual(v, oldGeneric[key]) {

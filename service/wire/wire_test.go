@@ -87,8 +87,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestEncodeIsStandardMsgpack(t *testing.T) {
-	m := announceMsg(realisticDisks(2))
+// genericBody encodes m unsealed and decodes the first datagram's body
+// with a generic msgpack decoder, as another program would read it.
+func genericBody(t *testing.T, m Message) map[string]any {
+	t.Helper()
 	dgrams, err := Encode(m, 0, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +99,30 @@ func TestEncodeIsStandardMsgpack(t *testing.T) {
 	if err := msgpack.Unmarshal(dgrams[0][HeaderSize:], &generic); err != nil {
 		t.Fatal(err)
 	}
+	return generic
+}
+
+// decodeAll decodes every datagram with ring, failing the test when one
+// is larger than budget or does not decode.
+func decodeAll(t *testing.T, dgrams [][]byte, budget int, ring *Keyring) []Message {
+	t.Helper()
+	parts := make([]Message, len(dgrams))
+	for i, d := range dgrams {
+		if len(d) > budget {
+			t.Fatalf("budget %d: datagram %d is %d bytes", budget, i, len(d))
+		}
+		p, err := Decode(d, ring)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		parts[i] = p
+	}
+	return parts
+}
+
+func TestEncodeIsStandardMsgpack(t *testing.T) {
+	m := announceMsg(realisticDisks(2))
+	generic := genericBody(t, m)
 	if generic["h"] != m.HostID || generic["n"] != m.Hostname {
 		t.Errorf("generic decode: %v", generic)
 	}
@@ -119,19 +145,11 @@ func TestEncode600Disks(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("sealed=%v: 600 disks in %d datagrams", ring != nil, len(dgrams))
-		var parts []Message
-		for i, d := range dgrams {
-			if len(d) > DefaultBudget {
-				t.Errorf("datagram %d is %d bytes, budget %d", i, len(d), DefaultBudget)
-			}
-			p, err := Decode(d, ring)
-			if err != nil {
-				t.Fatalf("datagram %d: %v", i, err)
-			}
+		parts := decodeAll(t, dgrams, DefaultBudget, ring)
+		for i, p := range parts {
 			if p.Part != i || p.Parts != len(dgrams) || p.Seq != m.Seq {
 				t.Fatalf("datagram %d: part %d of %d, seq %d", i, p.Part, p.Parts, p.Seq)
 			}
-			parts = append(parts, p)
 		}
 		checkFewestParts(t, parts, DefaultBudget, ring != nil)
 
@@ -225,18 +243,10 @@ func TestEncodeSplitsExactlyAtBudget(t *testing.T) {
 			if err != nil {
 				t.Fatalf("budget %d: %v", budget, err)
 			}
-			var parts []Message
+			parts := decodeAll(t, dgrams, budget, ring)
 			total := 0
-			for _, d := range dgrams {
-				if len(d) > budget {
-					t.Fatalf("budget %d: datagram of %d bytes", budget, len(d))
-				}
-				p, err := Decode(d, ring)
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, p := range parts {
 				total += len(p.Disks)
-				parts = append(parts, p)
 			}
 			if total != 200 {
 				t.Fatalf("budget %d: %d disks", budget, total)
@@ -266,14 +276,7 @@ func TestEncodeManyParts(t *testing.T) {
 	}
 	a := NewAssembler(0, 0)
 	var done bool
-	for i, d := range dgrams {
-		if len(d) > DefaultBudget {
-			t.Fatalf("part %d: %d bytes", i, len(d))
-		}
-		p, err := Decode(d, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, p := range decodeAll(t, dgrams, DefaultBudget, nil) {
 		if _, done = a.Add(p, time.Now()); done != (i == len(dgrams)-1) {
 			t.Fatalf("part %d: done=%v", i, done)
 		}

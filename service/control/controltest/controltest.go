@@ -167,13 +167,7 @@ func (ts *Server) Stop(t testing.TB) {
 // WaitFor polls cond until it holds, or fails the test after 10 seconds.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) { return cond(), "waiting for " + what })
 }
 
 // LockedBuffer is a bytes.Buffer that a writer (a child's stderr, a

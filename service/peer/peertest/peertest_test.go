@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 func add(t *testing.T, n *Network, name, addr string) *Endpoint {
@@ -190,13 +192,8 @@ func TestIdleWaitsForTheReader(t *testing.T) {
 
 	// Close ends Recv with net.ErrClosed, and Idle.
 	b.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Recv after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not end a blocked Recv")
+	if err := testbed.Await(t, done, 10*time.Second, "return of a blocked Recv after Close"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Recv after Close: %v, want net.ErrClosed", err)
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
