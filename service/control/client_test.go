@@ -3,12 +3,14 @@ package control_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/diskd/diskd/service/control"
 	"github.com/diskd/diskd/service/control/controltest"
+	"github.com/diskd/diskd/service/testbed"
 )
 
 func TestClient(t *testing.T) {
@@ -124,4 +126,30 @@ func TestServeStopsDuringAction(t *testing.T) {
 		}
 		r.expectEOF()
 	}
+}
+
+// TestClientGoneBeforeAnswer: a client that hangs up before its answer is
+// written (its own timeout, a ^C) is logged at debug level, not as a
+// warning, and the server goes on serving.
+func TestClientGoneBeforeAnswer(t *testing.T) {
+	release := make(chan struct{})
+	logged := &controltest.LockedBuffer{}
+	ts := controltest.Start(t, &control.Server{
+		Actions: &blockingActions{Actions: controltest.NewActions(), release: release},
+		Log:     slog.New(slog.NewTextHandler(logged, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	r := dialRaw(t, ts.Path)
+	r.send("refresh\n")
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Contains(logged.String(), "refresh"), "the server has not logged the refresh:\n" + logged.String()
+	})
+	r.c.Close()
+	close(release)
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Contains(logged.String(), "client gone before its answer"), "no debug line for the client gone:\n" + logged.String()
+	})
+	if strings.Contains(logged.String(), "level=WARN") {
+		t.Errorf("a client that hung up was logged as a warning:\n%s", logged.String())
+	}
+	dialRaw(t, ts.Path).ok("status\n")
 }

@@ -241,7 +241,13 @@ func (s *Server) serveConn(ctx context.Context, table *connTable, cn *conn) {
 		body, msg, quit, answer := s.handle(ctx, line)
 		if answer {
 			if err := w.respond(body, msg); err != nil {
-				log.Warn("control socket: write failed; closing connection", "err", err)
+				if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+					// The client hung up before its answer (a timeout of
+					// its own, a ^C): nothing an administrator must act on.
+					log.Debug("control socket: client gone before its answer", "err", err)
+				} else {
+					log.Warn("control socket: write failed; closing connection", "err", err)
+				}
 				return
 			}
 		}
