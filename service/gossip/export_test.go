@@ -28,3 +28,15 @@ func AddMember(t *Transport, name string, addr netip.AddrPort) {
 	defer t.mu.Unlock()
 	t.nodes[name] = &memberlist.Node{Name: name, Addr: addr.Addr().AsSlice(), Port: addr.Port()}
 }
+
+// MemberEvent hands t memberlist's news of a member: "join" or "leave"
+// (left or found dead).
+func MemberEvent(t *Transport, event, name string, addr netip.AddrPort) {
+	n := &memberlist.Node{Name: name, Addr: addr.Addr().AsSlice(), Port: addr.Port()}
+	switch event {
+	case "join":
+		(*events)(t).NotifyJoin(n)
+	case "leave":
+		(*events)(t).NotifyLeave(n)
+	}
+}

@@ -627,6 +627,9 @@ func (t *Transport) take(d []byte) bool {
 		src = addrOf(n)
 	}
 	t.mu.Unlock()
+	if back {
+		t.opts.Log.Debug("gossip: a member that said it leaves announces again", "member", m.HostID, "seq", m.Seq)
+	}
 	if !src.IsValid() {
 		if n := t.member(m.HostID); n != nil {
 			src = addrOf(n)
@@ -1062,10 +1065,16 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	}
 	c := *n
 	t.mu.Lock()
+	if _, said := t.bye[n.Name]; said {
+		// Its join reached this node after its goodbye (it stopped
+		// soon after joining). A new life would show itself by a newer
+		// announcement (see take).
+		t.mu.Unlock()
+		return
+	}
 	t.nodes[n.Name] = &c
 	_, wasLost := t.lost[n.Name]
 	delete(t.lost, n.Name)
-	delete(t.bye, n.Name) // a new life
 	t.mu.Unlock()
 	if !t.opts.NoJoinSync {
 		// Every member sends its state to each member it learns of, so
@@ -1124,8 +1133,9 @@ func (e *events) NotifyUpdate(n *memberlist.Node) {
 	}
 	c := *n
 	t.mu.Lock()
-	t.nodes[n.Name] = &c
-	delete(t.bye, n.Name) // alive at another address: a new life
+	if _, said := t.bye[n.Name]; !said {
+		t.nodes[n.Name] = &c
+	}
 	t.mu.Unlock()
 }
 
