@@ -30,8 +30,9 @@
 //     most 500 ms in all, before memberlist's leave, whose gossip a loaded
 //     network may lose (members would then wait for failure detection, 5
 //     to 7 s). A member drops the node at once on the first copy; what
-//     memberlist reports of it later (its leave, or its death when the
-//     leave's gossip was lost) is not reported again.
+//     memberlist reports of it later (its join, when that came late; its
+//     leave; its death, when the leave's gossip was lost) is not reported
+//     again, and a newer announcement from it is a new life.
 //
 // A node that was lost and comes back (after a partition, or a false
 // suspicion on a loaded network) is asked with direct messages for its
