@@ -150,6 +150,7 @@ func PeerDict(p diskstate.Peer) map[string]dbus.Variant {
 		"interval_seconds": dbus.MakeVariant(p.Interval.Seconds()),
 		"timeout_seconds":  dbus.MakeVariant(p.Timeout.Seconds()),
 		"authenticated":    dbus.MakeVariant(p.Authenticated),
+		"via":              dbus.MakeVariant(wireString(p.Via)),
 	}
 }
 
@@ -169,6 +170,7 @@ func PeerFromDict(m map[string]dbus.Variant) (diskstate.Peer, error) {
 		field(m, "interval_seconds", &interval),
 		field(m, "timeout_seconds", &timeout),
 		field(m, "authenticated", &p.Authenticated),
+		field(m, "via", &p.Via),
 	)
 	if err != nil {
 		return p, fmt.Errorf("peer: %w", err)

@@ -131,8 +131,8 @@ func TestPeerDictRoundTrip(t *testing.T) {
 	heard := time.Date(2024, 5, 6, 7, 8, 9, 5000, time.UTC)
 	tests := []diskstate.Peer{
 		{HostID: "h2", Hostname: "beta", Address: "10.0.0.2", BootID: "b00t", Disks: 3, LastHeard: heard,
-			Interval: 10 * time.Second, Timeout: 30 * time.Second, Authenticated: true},
-		{HostID: "h3", Interval: 1500 * time.Millisecond, Timeout: 4500*time.Millisecond + 1},
+			Interval: 10 * time.Second, Timeout: 30 * time.Second, Authenticated: true, Via: "both"},
+		{HostID: "h3", Interval: 1500 * time.Millisecond, Timeout: 4500*time.Millisecond + 1, Via: "gossip"},
 		{},
 	}
 	for _, p := range tests {

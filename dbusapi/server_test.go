@@ -83,7 +83,7 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 
 	// A peer announces two disks.
 	ann := inventory.Announcement{HostID: "host-b", Hostname: "beta", BootID: "boot", Seq: 1,
-		Interval: 10 * time.Second, Address: "10.0.0.2", Disks: []diskstate.Disk{
+		Interval: 10 * time.Second, Address: "10.0.0.2", Via: "gossip", Disks: []diskstate.Disk{
 			{Device: "/dev/sdb1", UUID: "u-2", Label: "BACKUP-2019", Type: "ext4", Mountpoints: []string{"/mnt/b"}},
 			{Device: "/dev/sdc1", UUID: "u-3", Label: "<b>&x", Type: "vfat"},
 		}}
@@ -138,6 +138,9 @@ func TestServeSignalsPropertiesAndMethods(t *testing.T) {
 	}
 	if peers[0].LastHeard = want.LastHeard; peers[0] != want {
 		t.Errorf("Peers = %+v, want %+v", peers[0], want)
+	}
+	if peers[0].Via != "gossip" {
+		t.Errorf("Peers: via %q, want gossip (the transport the peer was heard on)", peers[0].Via)
 	}
 
 	// A label changes, then the peer says goodbye.

@@ -24,7 +24,15 @@
 //   - liveness: memberlist's failure detection and leave replace diskd's
 //     timeout and goodbye. A member found dead is dropped from the
 //     inventory with reason "timeout", one that left with "bye"; pings and
-//     goodbyes handed to Send are not sent on this path.
+//     goodbyes handed to Send are not sent on this path. A node that stops
+//     cleanly first tells every member directly that it leaves: a
+//     best-effort packet, then the same message over a stream (TCP), at
+//     most 500 ms in all, before memberlist's leave, whose gossip a loaded
+//     network may lose (members would then wait for failure detection, 5
+//     to 7 s). A member drops the node at once on the first copy; what
+//     memberlist reports of it later (its join, when that came late; its
+//     leave; its death, when the leave's gossip was lost) is not reported
+//     again, and a newer announcement from it is a new life.
 //
 // A node that was lost and comes back (after a partition, or a false
 // suspicion on a loaded network) is asked with direct messages for its
@@ -40,6 +48,20 @@
 // (serf, consul) is refused. Without keys, Open refuses unless Insecure is
 // set. The number of members is capped, and node names must be valid host
 // ids.
+//
+// memberlist does not tell a delegate which member sent a message, so the
+// message that a member leaves cannot be checked against its sender: it
+// names the member and carries the sequence number of that member's latest
+// announcement. It is trusted as the rest of the mesh's traffic is: with
+// keys only their holders can send it (and a key holder can already seal
+// any host's announcements); without keys (Insecure) anyone on the network
+// can, as they can send anything else. What it adds is refused replay: a
+// message recorded when a host stopped (memberlist's encryption does not
+// stop replays) is refused once the host has announced again, since its
+// sequence number is then older than the one this node has heard. A forged
+// one drops a live host for about ten probe intervals: a member that said
+// it leaves but that memberlist still finds alive after that is asked for
+// a fresh announcement, which brings it back.
 //
 // It is not the peer protocol (no sequence numbers, no encoding: it only
 // decodes datagrams to tell announcements from the rest and to avoid

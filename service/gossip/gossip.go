@@ -48,6 +48,17 @@ const (
 	recvQueue = 4096
 	// outboxQueue bounds the direct messages waiting to be sent.
 	outboxQueue = 1024
+	// byeTimeout bounds the time Close spends telling every member
+	// directly that this node leaves; byeSenders is how many it tells at
+	// once.
+	byeTimeout = 500 * time.Millisecond
+	byeSenders = 16
+	// byeRecheck is how many probe intervals after a member said it
+	// leaves it is asked for a fresh announcement if memberlist still
+	// finds it alive. One that did leave is found dead within 3 to 7
+	// intervals in a mesh of 15; asking one not found dead yet (a large
+	// mesh) costs a failed dial.
+	byeRecheck = 10
 )
 
 // Messages on the mesh start with one byte saying what they are.
@@ -56,7 +67,7 @@ const (
 	msgRefresh  = 'r' // "announce afresh": we had lost you
 	msgStateReq = 'q' // "send me your state", carrying the sender's state
 	msgState    = 's' // the answer: the sender's state
-	msgLeaving  = 'l' // "I am leaving", with the sender's name
+	msgLeaving  = 'l' // "I am leaving": the sender's name and its last sequence number
 )
 
 // Timing tunes memberlist for diskd. The zero value of a field takes the
@@ -207,12 +218,17 @@ type Transport struct {
 	outbox   chan outgoing
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	close    sync.Once
-	cerr     error
+	// streams ends memberlist's outgoing streams (dials, direct
+	// messages) still open when Close stops waiting for them.
+	streams     context.Context
+	stopStreams context.CancelFunc
+	wg          sync.WaitGroup
+	close       sync.Once
+	cerr        error
 
 	mu        sync.Mutex
 	state     [][]byte // the datagrams of our latest complete announcement
+	stateSeq  uint64   // and its sequence number
 	pending   ownAnnouncement
 	lastDisks []diskstate.Disk
 	announced bool
@@ -220,13 +236,23 @@ type Transport struct {
 	seen      map[string]*heard
 	nodes     map[string]*memberlist.Node // live members but us
 	lost      map[string]lostMember       // members found dead, to retry
-	leaving   map[string]time.Time        // members that said they are leaving
+	bye       map[string]byeMark          // members dropped because they said they leave
 	// stale are members dropped from the inventory (found dead) whose
 	// fresh state has not come since: the sequence number they had then.
 	stale     map[string]uint64
 	left      int
 	seeds     []SeedStatus
 	queueFull uint64
+	// loseLeave (tests only) skips the leave's gossip and its best-effort
+	// packets, as a loaded network may lose them.
+	loseLeave bool
+}
+
+// byeMark is a member dropped because it said it leaves: the sequence
+// number its message carried, and when it came.
+type byeMark struct {
+	seq uint64
+	at  time.Time
 }
 
 type outgoing struct {
@@ -254,19 +280,20 @@ func Open(opts Options) (*Transport, error) {
 	}
 	opts.Timing.fill()
 	t := &Transport{
-		opts:    opts,
-		recv:    make(chan packet, recvQueue),
-		outbox:  make(chan outgoing, outboxQueue),
-		seen:    map[string]*heard{},
-		nodes:   map[string]*memberlist.Node{},
-		lost:    map[string]lostMember{},
-		leaving: map[string]time.Time{},
-		stale:   map[string]uint64{},
+		opts:   opts,
+		recv:   make(chan packet, recvQueue),
+		outbox: make(chan outgoing, outboxQueue),
+		seen:   map[string]*heard{},
+		nodes:  map[string]*memberlist.Node{},
+		lost:   map[string]lostMember{},
+		bye:    map[string]byeMark{},
+		stale:  map[string]uint64{},
 	}
 	for _, s := range opts.Seeds {
 		t.seeds = append(t.seeds, SeedStatus{Seed: s})
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.streams, t.stopStreams = context.WithCancel(context.Background())
 	t.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 4, NumNodes: func() int {
 		t.mu.Lock()
 		defer t.mu.Unlock()
@@ -312,8 +339,17 @@ func Open(opts Options) (*Transport, error) {
 	c.DeadNodeReclaimTime = 10 * time.Second // a host restarted elsewhere takes its name back
 	c.Delegate, c.Events, c.Alive = (*delegate)(t), (*events)(t), (*alive)(t)
 	c.Logger = log.New(&logWriter{log: opts.Log, limit: rate.NewLimiter(2, 10)}, "", 0)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{c.BindAddr}, BindPort: c.BindPort, Logger: c.Logger})
+	if err != nil {
+		t.stopStreams()
+		return nil, fmt.Errorf("gossip: listening on %s: %w", bind, err)
+	}
+	c.Transport = &netTransport{NetTransport: nt, stop: t.streams}
 	ml, err := memberlist.Create(c)
 	if err != nil {
+		t.stopStreams()
+		_ = nt.Shutdown()
 		return nil, fmt.Errorf("gossip: listening on %s: %w", bind, err)
 	}
 	t.ml = ml
@@ -371,7 +407,7 @@ func (t *Transport) Send(b []byte) (int, error) {
 	}
 	all := slices.Concat(p.disks...)
 	changed := !t.announced || t.force || !sameDisks(t.lastDisks, all)
-	t.state, t.lastDisks, t.announced, t.force = p.parts, all, true, false
+	t.state, t.stateSeq, t.lastDisks, t.announced, t.force = p.parts, m.Seq, all, true, false
 	*p = ownAnnouncement{}
 	parts := t.state
 	t.mu.Unlock()
@@ -405,31 +441,125 @@ func (t *Transport) Recv(buf []byte) (int, netip.Addr, error) {
 	}
 }
 
-// Close leaves the mesh (members drop this node with reason "bye" at once)
-// and stops it.
+// Close leaves the mesh and stops it. Members drop this node with reason
+// "bye" at once: first every member is told directly, over memberlist's
+// streams (TCP, encrypted like the rest), which a loaded network does not
+// lose as it may lose the leave's gossip; members that cannot be reached
+// within byeTimeout learn it from the gossip, or find this node dead.
 func (t *Transport) Close() error {
 	t.close.Do(func() {
-		// memberlist tells its event delegate of a member that left and
-		// one found dead alike; a word to every member first tells them
-		// apart, so that peers drop this host with reason "bye".
-		t.mu.Lock()
-		nodes := make([]*memberlist.Node, 0, len(t.nodes))
-		for _, n := range t.nodes {
-			nodes = append(nodes, n)
-		}
-		t.mu.Unlock()
-		msg := append([]byte{msgLeaving}, t.opts.NodeName...)
-		for _, n := range nodes {
-			_ = t.ml.SendBestEffort(n, msg)
-		}
-		if err := t.ml.Leave(t.opts.Timing.LeaveTimeout); err != nil {
-			t.opts.Log.Warn("leaving the gossip mesh", "err", err)
+		t.sayBye()
+		if !t.loseLeave {
+			if err := t.ml.Leave(t.opts.Timing.LeaveTimeout); err != nil {
+				t.opts.Log.Warn("leaving the gossip mesh", "err", err)
+			}
 		}
 		t.cancel()
+		// A direct message still dialling a member that does not answer
+		// must not hold up the stop.
+		t.stopStreams()
 		t.wg.Wait()
 		t.cerr = t.ml.Shutdown()
 	})
 	return t.cerr
+}
+
+// sayBye tells every live member that this node leaves: a best-effort
+// packet first (it usually arrives within a millisecond), then the same
+// message over a stream to each, byeSenders at a time, for at most
+// byeTimeout. memberlist tells its event delegate of a member that left
+// and one found dead alike; this message tells them apart, and spares the
+// members the wait for the leave's gossip.
+func (t *Transport) sayBye() {
+	t.mu.Lock()
+	nodes := make([]*memberlist.Node, 0, len(t.nodes))
+	for _, n := range t.nodes {
+		nodes = append(nodes, n)
+	}
+	name, seq := t.opts.NodeName, t.stateSeq
+	announced := t.announced
+	t.mu.Unlock()
+	if len(nodes) == 0 || !announced {
+		// Without an announcement no member lists this node's disks.
+		return
+	}
+	msg := append([]byte{msgLeaving, byte(len(name))}, name...)
+	msg = binary.BigEndian.AppendUint64(msg, seq)
+	if !t.loseLeave {
+		for _, n := range nodes {
+			_ = t.ml.SendBestEffort(n, msg)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, byeTimeout)
+	defer cancel()
+	jobs := make(chan *memberlist.Node)
+	var senders sync.WaitGroup
+	var failed atomic.Int64
+	for range min(byeSenders, len(nodes)) {
+		senders.Go(func() {
+			for n := range jobs {
+				if err := t.ml.SendReliable(n, msg); err != nil {
+					failed.Add(1)
+					t.opts.Log.Debug("gossip: telling a member this node leaves failed", "to", n.Name, "err", err)
+				}
+			}
+		})
+	}
+	sent := 0
+feed:
+	for _, n := range nodes {
+		select {
+		case jobs <- n:
+			sent++
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	done := make(chan struct{})
+	go func() { senders.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.stopStreams() // ends the dials and streams still open
+		<-done
+	}
+	if n := int64(len(nodes)-sent) + failed.Load(); n > 0 {
+		t.opts.Log.Info("gossip: not every member was told directly that this host leaves; the rest learn it from the gossip",
+			"members", len(nodes), "not_told", n)
+	}
+}
+
+// netTransport is memberlist's NetTransport whose outgoing streams end
+// when stop is cancelled: a dial to a member that does not answer, or a
+// stream it does not read, cannot outlast Close.
+type netTransport struct {
+	*memberlist.NetTransport
+	stop context.Context
+}
+
+func (n *netTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return n.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (n *netTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(n.stop, "tcp", a.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &stoppableConn{Conn: conn, release: context.AfterFunc(n.stop, func() { _ = conn.Close() })}, nil
+}
+
+// stoppableConn is a stream that netTransport closes when told to stop.
+type stoppableConn struct {
+	net.Conn
+	release func() bool
+}
+
+func (c *stoppableConn) Close() error {
+	c.release()
+	return c.Conn.Close()
 }
 
 // Status reports the members by state, the health score and the seeds.
@@ -485,32 +615,94 @@ func (t *Transport) take(d []byte) bool {
 	if old, ok := t.stale[m.HostID]; ok && m.Seq > old {
 		delete(t.stale, m.HostID)
 	}
+	// A member that said it leaves and announces anew is back (it
+	// restarted before memberlist noticed that it had gone).
+	back := false
+	if b, ok := t.bye[m.HostID]; ok && m.Seq > b.seq {
+		delete(t.bye, m.HostID)
+		back = true
+	}
 	var src netip.Addr
 	if n := t.nodes[m.HostID]; n != nil {
 		src = addrOf(n)
 	}
 	t.mu.Unlock()
+	if back {
+		t.opts.Log.Debug("gossip: a member that said it leaves announces again", "member", m.HostID, "seq", m.Seq)
+	}
 	if !src.IsValid() {
-		src = t.memberAddr(m.HostID)
+		if n := t.member(m.HostID); n != nil {
+			src = addrOf(n)
+			if back {
+				t.mu.Lock()
+				if _, known := t.nodes[m.HostID]; !known {
+					t.nodes[m.HostID] = n
+				}
+				t.mu.Unlock()
+			}
+		}
 	}
 	t.deliver(d, src)
 	return true
 }
 
-// memberAddr looks a member's address up in memberlist (for a datagram
-// relayed before this node heard of its origin's join); the zero Addr
-// when memberlist does not know it either.
-func (t *Transport) memberAddr(name string) netip.Addr {
+// member looks a live member up in memberlist (for a datagram relayed
+// before this node heard of its origin's join): a copy, or nil when
+// memberlist does not know it either.
+func (t *Transport) member(name string) *memberlist.Node {
 	ml := t.mlp.Load()
 	if ml == nil {
-		return netip.Addr{}
+		return nil
 	}
 	for _, n := range ml.Members() {
 		if n.Name == name {
-			return addrOf(n)
+			c := *n
+			return &c
 		}
 	}
-	return netip.Addr{}
+	return nil
+}
+
+// leaves drops a member that said it leaves, with reason "bye", at once.
+// The message is authenticated as all of the mesh's traffic is (with keys,
+// only their holders can send it), and it must carry a sequence number no
+// older than the member's latest announcement this node has heard, so
+// that a message recorded when a host stopped cannot be replayed once it
+// runs again. A member memberlist already found dead, or one dropped so
+// before, is left alone; memberlist's own leave or failure detection for
+// it later is not reported again.
+func (t *Transport) leaves(name string, seq uint64) {
+	if name == t.opts.NodeName {
+		return
+	}
+	now := time.Now()
+	t.mu.Lock()
+	h := t.seen[name]
+	_, said := t.bye[name]
+	_, lost := t.lost[name]
+	if h == nil || seq < h.seq || said || lost {
+		t.mu.Unlock()
+		return
+	}
+	if len(t.bye) >= t.opts.MaxMembers {
+		for n, b := range t.bye {
+			if now.Sub(b.at) > time.Minute {
+				delete(t.bye, n)
+			}
+		}
+		if len(t.bye) >= t.opts.MaxMembers {
+			t.mu.Unlock()
+			return
+		}
+	}
+	t.bye[name] = byeMark{seq: seq, at: now}
+	delete(t.nodes, name)
+	t.left++
+	t.mu.Unlock()
+	t.opts.Log.Debug("gossip member lost", "member", name, "reason", inventory.ReasonBye)
+	if t.opts.OnLost != nil {
+		t.opts.OnLost(name, inventory.ReasonBye)
+	}
 }
 
 // forgetSeenLocked forgets what was heard of hosts that are no longer
@@ -685,13 +877,22 @@ func (t *Transport) stateRequest() []byte {
 // resync asks every member that came back after it was dropped, and whose
 // fresh state has not come since, for its state and for a fresh
 // announcement (the inventory refuses the sequence number it had), until
-// one arrives: a single message may be lost on a loaded network.
+// one arrives: a single message may be lost on a loaded network. So too
+// every member that said it leaves long ago (byeRecheck probe intervals)
+// but that memberlist still finds alive: it restarted before memberlist
+// noticed, or the message was forged.
 func (t *Transport) resync() {
 	t.mu.Lock()
 	var back []*memberlist.Node
 	for name := range t.stale {
 		if n := t.nodes[name]; n != nil {
 			back = append(back, n)
+		}
+	}
+	var doubted []string
+	for name, b := range t.bye {
+		if time.Since(b.at) > byeRecheck*t.opts.Timing.ProbeInterval {
+			doubted = append(doubted, name)
 		}
 	}
 	if !t.opts.NoJoinSync {
@@ -704,6 +905,11 @@ func (t *Transport) resync() {
 		}
 	}
 	t.mu.Unlock()
+	for _, name := range doubted {
+		if n := t.member(name); n != nil {
+			back = append(back, n)
+		}
+	}
 	if len(back) == 0 {
 		return
 	}
@@ -811,19 +1017,13 @@ func (d *delegate) NotifyMsg(b []byte) {
 	case msgState:
 		t.mergeState(b[1:])
 	case msgLeaving:
-		now := time.Now()
-		t.mu.Lock()
-		if len(t.leaving) >= t.opts.MaxMembers {
-			for name, at := range t.leaving {
-				if now.Sub(at) > time.Minute {
-					delete(t.leaving, name)
-				}
-			}
+		// The leaving member's name after a length byte, then the
+		// sequence number of its latest announcement (8 bytes).
+		name, rest, ok := cutField(b[1:])
+		if !ok || len(rest) != 8 || !nodeNameRe.MatchString(name) {
+			return
 		}
-		if len(t.leaving) < t.opts.MaxMembers && len(b) <= 65 {
-			t.leaving[string(b[1:])] = now
-		}
-		t.mu.Unlock()
+		t.leaves(name, binary.BigEndian.Uint64(rest))
 	case msgStateReq:
 		// The asking member's name and address (host:port), each after
 		// a length byte, then its state. The answer goes to that address:
@@ -865,6 +1065,13 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	}
 	c := *n
 	t.mu.Lock()
+	if _, said := t.bye[n.Name]; said {
+		// Its join reached this node after its goodbye (it stopped
+		// soon after joining). A new life would show itself by a newer
+		// announcement (see take).
+		t.mu.Unlock()
+		return
+	}
 	t.nodes[n.Name] = &c
 	_, wasLost := t.lost[n.Name]
 	delete(t.lost, n.Name)
@@ -889,34 +1096,33 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	if n.Name == t.opts.NodeName {
 		return
 	}
-	reason := inventory.ReasonTimeout
 	t.mu.Lock()
 	delete(t.nodes, n.Name)
-	_, said := t.leaving[n.Name]
-	delete(t.leaving, n.Name)
-	if said {
-		reason = inventory.ReasonBye
-		t.left++
-	} else {
-		if len(t.lost) >= t.opts.MaxMembers {
-			for name := range t.lost { // forget one at random
-				delete(t.lost, name)
-				break
-			}
-		}
-		t.lost[n.Name] = lostMember{addr: n.Address(), at: time.Now()}
-		if len(t.stale) < t.opts.MaxMembers {
-			var seq uint64
-			if h := t.seen[n.Name]; h != nil {
-				seq = h.seq
-			}
-			t.stale[n.Name] = seq
+	if _, said := t.bye[n.Name]; said {
+		// Dropped when it said it leaves; memberlist now knows too
+		// (its leave, or failure detection if that was lost).
+		delete(t.bye, n.Name)
+		t.mu.Unlock()
+		return
+	}
+	if len(t.lost) >= t.opts.MaxMembers {
+		for name := range t.lost { // forget one at random
+			delete(t.lost, name)
+			break
 		}
 	}
+	t.lost[n.Name] = lostMember{addr: n.Address(), at: time.Now()}
+	if len(t.stale) < t.opts.MaxMembers {
+		var seq uint64
+		if h := t.seen[n.Name]; h != nil {
+			seq = h.seq
+		}
+		t.stale[n.Name] = seq
+	}
 	t.mu.Unlock()
-	t.opts.Log.Debug("gossip member lost", "member", n.Name, "address", n.Address(), "reason", reason)
+	t.opts.Log.Debug("gossip member lost", "member", n.Name, "address", n.Address(), "reason", inventory.ReasonTimeout)
 	if t.opts.OnLost != nil {
-		t.opts.OnLost(n.Name, reason)
+		t.opts.OnLost(n.Name, inventory.ReasonTimeout)
 	}
 }
 
@@ -927,7 +1133,9 @@ func (e *events) NotifyUpdate(n *memberlist.Node) {
 	}
 	c := *n
 	t.mu.Lock()
-	t.nodes[n.Name] = &c
+	if _, said := t.bye[n.Name]; !said {
+		t.nodes[n.Name] = &c
+	}
 	t.mu.Unlock()
 }
 

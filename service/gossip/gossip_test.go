@@ -35,6 +35,11 @@ var fast = gossip.Timing{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: 30
 
 func start(t *testing.T, name string, port int, keys [][]byte, seeds ...string) *node {
 	t.Helper()
+	return startTimed(t, name, port, keys, fast, seeds...)
+}
+
+func startTimed(t *testing.T, name string, port int, keys [][]byte, timing gossip.Timing, seeds ...string) *node {
+	t.Helper()
 	var ring *wire.Keyring
 	if keys != nil {
 		var err error
@@ -66,7 +71,7 @@ func start(t *testing.T, name string, port int, keys [][]byte, seeds ...string) 
 	}()
 	tr, err := gossip.Open(gossip.Options{
 		NodeName: name, Bind: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)),
-		Seeds: seeds, Keys: mine, Insecure: keys == nil, Ring: ring, Timing: fast,
+		Seeds: seeds, Keys: mine, Insecure: keys == nil, Ring: ring, Timing: timing,
 		OnLost:    func(host, reason string) { n.inv.Drop(host, reason) },
 		OnRefresh: announce, Log: slog.New(slog.NewTextHandler(newTestWriter(t, name), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
