@@ -16,7 +16,10 @@ import (
 )
 
 // StartTimeout is how long Start waits for the control socket to answer.
-const StartTimeout = 10 * time.Second
+// A daemon starts in well under a second; on a machine loaded by a whole
+// test suite (15 daemons of one test beside other packages' tests) it
+// has been seen to take 7 s, hence the margin.
+const StartTimeout = 30 * time.Second
 
 // StopTimeout is how long Stop waits after SIGTERM.
 const StopTimeout = 5 * time.Second
