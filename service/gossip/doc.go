@@ -32,7 +32,11 @@
 //     to 7 s). A member drops the node at once on the first copy; what
 //     memberlist reports of it later (its join, when that came late; its
 //     leave; its death, when the leave's gossip was lost) is not reported
-//     again, and a newer announcement from it is a new life.
+//     again, and a newer announcement from it is a new life. A host heard
+//     only through others' relays that memberlist here does not count as
+//     a live member for 20 probe intervals (found dead before this node
+//     joined, or no member at all) is dropped with reason "timeout" too,
+//     since no event of memberlist's would ever drop it;
 //
 // A node that was lost and comes back (after a partition, or a false
 // suspicion on a loaded network) is asked with direct messages for its

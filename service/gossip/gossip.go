@@ -59,6 +59,11 @@ const (
 	// intervals in a mesh of 15; asking one not found dead yet (a large
 	// mesh) costs a failed dial.
 	byeRecheck = 10
+	// orphanAfter is how many probe intervals a host heard through the
+	// mesh may go without being a live member here before it is dropped
+	// (see dropOrphans): longer than failure detection takes to find a
+	// member dead and than a join takes to reach every member.
+	orphanAfter = 20
 )
 
 // Messages on the mesh start with one byte saying what they are.
@@ -186,6 +191,9 @@ type packet struct {
 type heard struct {
 	seq   uint64
 	parts [4]uint64 // bit i: part i (MaxParts is 255)
+	// dropped: the host was dropped (it left, was found dead, or was an
+	// orphan) since its announcement of seq; a newer one clears it.
+	dropped bool
 }
 
 func (h *heard) has(part int) bool { return h.parts[part/64]&(1<<(part%64)) != 0 }
@@ -239,7 +247,10 @@ type Transport struct {
 	bye       map[string]byeMark          // members dropped because they said they leave
 	// stale are members dropped from the inventory (found dead) whose
 	// fresh state has not come since: the sequence number they had then.
-	stale     map[string]uint64
+	stale map[string]uint64
+	// orphans are hosts heard through the mesh (announcements relayed by
+	// others) that are not live members here: since when.
+	orphans   map[string]time.Time
 	left      int
 	seeds     []SeedStatus
 	queueFull uint64
@@ -280,14 +291,15 @@ func Open(opts Options) (*Transport, error) {
 	}
 	opts.Timing.fill()
 	t := &Transport{
-		opts:   opts,
-		recv:   make(chan packet, recvQueue),
-		outbox: make(chan outgoing, outboxQueue),
-		seen:   map[string]*heard{},
-		nodes:  map[string]*memberlist.Node{},
-		lost:   map[string]lostMember{},
-		bye:    map[string]byeMark{},
-		stale:  map[string]uint64{},
+		opts:    opts,
+		recv:    make(chan packet, recvQueue),
+		outbox:  make(chan outgoing, outboxQueue),
+		seen:    map[string]*heard{},
+		nodes:   map[string]*memberlist.Node{},
+		lost:    map[string]lostMember{},
+		bye:     map[string]byeMark{},
+		stale:   map[string]uint64{},
+		orphans: map[string]time.Time{},
 	}
 	for _, s := range opts.Seeds {
 		t.seeds = append(t.seeds, SeedStatus{Seed: s})
@@ -696,6 +708,7 @@ func (t *Transport) leaves(name string, seq uint64) {
 		}
 	}
 	t.bye[name] = byeMark{seq: seq, at: now}
+	h.dropped = true
 	delete(t.nodes, name)
 	t.left++
 	t.mu.Unlock()
@@ -882,6 +895,7 @@ func (t *Transport) stateRequest() []byte {
 // but that memberlist still finds alive: it restarted before memberlist
 // noticed, or the message was forged.
 func (t *Transport) resync() {
+	t.dropOrphans(time.Now())
 	t.mu.Lock()
 	var back []*memberlist.Node
 	for name := range t.stale {
@@ -917,6 +931,64 @@ func (t *Transport) resync() {
 	for _, n := range back {
 		t.send(n, req)
 		t.send(n, []byte{msgRefresh})
+	}
+}
+
+// dropOrphans drops, with reason timeout, every host heard through the
+// mesh that has not been a live member here for orphanAfter probe
+// intervals. The inventory leaves the liveness of the mesh's hosts to
+// this transport, which learns it from memberlist's events; a host whose
+// announcements were relayed by others but that memberlist here never
+// knew alive (it was found dead before this node joined, or it is no
+// member at all) would get no event and stay listed for ever. Its next
+// announcement, once it is a member, brings it back.
+func (t *Transport) dropOrphans(now time.Time) {
+	t.mu.Lock()
+	var candidates []string
+	for name, h := range t.seen {
+		_, live := t.nodes[name]
+		if !live && !h.dropped {
+			candidates = append(candidates, name)
+		}
+	}
+	t.mu.Unlock()
+	members := map[string]bool{}
+	if ml := t.mlp.Load(); ml != nil && len(candidates) > 0 {
+		for _, n := range ml.Members() { // not under t.mu: memberlist calls us with its lock held
+			members[n.Name] = true
+		}
+	}
+	grace := orphanAfter * t.opts.Timing.ProbeInterval
+	var dropped []string
+	t.mu.Lock()
+	orphans := map[string]time.Time{}
+	for _, name := range candidates {
+		h := t.seen[name]
+		_, live := t.nodes[name]
+		if live || members[name] || h == nil || h.dropped {
+			continue
+		}
+		since, ok := t.orphans[name]
+		if !ok {
+			since = now
+		}
+		if now.Sub(since) < grace {
+			orphans[name] = since
+			continue
+		}
+		if len(t.stale) < t.opts.MaxMembers {
+			t.stale[name] = h.seq
+		}
+		h.dropped = true
+		dropped = append(dropped, name)
+	}
+	t.orphans = orphans
+	t.mu.Unlock()
+	for _, name := range dropped {
+		t.opts.Log.Debug("gossip: dropping a host heard through the mesh that is no live member here", "member", name, "reason", inventory.ReasonTimeout)
+		if t.opts.OnLost != nil {
+			t.opts.OnLost(name, inventory.ReasonTimeout)
+		}
 	}
 }
 
@@ -1112,11 +1184,11 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 		}
 	}
 	t.lost[n.Name] = lostMember{addr: n.Address(), at: time.Now()}
+	var seq uint64
+	if h := t.seen[n.Name]; h != nil {
+		seq, h.dropped = h.seq, true
+	}
 	if len(t.stale) < t.opts.MaxMembers {
-		var seq uint64
-		if h := t.seen[n.Name]; h != nil {
-			seq = h.seq
-		}
 		t.stale[n.Name] = seq
 	}
 	t.mu.Unlock()

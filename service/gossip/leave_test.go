@@ -9,8 +9,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/diskd/diskd/service/diskstate"
 	"github.com/diskd/diskd/service/gossip"
 	"github.com/diskd/diskd/service/inventory"
+	"github.com/diskd/diskd/service/wire"
 )
 
 // lostEvents reads the PeerLost events waiting in sub: "host reason" each.
@@ -214,5 +216,53 @@ func TestLateJoinAfterGoodbye(t *testing.T) {
 	}
 	if st := a.tr.Status(); st.Left != 1 || st.Dead != 0 {
 		t.Errorf("status %+v: want 1 left, 0 dead", st)
+	}
+}
+
+// TestOrphanDropped: a host whose announcement reaches a node through the
+// mesh (relayed by others) but that is no live member there, as one found
+// dead before the node joined, is dropped with reason timeout after
+// orphanAfter probe intervals; a member that is alive is not.
+func TestOrphanDropped(t *testing.T) {
+	base := 30000 + int(time.Now().UnixNano()%2000)
+	keys := [][]byte{key(3)}
+	ring, err := wire.NewKeyring(keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, "a", base, keys)
+	start(t, "b", base+1, keys, fmt.Sprintf("127.0.0.1:%d", base))
+	waitFor(t, 10*time.Second, "a lists b", func() bool { return hosts(a.inv) == "a:/dev/a,b:/dev/b" })
+	sub := a.inv.Subscribe(64)
+	defer sub.Close()
+
+	parts, err := wire.Encode(wire.Message{Kind: wire.KindAnnounce, HostID: "ghost", Hostname: "ghost", BootID: "b-ghost",
+		Seq: 1, Interval: time.Second, SentAt: time.Now(), Disks: []diskstate.Disk{{Device: "/dev/ghost", UUID: "u-ghost", Type: "ext4"}}},
+		1100, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	for _, p := range parts {
+		gossip.Deliver(a.tr, append([]byte{'d'}, p...))
+	}
+	waitFor(t, 5*time.Second, "a lists the relayed host", func() bool { return hosts(a.inv) == "a:/dev/a,b:/dev/b,ghost:/dev/ghost" })
+	// 20 probe intervals of 500 ms.
+	waitFor(t, 30*time.Second, "the host that is no member dropped", func() bool { return hosts(a.inv) == "a:/dev/a,b:/dev/b" })
+	took := time.Since(began)
+	t.Logf("the orphan was dropped %v after it was heard", took.Round(time.Millisecond))
+	if took < 9*time.Second {
+		t.Errorf("the orphan was dropped after %v, before its 10 s of grace", took)
+	}
+	if got := lostEvents(sub); len(got) != 1 || got[0] != "ghost timeout" {
+		t.Errorf("PeerLost events %q, want exactly [\"ghost timeout\"]", got)
+	}
+	// Nothing more: the orphan is dropped once, and b, a live member, stays.
+	time.Sleep(2 * time.Second)
+	if got := lostEvents(sub); len(got) != 0 {
+		t.Errorf("later PeerLost events %q, want none", got)
+	}
+	if h := hosts(a.inv); h != "a:/dev/a,b:/dev/b" {
+		t.Errorf("a lists %s, want a and b", h)
 	}
 }
