@@ -369,7 +369,7 @@ func (inv *Inventory) applyLocked(a *Announcement, now time.Time) error {
 	}
 	ps.info.Disks = len(next)
 	if !known {
-		inv.publishLocked(Event{Kind: PeerJoined, Peer: ps.info})
+		inv.publishLocked(&Event{Kind: PeerJoined, Peer: ps.info})
 	}
 	inv.diffLocked(ps.disks, next, ps.info)
 	inv.remote += len(next) - len(ps.disks)
@@ -504,10 +504,10 @@ func (inv *Inventory) removeLocked(hostID, reason string) {
 	inv.tombs.remember(hostID, Mark{BootID: ps.info.BootID, Seq: ps.info.Seq, SentAt: ps.sentAt})
 	inv.remote -= len(ps.disks)
 	for _, d := range ps.sorted() {
-		inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info, Reason: reason})
+		inv.publishLocked(&Event{Kind: DiskDisappeared, Disk: d, Peer: ps.info, Reason: reason})
 	}
 	ps.info.Disks = 0
-	inv.publishLocked(Event{Kind: PeerLost, Peer: ps.info, Reason: reason})
+	inv.publishLocked(&Event{Kind: PeerLost, Peer: ps.info, Reason: reason})
 }
 
 func (inv *Inventory) timeoutFor(interval time.Duration) time.Duration {
@@ -524,7 +524,7 @@ func (inv *Inventory) diffLocked(old, next map[diskKey]diskstate.Disk, owner dis
 	for _, d := range sortedDisks(old) {
 		if _, ok := next[keyOf(&d)]; !ok {
 			changed = true
-			inv.publishLocked(Event{Kind: DiskDisappeared, Disk: d, Peer: owner})
+			inv.publishLocked(&Event{Kind: DiskDisappeared, Disk: d, Peer: owner})
 		}
 	}
 	for _, d := range sortedDisks(next) {
@@ -535,10 +535,10 @@ func (inv *Inventory) diffLocked(old, next map[diskKey]diskstate.Disk, owner dis
 			if inv.opts.Annotate != nil {
 				inv.opts.Annotate(&d)
 			}
-			inv.publishLocked(Event{Kind: DiskAppeared, Disk: d, Peer: owner})
+			inv.publishLocked(&Event{Kind: DiskAppeared, Disk: d, Peer: owner})
 		case !prev.SameContent(&d):
 			changed = true
-			inv.publishLocked(Event{Kind: DiskChanged, Disk: d, Peer: owner})
+			inv.publishLocked(&Event{Kind: DiskChanged, Disk: d, Peer: owner})
 		}
 	}
 	return changed

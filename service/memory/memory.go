@@ -180,7 +180,7 @@ func (r *Recorder) Run(ctx context.Context, inv *inventory.Inventory, sub *inven
 }
 
 // event records one change.
-func (r *Recorder) event(e inventory.Event) {
+func (r *Recorder) event(e *inventory.Event) {
 	switch e.Kind {
 	case inventory.DiskAppeared, inventory.DiskChanged:
 		r.check(r.st.Seen(e.Disk.LastSeen, info(&e.Disk)))
