@@ -286,10 +286,9 @@ func (b *bench) gossipRows(res gossipResult) {
 			"on the daemon host's interface over the window (and the generator host's, per member). CPU and "+
 			"memory as in the scale case. %s", res.genOut)))
 	if !res.ran {
-		b.rep.add(5, row{metric: "gossip case", value: "not measured (see the error above)", met: metNo})
+		b.rep.add(5, notMeasured("gossip case"))
 		return
 	}
-	cpuPct := 100 * res.usage.cpu.Seconds() / res.usage.window.Seconds()
 	b.rep.add(5,
 		row{metric: "peers and disks listed", value: fmt.Sprintf("%d peers, %s disks", res.peers, thousands(int64(res.disks))),
 			target: fmt.Sprintf("%d peers", b.o.gossipNodes-1), met: metLE(b.o.gossipNodes-1, res.peers)},
@@ -297,8 +296,6 @@ func (b *bench) gossipRows(res gossipResult) {
 			target: "≤ 10.0 s", met: metLE(res.converge, 10*time.Second)},
 		row{metric: "bandwidth of the daemon's host (in + out)", value: fmt.Sprintf("%.1f kB/s", res.bytesPerSec/1e3), met: metNone},
 		row{metric: "bandwidth per generator member (in + out)", value: fmt.Sprintf("%.1f kB/s", res.genPerMember/1e3), met: metNone},
-		row{metric: fmt.Sprintf("daemon CPU over %v", res.usage.window.Round(time.Second)), value: fmt.Sprintf("%.2f %% of one core", cpuPct),
-			target: "≤ 5 %", met: metLE(cpuPct, 5)},
-		row{metric: "daemon memory (VmRSS)", value: mb(res.usage.rssMax), target: "≤ 64 MB", met: metLE(res.usage.rssMax, 64e6)},
 	)
+	b.rep.add(5, usageRows(res.usage)...)
 }
