@@ -34,6 +34,9 @@ import (
 
 const gossipgenCommand = "gossipgen"
 
+// gossipgenGrace is how long the gossip load generator may take to stop.
+const gossipgenGrace = 30 * time.Second
+
 // gossipBasePort is the first port of the load generator's members (one
 // port each, on its host's address).
 const gossipBasePort = 5000
@@ -191,19 +194,13 @@ func (b *bench) runGossipScale(ctx context.Context) (gossipResult, error) {
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(k[:])+"\n"), 0o600); err != nil {
 		return res, err
 	}
-	exe, err := os.Executable()
+	// Closing its members (each leaves the mesh) takes a while on a busy
+	// machine: give it gossipgenGrace before it is killed.
+	p, err := startGenerator(gen, gossipgenGrace, gossipgenCommand, "--nodes", fmt.Sprint(b.o.gossipNodes-1),
+		"--disks", fmt.Sprint(b.o.disksPerPeer), "--addr", gen.Addr, "--key-file", keyFile)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("gossip %w", err)
 	}
-	p := &loadgenProc{done: make(chan struct{})}
-	p.cmd = gen.Command(exe, gossipgenCommand, "--nodes", fmt.Sprint(b.o.gossipNodes-1), "--disks", fmt.Sprint(b.o.disksPerPeer),
-		"--addr", gen.Addr, "--key-file", keyFile)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		return res, fmt.Errorf("gossip load generator: %w", err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	var once sync.Once
 	stopGen := func() error {
 		var err error

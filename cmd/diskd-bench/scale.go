@@ -77,19 +77,26 @@ func (b *bench) setupScale(ctx context.Context) (*scaleLab, error) {
 
 // loadgenProc is a running load generator.
 type loadgenProc struct {
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
+	cmd   *exec.Cmd
+	out   bytes.Buffer
+	done  chan struct{}
+	err   error
+	grace time.Duration // from SIGTERM to SIGKILL
 }
 
 func startLoadgen(h *testbed.Host, c loadgenConfig) (*loadgenProc, error) {
+	return startGenerator(h, 5*time.Second, loadgenArgs(c)...)
+}
+
+// startGenerator runs this program on h with args (a load generator's
+// command and flags); stop gives it grace to exit.
+func startGenerator(h *testbed.Host, grace time.Duration, args ...string) (*loadgenProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("load generator: %w", err)
 	}
-	p := &loadgenProc{done: make(chan struct{})}
-	p.cmd = h.Command(exe, loadgenArgs(c)...)
+	p := &loadgenProc{done: make(chan struct{}), grace: grace}
+	p.cmd = h.Command(exe, args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -102,10 +109,10 @@ func startLoadgen(h *testbed.Host, c loadgenConfig) (*loadgenProc, error) {
 	return p, nil
 }
 
-// stop ends the load generator by its PID (SIGTERM, SIGKILL after 5 s)
-// and returns what it printed.
+// stop ends the load generator by its PID (SIGTERM, SIGKILL after its
+// grace) and returns what it printed.
 func (p *loadgenProc) stop() (string, error) {
-	testbed.Terminate(p.cmd.Process, p.done, 5*time.Second)
+	testbed.Terminate(p.cmd.Process, p.done, p.grace)
 	out := strings.TrimSpace(p.out.String())
 	var ee *exec.ExitError
 	if p.err != nil && !(errors.As(p.err, &ee) && ee.ExitCode() == 0) {
