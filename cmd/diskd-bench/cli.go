@@ -58,6 +58,7 @@ func (o *options) applyQuick() {
 }
 
 const usage = `usage: diskd-bench [--diskd PATH] [--quick] [flags]   (as root; make bench)
+       diskd-bench --only gossip [flags]   the gossip case alone (about 2 minutes)
        diskd-bench gobench [FILE]     table of "go test -bench" output (stdin without FILE)
 
 Measures diskd on simulated hosts (network namespaces, loop devices) and
