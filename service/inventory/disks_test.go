@@ -64,3 +64,38 @@ func TestPeerDisksSortedOnePerKey(t *testing.T) {
 		t.Errorf("Counts: %d disks, want 3", n)
 	}
 }
+
+// EachHost hands out every disk of Disks, in the same order, one host at a
+// time.
+func TestEachHostWalksDisks(t *testing.T) {
+	now := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
+	inv := New(Options{HostID: "self", Hostname: "m-self", Now: func() time.Time { return now }})
+	inv.SetLocal([]diskstate.Disk{{Device: "/dev/sdb", UUID: "l2"}, {Device: "/dev/sda", UUID: "l1"}}, nil)
+	for i, host := range []string{"z-peer", "a-peer", "n-empty"} {
+		now = now.Add(time.Second)
+		var ds []diskstate.Disk
+		if host != "n-empty" {
+			ds = []diskstate.Disk{{Device: "/dev/sdc", UUID: host + "3"}, {Device: "/dev/sda", UUID: host + "1"}}
+		}
+		if err := inv.Apply(Announcement{HostID: host, Hostname: host, BootID: "b", Seq: uint64(i + 1), Interval: time.Second, Disks: ds}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []diskstate.Disk
+	calls := 0
+	inv.EachHost(func(ds []diskstate.Disk) {
+		calls++
+		for _, d := range ds[1:] {
+			if d.HostID != ds[0].HostID {
+				t.Errorf("one call holds disks of %s and %s", ds[0].HostID, d.HostID)
+			}
+		}
+		got = append(got, ds...)
+	})
+	want := inv.Disks()
+	if calls != 3 || len(got) != 6 || !slices.EqualFunc(got, want, func(a, b diskstate.Disk) bool {
+		return a.HostID == b.HostID && a.Device == b.Device && a.UUID == b.UUID && a.LastSeen.Equal(b.LastSeen)
+	}) {
+		t.Errorf("EachHost: %d calls, disks %+v; want 3 calls (no empty host), the disks of Disks: %+v", calls, got, want)
+	}
+}

@@ -582,6 +582,45 @@ func (inv *Inventory) Disks() []diskstate.Disk {
 	return out
 }
 
+// EachHost calls fn with each host's disks, host by host in the order of
+// Disks (by hostname and host id), each host's sorted by device and uuid
+// and with their LastSeen; hosts without disks are left out. The disks are
+// copied, one host at a time, into a buffer that is reused for the next
+// host (fn must not keep them), and fn runs without the inventory's lock:
+// a walk over every disk costs one host's worth of memory, not a copy of
+// them all as Disks makes.
+func (inv *Inventory) EachHost(fn func(disks []diskstate.Disk)) {
+	type host struct{ name, id string }
+	inv.mu.RLock()
+	hosts := make([]host, 0, len(inv.peers)+1)
+	hosts = append(hosts, host{inv.opts.Hostname, inv.opts.HostID})
+	for _, ps := range inv.peers {
+		hosts = append(hosts, host{ps.info.Hostname, ps.info.HostID})
+	}
+	inv.mu.RUnlock()
+	slices.SortFunc(hosts, func(a, b host) int {
+		return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.id, b.id))
+	})
+	var buf []diskstate.Disk
+	for _, h := range hosts {
+		inv.mu.RLock()
+		if h.id == inv.opts.HostID {
+			buf = append(buf[:0], inv.localOrder...)
+		} else if ps := inv.peers[h.id]; ps != nil {
+			buf = append(buf[:0], ps.disks...)
+			for i := range buf {
+				buf[i].LastSeen = ps.seen
+			}
+		} else {
+			buf = buf[:0] // gone meanwhile
+		}
+		inv.mu.RUnlock()
+		if len(buf) > 0 {
+			fn(buf)
+		}
+	}
+}
+
 // Counts returns the number of peers and of disks (local and remote).
 func (inv *Inventory) Counts() (peers, disks int) {
 	inv.mu.RLock()
