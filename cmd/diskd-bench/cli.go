@@ -63,7 +63,7 @@ const usage = `usage: diskd-bench [--diskd PATH] [--quick] [flags]   (as root; m
 
 Measures diskd on simulated hosts (network namespaces, loop devices) and
 prints a table: metric, value, the poll-only comparison (--no-uevents),
-target and whether it is met. Takes about 4 minutes; --quick about one.
+target and whether it is met. Takes about 6 minutes; --quick about two.
 
 flags:
 `
