@@ -211,7 +211,7 @@ func (s *server) session(ctx context.Context, up func()) error {
 			// Before the signal: a client that saw it and calls List
 			// gets the change.
 			f.replies.invalidate()
-			if err := f.emit(e); err != nil {
+			if err := f.emit(*e); err != nil {
 				var fe dbus.FormatError
 				if !errors.As(err, &fe) {
 					return &stateError{stateLost, fmt.Errorf("emitting a signal: %w", err)}

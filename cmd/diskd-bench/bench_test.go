@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,5 +111,19 @@ func TestCtlConn(t *testing.T) {
 	}
 	if _, n, err := c.do("three", time.Second, false); err != nil || n != len(long)+1 {
 		t.Fatalf("long answer: %d bytes, %v", n, err)
+	}
+}
+
+// The daemons run with the shipped unit's environment: every variable the
+// benchmark sets must be one the unit sets, with the same value.
+func TestUnitEnvMatchesTheUnit(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join("..", "..", "systemd", "diskd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range unitEnv {
+		if !strings.Contains(string(unit), "\nEnvironment="+kv+"\n") {
+			t.Errorf("systemd/diskd.service has no line Environment=%s: update unitEnv", kv)
+		}
 	}
 }

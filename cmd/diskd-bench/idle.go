@@ -25,11 +25,9 @@ type idleLab struct {
 }
 
 type idleResult struct {
-	ran    bool
-	window time.Duration
-	cpu    time.Duration
-	rssMax int64
-	blkid  int
+	ran   bool
+	usage procUsage
+	blkid int
 	// blkid runs while network namespaces came and went (mount table
 	// changes that are no disk's), after the window.
 	churn    int
@@ -102,11 +100,9 @@ func (b *bench) runIdle(ctx context.Context, il *idleLab) (idleResult, error) {
 	if err != nil {
 		return res, err
 	}
-	u, err := b.measure(ctx, "idle", pid)
-	if err != nil {
+	if res.usage, err = b.measure(ctx, "idle", pid); err != nil {
 		return res, err
 	}
-	res.window, res.cpu, res.rssMax = u.window, u.cpu, u.rssMax
 	runs1, err := blkidRuns(il.counter)
 	if err != nil {
 		return res, err
@@ -162,17 +158,18 @@ func (b *bench) idleRows(res idleResult) {
 			"most ⌈W/%v⌉ safety rescans. CPU in 10 ms ticks (utime+stime).",
 		daemon.DefaultScanInterval, daemon.DefaultScanInterval))
 	if !res.ran {
-		b.rep.add(4, row{metric: "idle case", value: "not measured (see the error above)", met: metNo})
+		b.rep.add(4, notMeasured("idle case"))
 		return
 	}
-	win := res.window.Round(time.Second)
-	cpuPct := 100 * res.cpu.Seconds() / res.window.Seconds()
+	u := res.usage
+	win := u.window.Round(time.Second)
+	cpuPct := u.cpuPct()
 	// The window overshoots its length by the time it takes to read /proc:
 	// round that off, or 60.001 s would allow two rescans every 60 s.
-	safety := int(math.Ceil(res.window.Round(100*time.Millisecond).Seconds() / daemon.DefaultScanInterval.Seconds()))
+	safety := int(math.Ceil(u.window.Round(100*time.Millisecond).Seconds() / daemon.DefaultScanInterval.Seconds()))
 	b.rep.add(4,
-		row{metric: "daemon memory (VmRSS)", value: mb(res.rssMax), target: "≤ 16 MB", met: metLE(res.rssMax, 16e6)},
-		row{metric: fmt.Sprintf("daemon CPU over %v", win), value: fmt.Sprintf("%.3f %% (%v)", cpuPct, res.cpu),
+		row{metric: "daemon memory (VmRSS)", value: mb(u.rssMax), target: "≤ 16 MB", met: metLE(u.rssMax, 16e6)},
+		row{metric: fmt.Sprintf("daemon CPU over %v", win), value: fmt.Sprintf("%.3f %% (%v)", cpuPct, u.cpu),
 			target: "≤ 0.1 %", met: metLE(cpuPct, 0.1)},
 		row{metric: fmt.Sprintf("blkid runs in %v", win), value: fmt.Sprint(res.blkid),
 			target: fmt.Sprintf("≤ %d (safety rescans)", safety), met: metLE(res.blkid, safety)},

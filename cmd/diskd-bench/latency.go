@@ -119,13 +119,10 @@ func (b *bench) observe(ctx context.Context, w *ctlWatcher, sw *sigWatcher, l *l
 		ctl, sig = &l.detachCtl, &l.detachSig
 	}
 	at, err := w.wait(ctx, label, present, t0, timeout)
-	switch {
-	case err == nil:
-		ctl.add(at.Sub(t0))
-	case ctx.Err() != nil:
-		return ctx.Err()
-	default:
-		ctl.timeouts++
+	if err := ctl.record(ctx, t0, at, err); err != nil {
+		return err
+	}
+	if err != nil { // timed out (and counted): wait it out
 		b.prog.logf("%v; waiting up to %v more", err, resync)
 		if _, err := w.wait(ctx, label, present, t0, timeout+resync); err != nil {
 			return err
@@ -135,30 +132,52 @@ func (b *bench) observe(ctx context.Context, w *ctlWatcher, sw *sigWatcher, l *l
 		return nil
 	}
 	at, err = sw.wait(ctx, label, present, t0, timeout)
-	switch {
-	case err == nil:
-		sig.add(at.Sub(t0))
-	case ctx.Err() != nil:
-		return ctx.Err()
-	default:
-		sig.timeouts++
+	return sig.record(ctx, t0, at, err)
+}
+
+// watchB starts watching A's view of B's disk label, until ctx ends or
+// stop is called, and waits until A lists it as present (or not) within
+// timeout.
+func (b *bench) watchB(ctx context.Context, el *eventsLab, label string, present bool,
+	timeout time.Duration) (w *ctlWatcher, stop func(), err error) {
+	w = newCtlWatcher(el.a.Socket, label, el.b.HostID, []string{label}, ctlPollEvents)
+	wctx, cancel := context.WithCancel(ctx)
+	go w.run(wctx)
+	if _, err := w.wait(ctx, label, present, time.Time{}, timeout); err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("observer: %w", err)
 	}
-	return nil
+	return w, cancel, nil
+}
+
+// downCycle takes B down with down (a clean stop or a kill), times until A
+// no longer lists B-ROOT (into gone; a wait past timeout counts as a
+// timeout there), then starts B again and times until A lists it (into
+// restarted).
+func (b *bench) downCycle(ctx context.Context, el *eventsLab, w *ctlWatcher, down func() error,
+	timeout time.Duration, gone, restarted *samples) error {
+	t0 := time.Now()
+	if err := down(); err != nil {
+		return err
+	}
+	at, err := w.wait(ctx, "B-ROOT", false, t0, timeout)
+	if err := gone.record(ctx, t0, at, err); err != nil {
+		return err
+	}
+	return b.restartB(ctx, el, w, restarted)
 }
 
 // eventCycles attaches and detaches B's disk b.o.cycles times, each after
 // a random pause of 100-300 ms, and times A's view of it.
 func (b *bench) eventCycles(ctx context.Context, el *eventsLab, res *eventsResult) error {
-	w := newCtlWatcher(el.a.Socket, "B-HOT", el.b.HostID, []string{"B-HOT"}, ctlPollEvents)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go w.run(wctx)
+	w, stop, err := b.watchB(ctx, el, "B-HOT", false, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	sw := b.signals(el.bus, el.b.HostID)
 	if sw != nil {
 		defer sw.close()
-	}
-	if _, err := w.wait(ctx, "B-HOT", false, time.Time{}, 5*time.Second); err != nil {
-		return fmt.Errorf("observer: %w", err)
 	}
 	defer b.prog.set("events", "")
 	for i := 1; i <= b.o.cycles; i++ {
@@ -190,33 +209,24 @@ func (b *bench) eventCycles(ctx context.Context, el *eventsLab, res *eventsResul
 // until its disk is gone from A's view; after each it starts B again and
 // times until A sees it.
 func (b *bench) stopCycles(ctx context.Context, el *eventsLab, res *eventsResult) error {
-	w := newCtlWatcher(el.a.Socket, "B-ROOT", el.b.HostID, []string{"B-ROOT"}, ctlPollEvents)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go w.run(wctx)
+	w, stopWatch, err := b.watchB(ctx, el, "B-ROOT", true, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	defer b.prog.set("peers", "")
-	if _, err := w.wait(ctx, "B-ROOT", true, time.Time{}, 10*time.Second); err != nil {
-		return fmt.Errorf("observer: %w", err)
+	stop := func() error {
+		if err := el.b.Daemon().Stop(); err != nil {
+			return fmt.Errorf("stopping b: %w", err)
+		}
+		return nil
 	}
 	for i := 1; i <= b.o.stopCycles; i++ {
 		b.prog.set("peers", "clean stop %d/%d", i, b.o.stopCycles)
 		if err := sleepCtx(ctx, jitter(200*time.Millisecond, 500*time.Millisecond)); err != nil {
 			return err
 		}
-		t0 := time.Now()
-		if err := el.b.Daemon().Stop(); err != nil {
-			return fmt.Errorf("stopping b: %w", err)
-		}
-		at, err := w.wait(ctx, "B-ROOT", false, t0, 10*time.Second)
-		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			res.stopped.timeouts++
-		} else {
-			res.stopped.add(at.Sub(t0))
-		}
-		if err := b.restartB(ctx, el, w, &res.restarted); err != nil {
+		if err := b.downCycle(ctx, el, w, stop, 10*time.Second, &res.stopped, &res.restarted); err != nil {
 			return err
 		}
 	}
@@ -244,13 +254,17 @@ func (b *bench) killCycles(ctx context.Context, el *eventsLab, res *eventsResult
 	if b.o.killCycles == 0 {
 		return nil
 	}
-	w := newCtlWatcher(el.a.Socket, "B-ROOT", el.b.HostID, []string{"B-ROOT"}, ctlPollEvents)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go w.run(wctx)
+	w, stopWatch, err := b.watchB(ctx, el, "B-ROOT", true, 15*time.Second)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	defer b.prog.set("peers", "")
-	if _, err := w.wait(ctx, "B-ROOT", true, time.Time{}, 15*time.Second); err != nil {
-		return fmt.Errorf("observer: %w", err)
+	kill := func() error {
+		if err := el.b.Daemon().Kill(); err != nil {
+			return fmt.Errorf("killing b: %w", err)
+		}
+		return nil
 	}
 	var restarted samples
 	for i := 1; i <= b.o.killCycles; i++ {
@@ -258,20 +272,7 @@ func (b *bench) killCycles(ctx context.Context, el *eventsLab, res *eventsResult
 		if err := sleepCtx(ctx, jitter(200*time.Millisecond, 2*time.Second)); err != nil {
 			return err
 		}
-		t0 := time.Now()
-		if err := el.b.Daemon().Kill(); err != nil {
-			return fmt.Errorf("killing b: %w", err)
-		}
-		at, err := w.wait(ctx, "B-ROOT", false, t0, el.peerT+15*time.Second)
-		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			res.killed.timeouts++
-		} else {
-			res.killed.add(at.Sub(t0))
-		}
-		if err := b.restartB(ctx, el, w, &restarted); err != nil {
+		if err := b.downCycle(ctx, el, w, kill, el.peerT+15*time.Second, &res.killed, &restarted); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@
 // `make bench` builds it and runs it as root, then the Go benchmarks.
 //
 //	diskd-bench [--diskd PATH] [--quick] [flags]   the benchmark (root)
+//	diskd-bench --only gossip [flags]               the gossip case alone (root)
 //	diskd-bench gobench [FILE]                      table of `go test -bench` output
 //
 // The hosts, disks and daemons are service/testbed's: network namespaces on
@@ -13,9 +14,12 @@
 // D-Bus signal, how fast a stopped or killed peer's disks go away, what
 // one daemon costs when it hears 1,000 peers of 16 disks each (a load
 // generator sends real datagrams, encoded by service/wire, from a host of
-// its own), and what an idle daemon costs. A benchmark reports and compares;
-// a missed target is shown, never an exit status. It exits non-zero only
-// when it cannot measure (not root, no diskd, a host that does not come up).
+// its own), what one daemon costs in a gossip mesh of 200 members (run
+// by a second load generator), and what an idle daemon costs. Every
+// daemon runs with the shipped unit's environment (GOMEMLIMIT). A
+// benchmark reports and compares; a missed target is shown, never an exit
+// status. It exits non-zero only when it cannot measure (not root, no
+// diskd, a host that does not come up).
 //
 // Everything it makes (namespaces, loop devices, daemons, buses, the load
 // generator) is removed at the end, on ^C and on failure; processes are

@@ -112,6 +112,19 @@ type procUsage struct {
 	rssMax int64         // the largest VmRSS seen, sampled once a second
 }
 
+// cpuPct is the CPU time as a percentage of one core over the window.
+func (u procUsage) cpuPct() float64 { return 100 * u.cpu.Seconds() / u.window.Seconds() }
+
+// usageRows are the daemon's CPU and memory rows of a case at scale (the
+// scale and gossip cases share their targets).
+func usageRows(u procUsage) []row {
+	return []row{
+		{metric: fmt.Sprintf("daemon CPU over %v", u.window.Round(time.Second)), value: fmt.Sprintf("%.2f %% of one core", u.cpuPct()),
+			target: "≤ 5 %", met: metLE(u.cpuPct(), 5)},
+		{metric: "daemon memory (VmRSS)", value: mb(u.rssMax), target: "≤ 64 MB", met: metLE(u.rssMax, 64e6)},
+	}
+}
+
 // measure watches process pid for b.o.window, showing progress as phase.
 func (b *bench) measure(ctx context.Context, phase string, pid int) (procUsage, error) {
 	var u procUsage

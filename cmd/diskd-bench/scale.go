@@ -33,9 +33,7 @@ type scaleResult struct {
 	ran        bool
 	peers      int // held at the end of the window
 	disks      int
-	window     time.Duration
-	cpu        time.Duration
-	rssMax     int64
+	usage      procUsage
 	in         uint64 // datagrams received in the window
 	dropped    uint64
 	listTimes  samples
@@ -51,11 +49,10 @@ type scaleResult struct {
 	// The store's cost: the file after the window, and the daemon's CPU
 	// over a second window with --state-dir none (no file; the same
 	// load).
-	storeBytes    int64
-	storeErr      error
-	cpuNoStore    time.Duration
-	windowNoStore time.Duration
-	noStoreErr    error
+	storeBytes int64
+	storeErr   error
+	noStore    procUsage
+	noStoreErr error
 }
 
 func (b *bench) setupScale(ctx context.Context) (*scaleLab, error) {
@@ -80,19 +77,26 @@ func (b *bench) setupScale(ctx context.Context) (*scaleLab, error) {
 
 // loadgenProc is a running load generator.
 type loadgenProc struct {
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
+	cmd   *exec.Cmd
+	out   bytes.Buffer
+	done  chan struct{}
+	err   error
+	grace time.Duration // from SIGTERM to SIGKILL
 }
 
 func startLoadgen(h *testbed.Host, c loadgenConfig) (*loadgenProc, error) {
+	return startGenerator(h, 5*time.Second, loadgenArgs(c)...)
+}
+
+// startGenerator runs this program on h with args (a load generator's
+// command and flags); stop gives it grace to exit.
+func startGenerator(h *testbed.Host, grace time.Duration, args ...string) (*loadgenProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("load generator: %w", err)
 	}
-	p := &loadgenProc{done: make(chan struct{})}
-	p.cmd = h.Command(exe, loadgenArgs(c)...)
+	p := &loadgenProc{done: make(chan struct{}), grace: grace}
+	p.cmd = h.Command(exe, args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -105,10 +109,10 @@ func startLoadgen(h *testbed.Host, c loadgenConfig) (*loadgenProc, error) {
 	return p, nil
 }
 
-// stop ends the load generator by its PID (SIGTERM, SIGKILL after 5 s)
-// and returns what it printed.
+// stop ends the load generator by its PID (SIGTERM, SIGKILL after its
+// grace) and returns what it printed.
 func (p *loadgenProc) stop() (string, error) {
-	testbed.Terminate(p.cmd.Process, p.done, 5*time.Second)
+	testbed.Terminate(p.cmd.Process, p.done, p.grace)
 	out := strings.TrimSpace(p.out.String())
 	var ee *exec.ExitError
 	if p.err != nil && !(errors.As(p.err, &ee) && ee.ExitCode() == 0) {
@@ -166,11 +170,9 @@ func (b *bench) runScale(ctx context.Context, sl *scaleLab) (scaleResult, error)
 	if err != nil {
 		return res, err
 	}
-	u, err := b.measure(ctx, "scale", pid)
-	if err != nil {
+	if res.usage, err = b.measure(ctx, "scale", pid); err != nil {
 		return res, err
 	}
-	res.window, res.cpu, res.rssMax = u.window, u.cpu, u.rssMax
 	st1, err := status(sl.s.Socket)
 	if err != nil {
 		return res, err
@@ -251,12 +253,8 @@ func (b *bench) scaleWithoutStore(ctx context.Context, sl *scaleLab, cfg loadgen
 	if err := sleepCtx(ctx, 3*time.Second); err != nil {
 		return err
 	}
-	u, err := b.measure(ctx, "scale without the store", d.PID())
-	if err != nil {
-		return err
-	}
-	res.cpuNoStore, res.windowNoStore = u.cpu, u.window
-	return nil
+	res.noStore, err = b.measure(ctx, "scale without the store", d.PID())
+	return err
 }
 
 func (b *bench) busList(ctx context.Context, bus *dbustest.Bus, res *scaleResult) error {
@@ -308,30 +306,25 @@ func (b *bench) scaleRows(res scaleResult) {
 			"VmRSS, the largest of one sample a second. list --json: connect, ask, read to OK; "+
 			"D-Bus ListTable (as diskctl lists): call to decoded disks, godbus. %s", res.loadgenOut)))
 	if !res.ran {
-		b.rep.add(3, row{metric: "scale case", value: "not measured (see the error above)", met: metNo})
+		b.rep.add(3, notMeasured("scale case"))
 		return
 	}
-	win := res.window.Round(time.Second)
 	b.rep.add(3,
 		row{metric: "peers and disks held at the end of the window", value: fmt.Sprintf("%s peers, %s disks", thousands(int64(res.peers)), thousands(int64(res.disks))),
 			target: fmt.Sprintf("%s peers, %s disks", thousands(int64(b.o.peers)), thousands(int64(want+1))), met: metLE(b.o.peers, res.peers)},
-		row{metric: "datagrams received (dropped) during the window", value: fmt.Sprintf("%.1f/s (%d)", float64(res.in)/res.window.Seconds(), res.dropped),
+		row{metric: "datagrams received (dropped) during the window", value: fmt.Sprintf("%.1f/s (%d)", float64(res.in)/res.usage.window.Seconds(), res.dropped),
 			met: metNone},
 	)
-	cpuPct := 100 * res.cpu.Seconds() / res.window.Seconds()
-	b.rep.add(3,
-		row{metric: fmt.Sprintf("daemon CPU over %v", win), value: fmt.Sprintf("%.2f %% of one core", cpuPct),
-			target: "≤ 5 %", met: metLE(cpuPct, 5)},
-		row{metric: "daemon memory (VmRSS)", value: mb(res.rssMax), target: "≤ 64 MB", met: metLE(res.rssMax, 64e6)},
-	)
+	b.rep.add(3, usageRows(res.usage)...)
+	cpuPct := res.usage.cpuPct()
 	switch {
 	case res.noStoreErr != nil:
 		b.rep.add(3, row{metric: "daemon CPU, the store's share", value: "not measured: " + res.noStoreErr.Error(), target: "≤ 1 %", met: metNo})
 	default:
-		noPct := 100 * res.cpuNoStore.Seconds() / res.windowNoStore.Seconds()
+		noPct := res.noStore.cpuPct()
 		b.rep.add(3, row{metric: fmt.Sprintf("daemon CPU with the store (bbolt file) minus --state-dir none %s",
 			b.rep.note("The same load, one window after the other: the daemon restarted with --state-dir none "+
-				"(memory only, no file) measured %.2f %% of one core over %v.", noPct, res.windowNoStore.Round(time.Second))),
+				"(memory only, no file) measured %.2f %% of one core over %v.", noPct, res.noStore.window.Round(time.Second))),
 			value: fmt.Sprintf("%+.2f %% of one core", cpuPct-noPct), target: "≤ 1 %", met: metLE(cpuPct-noPct, 1)})
 	}
 	if res.storeErr != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -16,6 +17,21 @@ type samples struct {
 func (s *samples) add(d time.Duration) { s.d = append(s.d, d) }
 
 func (s *samples) n() int { return len(s.d) }
+
+// record takes the outcome of a wait for a change made at t0: it adds the
+// time until at when the wait succeeded, counts a timeout when it gave
+// up, and returns ctx's error when the run is ending.
+func (s *samples) record(ctx context.Context, t0, at time.Time, err error) error {
+	switch {
+	case err == nil:
+		s.add(at.Sub(t0))
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		s.timeouts++
+	}
+	return nil
+}
 
 // pct returns the p-th percentile (0 < p ≤ 100) by the nearest-rank
 // method: the smallest sample that at least p% of the samples do not

@@ -399,11 +399,11 @@ func (d *daemon) follow(ctx context.Context, sub *inventory.Subscription) {
 		case <-ctx.Done():
 			return
 		case e := <-sub.C():
-			events.Add(ctx, e)
+			events.Add(ctx, *e)
 			if len(sub.C()) == 0 { // the end of a burst: one line per peer
 				events.Flush(ctx)
 			}
-			if peer.AnnouncesOn(e) {
+			if peer.AnnouncesOn(*e) {
 				d.annJob.Trigger(ctx, 0)
 			}
 			if e.Kind == inventory.PeerJoined {

@@ -433,7 +433,7 @@ func TestDropAndVia(t *testing.T) {
 	var lost *Event
 	for len(sub.C()) > 0 {
 		if e := <-sub.C(); e.Kind == PeerLost {
-			lost = &e
+			lost = e
 		}
 	}
 	if lost == nil || lost.Reason != ReasonBye {
