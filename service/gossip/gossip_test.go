@@ -119,17 +119,44 @@ func key(b byte) []byte {
 	return k
 }
 
+// mesh starts a node of each name on loopback ports from base on, every
+// one but the first joined to the first, and waits until each lists every
+// node's disk.
+func mesh(t *testing.T, base int, keys [][]byte, names ...string) []*node {
+	t.Helper()
+	seed := fmt.Sprintf("127.0.0.1:%d", base)
+	var nodes []*node
+	var all []string
+	for i, name := range names {
+		var seeds []string
+		if i > 0 {
+			seeds = []string{seed}
+		}
+		nodes = append(nodes, start(t, name, base+i, keys, seeds...))
+		all = append(all, name+":/dev/"+name)
+	}
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, n.name+" sees every disk", func() bool { return hosts(n.inv) == strings.Join(all, ",") })
+	}
+	return nodes
+}
+
+// seqOf is the sequence number of host's latest announcement that n took.
+func seqOf(n *node, host string) uint64 {
+	for _, p := range n.inv.Peers() {
+		if p.HostID == host {
+			return p.Seq
+		}
+	}
+	return 0
+}
+
 func TestMeshOnLoopback(t *testing.T) {
 	base := 24000 + int(time.Now().UnixNano()%2000)
 	keys := [][]byte{key(1)}
 	seed := fmt.Sprintf("127.0.0.1:%d", base)
-	a := start(t, "a", base, keys)
-	b := start(t, "b", base+1, keys, seed)
-	c := start(t, "c", base+2, keys, seed)
-	all := "a:/dev/a,b:/dev/b,c:/dev/c"
-	for _, n := range []*node{a, b, c} {
-		waitFor(t, 10*time.Second, n.name+" sees every disk", func() bool { return hosts(n.inv) == all })
-	}
+	nodes := mesh(t, base, keys, "a", "b", "c")
+	a, b, c := nodes[0], nodes[1], nodes[2]
 	for _, p := range a.inv.Peers() {
 		if p.Via != "gossip" || p.Address != "127.0.0.1" {
 			t.Errorf("peer %+v: want via gossip from 127.0.0.1", p)

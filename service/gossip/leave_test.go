@@ -32,16 +32,8 @@ func lostEvents(sub *inventory.Subscription) []string {
 // failure detection, which finds it dead seconds later, drops nothing
 // again.
 func TestCleanStopWithoutLeaveGossip(t *testing.T) {
-	base := 26000 + int(time.Now().UnixNano()%2000)
-	keys := [][]byte{key(2)}
-	seed := fmt.Sprintf("127.0.0.1:%d", base)
-	a := start(t, "a", base, keys)
-	b := start(t, "b", base+1, keys, seed)
-	c := start(t, "c", base+2, keys, seed)
-	all := "a:/dev/a,b:/dev/b,c:/dev/c"
-	for _, n := range []*node{a, b, c} {
-		waitFor(t, 10*time.Second, n.name+" sees every disk", func() bool { return hosts(n.inv) == all })
-	}
+	nodes := mesh(t, 26000+int(time.Now().UnixNano()%2000), [][]byte{key(2)}, "a", "b", "c")
+	a, b, c := nodes[0], nodes[1], nodes[2]
 	// c tells the members it knows (disks may come before memberlist's
 	// join, by direct messages; a member c has not heard of yet learns
 	// of the leave from the gossip that this test makes lost).
@@ -86,17 +78,9 @@ func TestCleanStopWithoutLeaveGossip(t *testing.T) {
 // is malformed, names this node, or carries a sequence number older than
 // the member's latest announcement (a recording replayed).
 func TestLeavingRefused(t *testing.T) {
-	base := 28000 + int(time.Now().UnixNano()%2000)
-	a := start(t, "a", base, nil)
-	start(t, "b", base+1, nil, fmt.Sprintf("127.0.0.1:%d", base))
+	a := mesh(t, 28000+int(time.Now().UnixNano()%2000), nil, "a", "b")[0]
 	both := "a:/dev/a,b:/dev/b"
-	waitFor(t, 10*time.Second, "a sees b", func() bool { return hosts(a.inv) == both })
-	var seq uint64
-	for _, p := range a.inv.Peers() {
-		if p.HostID == "b" {
-			seq = p.Seq
-		}
-	}
+	seq := seqOf(a, "b")
 	sub := a.inv.Subscribe(64)
 	defer sub.Close()
 	for _, tc := range []struct {
@@ -196,15 +180,8 @@ func TestCloseBoundedByDeadMember(t *testing.T) {
 // member gone, nothing is dropped again and it counts as left, not dead.
 func TestLateJoinAfterGoodbye(t *testing.T) {
 	base := 32000 + int(time.Now().UnixNano()%2000)
-	a := start(t, "a", base, nil)
-	start(t, "b", base+1, nil, fmt.Sprintf("127.0.0.1:%d", base))
-	waitFor(t, 10*time.Second, "a sees b", func() bool { return hosts(a.inv) == "a:/dev/a,b:/dev/b" })
-	var seq uint64
-	for _, p := range a.inv.Peers() {
-		if p.HostID == "b" {
-			seq = p.Seq
-		}
-	}
+	a := mesh(t, base, nil, "a", "b")[0]
+	seq := seqOf(a, "b")
 	sub := a.inv.Subscribe(64)
 	defer sub.Close()
 	bAddr := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", base+1))
@@ -230,9 +207,7 @@ func TestOrphanDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := start(t, "a", base, keys)
-	start(t, "b", base+1, keys, fmt.Sprintf("127.0.0.1:%d", base))
-	waitFor(t, 10*time.Second, "a lists b", func() bool { return hosts(a.inv) == "a:/dev/a,b:/dev/b" })
+	a := mesh(t, base, keys, "a", "b")[0]
 	sub := a.inv.Subscribe(64)
 	defer sub.Close()
 
