@@ -126,7 +126,7 @@ BENCHFLAGS  ?=
 # As root: builds diskd and diskd-bench, measures diskd on simulated hosts
 # (latency side by side with --no-uevents, scale, idle) and prints a table,
 # then runs the Go benchmarks and prints theirs. A missed target is shown,
-# not an error; it fails only when it cannot measure. About 4 minutes.
+# not an error; it fails only when it cannot measure. About 6 minutes.
 bench:
 	$(MAKE) --no-print-directory deps DEB_PKGS='$(BENCH_PKGS)'
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/diskd ./cmd/diskd-bench
