@@ -96,8 +96,11 @@ func (b *bench) run(ctx context.Context) error {
 		<-progDone
 	}()
 
-	if b.o.only == "gossip" {
+	switch b.o.only {
+	case "gossip":
 		return b.runGossipOnly(ctx, start, loadStart)
+	case "scale":
+		return b.runScaleOnly(ctx, start, loadStart)
 	}
 
 	// The poll-only comparison needs several scan periods of wall time, so
@@ -215,6 +218,26 @@ func (b *bench) runGossipOnly(ctx context.Context, start time.Time, loadStart st
 		return err
 	}
 	b.gossipRows(gs)
+	return b.finish(start, loadStart)
+}
+
+// runScaleOnly runs the scale case alone (--only scale) and prints its
+// rows.
+func (b *bench) runScaleOnly(ctx context.Context, start time.Time, loadStart string) error {
+	b.prog.set("setup", "scale hosts")
+	sl, err := b.setupScale(ctx)
+	if err != nil {
+		return fmt.Errorf("scale hosts: %w", err)
+	}
+	b.prog.set("setup", "")
+	sc, err := b.runScale(ctx, sl)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		b.fail("scale", err)
+	}
+	b.scaleRows(sc)
 	return b.finish(start, loadStart)
 }
 
