@@ -718,9 +718,15 @@ func (t *Transport) leaves(name string, seq uint64) {
 	delete(t.nodes, name)
 	t.left++
 	t.mu.Unlock()
-	t.opts.Log.Debug("gossip member lost", "member", name, "reason", inventory.ReasonBye)
+	t.lose(name, inventory.ReasonBye, "it said it leaves")
+}
+
+// lose reports a member lost for reason (Options.OnLost), and logs why.
+// It is called without t.mu: OnLost reaches into the inventory.
+func (t *Transport) lose(name, reason, why string) {
+	t.opts.Log.Debug("gossip member lost", "member", name, "reason", reason, "why", why)
 	if t.opts.OnLost != nil {
-		t.opts.OnLost(name, inventory.ReasonBye)
+		t.opts.OnLost(name, reason)
 	}
 }
 
@@ -991,10 +997,7 @@ func (t *Transport) dropOrphans(now time.Time) {
 	t.orphans = orphans
 	t.mu.Unlock()
 	for _, name := range dropped {
-		t.opts.Log.Debug("gossip: dropping a host heard through the mesh that is no live member here", "member", name, "reason", inventory.ReasonTimeout)
-		if t.opts.OnLost != nil {
-			t.opts.OnLost(name, inventory.ReasonTimeout)
-		}
+		t.lose(name, inventory.ReasonTimeout, "heard through the mesh but no live member here")
 	}
 }
 
@@ -1198,10 +1201,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 		t.stale[n.Name] = seq
 	}
 	t.mu.Unlock()
-	t.opts.Log.Debug("gossip member lost", "member", n.Name, "address", n.Address(), "reason", inventory.ReasonTimeout)
-	if t.opts.OnLost != nil {
-		t.opts.OnLost(n.Name, inventory.ReasonTimeout)
-	}
+	t.lose(n.Name, inventory.ReasonTimeout, "memberlist found it dead or gone")
 }
 
 func (e *events) NotifyUpdate(n *memberlist.Node) {
