@@ -15,6 +15,7 @@ import (
 	"github.com/diskd/diskd/service/gossip"
 	"github.com/diskd/diskd/service/inventory"
 	"github.com/diskd/diskd/service/peer"
+	"github.com/diskd/diskd/service/testbed"
 	"github.com/diskd/diskd/service/wire"
 )
 
@@ -100,15 +101,11 @@ func hosts(inv *inventory.Inventory) string {
 	return strings.Join(out, ",")
 }
 
+// waitFor is testbed.Eventually for a condition that describes itself
+// by what.
 func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbed.Eventually(t, within, func() (bool, string) { return ok(), what })
 }
 
 func key(b byte) []byte {

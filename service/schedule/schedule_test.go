@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // notifySocket is a real NOTIFY_SOCKET: a unixgram socket whose messages
@@ -152,11 +154,7 @@ func TestStatusAndStopping(t *testing.T) {
 // where the test's own sleeps may stretch far beyond what they ask for.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-	}
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) { return cond(), what })
 }
 
 // TestRunsAndRequests checks only what load cannot change: runs are
