@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,6 +43,24 @@ func notifySocket(t *testing.T) <-chan string {
 	}()
 	t.Cleanup(func() { c.Close(); <-done })
 	return ch
+}
+
+// countTo counts messages equal to want until there are n of them or d
+// has passed, and returns the count.
+func countTo(ch <-chan string, want string, n int, d time.Duration) int {
+	got := 0
+	deadline := time.After(d)
+	for got < n {
+		select {
+		case m := <-ch:
+			if m == want {
+				got++
+			}
+		case <-deadline:
+			return got
+		}
+	}
+	return got
 }
 
 // count returns how many messages equal to want arrive within d.
@@ -102,9 +121,14 @@ func TestWatchdogFromLoopNotFromJobs(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "100000") // pet every 50ms
 	t.Setenv("WATCHDOG_PID", "")
 	var wedge atomic.Bool
+	wedged := make(chan struct{}, 1)
 	release := make(chan struct{})
 	s := New(Options{Health: func() {
 		if wedge.Load() {
+			select {
+			case wedged <- struct{}{}:
+			default:
+			}
 			<-release
 		}
 	}})
@@ -115,18 +139,35 @@ func TestWatchdogFromLoopNotFromJobs(t *testing.T) {
 	}})
 	start(t, s)
 	hung.Trigger(context.Background(), 0)
-	if n := count(ch, "WATCHDOG=1", 500*time.Millisecond); n < 5 {
-		t.Fatalf("%d WATCHDOG=1 in 500ms while a job hangs, want at least 5", n)
+	if n := countTo(ch, "WATCHDOG=1", 5, 10*time.Second); n < 5 {
+		t.Fatalf("%d WATCHDOG=1 in 10s while a job hangs, want at least 5 (one every 50ms)", n)
 	}
-	// A wedged loop (its health check never returns) stops the pets.
+	// A wedged loop (its health check never returns) stops the pets. Once
+	// the check is stuck, every earlier pet has been sent; a marker sent
+	// now arrives after them, so what comes after the marker is new.
 	wedge.Store(true)
-	count(ch, "WATCHDOG=1", 100*time.Millisecond) // pets already on their way
+	select {
+	case <-wedged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not call its health check within 10s")
+	}
+	c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("MARKER=1")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if n := countTo(ch, "MARKER=1", 1, 10*time.Second); n != 1 {
+		t.Fatal("the marker did not come back within 10s")
+	}
 	if n := count(ch, "WATCHDOG=1", 400*time.Millisecond); n != 0 {
 		t.Fatalf("%d WATCHDOG=1 while the loop is wedged, want none", n)
 	}
 	close(release)
-	if n := count(ch, "WATCHDOG=1", 300*time.Millisecond); n == 0 {
-		t.Fatal("no WATCHDOG=1 after the loop recovered")
+	if n := countTo(ch, "WATCHDOG=1", 1, 10*time.Second); n == 0 {
+		t.Fatal("no WATCHDOG=1 within 10s after the loop recovered")
 	}
 }
 
