@@ -18,9 +18,12 @@ import (
 	"github.com/diskd/diskd/service/testbed"
 )
 
-// eventBound is the bound: a change on one host shows on another
-// within one second.
-const eventBound = time.Second
+// eventBound is how soon a change on one host must show on another in
+// these tests. It is generous, for a loaded machine (the target, tens of
+// milliseconds, is measured by make bench), and still far below what
+// would show a change without the event path: the 60s rescan and the 10s
+// announcement.
+const eventBound = 3 * time.Second
 
 // newNodes adds a host with one small ext4 disk for each name. No daemon is
 // started. The disks are on loop devices of their own (see testbed.AddDisk),
@@ -139,11 +142,11 @@ func detachedPair(t *testing.T, betaFlags ...string) (a, b *node) {
 	return a, b
 }
 
-// TestHotplugSeenWithinASecond: a disk attached to a loop device on beta
+// TestHotplugSeenPromptly: a disk attached to a loop device on beta
 // appears in alpha's list, its mount point shows, its unmount shows and its
-// detach removes it, each well within one second, with beta scanning only
-// every 60s and announcing only every 10s on its own.
-func TestHotplugSeenWithinASecond(t *testing.T) {
+// detach removes it, each within eventBound, with beta scanning only every
+// 60s and announcing only every 10s on its own.
+func TestHotplugSeenPromptly(t *testing.T) {
 	t.Parallel()
 	a, b := detachedPair(t)
 
@@ -194,7 +197,7 @@ func TestHotplugSeenWithinASecond(t *testing.T) {
 }
 
 // TestHotplugWithoutUeventsIsNotSeen is the control run of
-// TestHotplugSeenWithinASecond: with --no-uevents the same attach is not
+// TestHotplugSeenPromptly: with --no-uevents the same attach is not
 // seen within the bound (only the 60s rescan would find it), so what the
 // other test measures is the event path. A refresh then shows it at once.
 func TestHotplugWithoutUeventsIsNotSeen(t *testing.T) {
@@ -255,7 +258,8 @@ func TestPingMakesPeerReannounce(t *testing.T) {
 	a, b := quietPair(t)
 
 	const pings = 3
-	const bound = 500 * time.Millisecond
+	// Generous for a loaded machine; beta's own next announcement is 9s away.
+	const bound = 3 * time.Second
 	var lastPing time.Time
 	for i := 1; i <= pings; i++ {
 		// Beta answers one requester at most once a second.
@@ -268,13 +272,13 @@ func TestPingMakesPeerReannounce(t *testing.T) {
 			t.Fatal(err)
 		}
 		lastPing = start
-		ok, desc := testbed.Poll(2*time.Second, func() (bool, string) {
+		ok, desc := testbed.Poll(5*time.Second, func() (bool, string) {
 			p := a.status(t)
 			return p.PacketsIn > aBefore.PacketsIn, fmt.Sprintf("alpha's packets_in %d → %d", aBefore.PacketsIn, p.PacketsIn)
 		})
 		took := time.Since(start)
 		if !ok {
-			t.Fatalf("ping %d: beta did not re-announce within 2s: %s", i, desc)
+			t.Fatalf("ping %d: beta did not re-announce within 5s: %s", i, desc)
 		}
 		bAfter := b.status(t)
 		t.Logf("ping %d: beta's announcement reached alpha after %v (beta's packets_out +%d)", i, ms(took), bAfter.PacketsOut-bBefore.PacketsOut)
@@ -306,7 +310,11 @@ func TestPingFloodRateLimited(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
-	if took > 1100*time.Millisecond {
+	// Beta answers alpha at most once a second: one answer, two if the
+	// pings straddle a second of beta's, one more for each further second
+	// a loaded machine took to send them.
+	most := 2 + int64(max(0, took-time.Second)/time.Second)
+	if took > 5*time.Second {
 		t.Fatalf("sending %d pings took %v, not about a second: the test cannot tell", n, took)
 	}
 	// Answers come within PingReplyDelay (100ms); wait well past it.
@@ -319,8 +327,8 @@ func TestPingFloodRateLimited(t *testing.T) {
 	if heard < n*9/10 {
 		t.Fatalf("beta heard only %d of %d pings: the flood did not arrive", heard, n)
 	}
-	if answers < 1 || answers > 2 {
-		t.Errorf("beta answered %d pings in a second from one host, want 1 or 2", answers)
+	if answers < 1 || int64(answers) > most {
+		t.Errorf("beta answered %d pings sent in %v from one host, want 1 to %d", answers, ms(took), most)
 	}
 	if got := aAfter.PacketsIn - aBefore.PacketsIn; got != answers {
 		t.Errorf("alpha heard %d datagrams, beta sent %d", got, answers)
