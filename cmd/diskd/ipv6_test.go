@@ -235,9 +235,14 @@ func TestDualStack(t *testing.T) {
 	if log := four.d.Log(); strings.Count(log, warning) != 1 {
 		t.Errorf("the IPv4-only host's log has %d warnings %q, want 1:\n%s", strings.Count(log, warning), warning, log)
 	}
+	// No other warning, but for the one a slow machine may cause: a first
+	// blkid that takes longer than the grace to answer clients.
 	for _, n := range []*node{dual, dual2, six} {
-		if strings.Contains(n.d.Log(), "WARN") {
-			t.Errorf("%s warned:\n%s", n.Name, n.d.Log())
+		for line := range strings.Lines(n.d.Log()) {
+			if strings.Contains(line, "WARN") && !strings.Contains(line, "the first scan is still running") {
+				t.Errorf("%s warned: %s\nlog:\n%s", n.Name, strings.TrimSpace(line), n.d.Log())
+				break
+			}
 		}
 	}
 	if !strings.Contains(dual.d.Log(), "payload_budget=1452") {
