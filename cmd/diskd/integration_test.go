@@ -315,7 +315,7 @@ func TestHangingBlkid(t *testing.T) {
 	if err := a.d.Stop(); err != nil {
 		t.Errorf("alpha on SIGTERM: %v", err)
 	}
-	testbed.Eventually(t, 3*time.Second, func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
 		var alive []int
 		for _, p := range readProbePids(t, pidfile) {
 			if probeAlive(p.pid, script) {

@@ -121,7 +121,7 @@ var linkScenarios = []struct {
 			t.Errorf("beta on SIGTERM: %v", err)
 		}
 		start := time.Now()
-		testbed.Eventually(t, time.Second, func() (bool, string) {
+		testbed.Eventually(t, 5*time.Second, func() (bool, string) {
 			ok, desc := a.has(b)
 			return !ok, desc
 		})

@@ -398,7 +398,7 @@ func TestReplayAfterRestartIsRefused(t *testing.T) {
 	replay := func(when string) bool {
 		t.Helper()
 		sendDatagrams(t, m.Host, payloads(captured), 0)
-		shown, _ := testbed.Poll(3*time.Second, func() (bool, string) {
+		shown, _ := testbed.Poll(5*time.Second, func() (bool, string) {
 			ds := listOf(t, a)
 			return findDisk(ds, b) != nil, describe(ds)
 		})

@@ -205,16 +205,16 @@ func TestRoutedTTL1StaysHome(t *testing.T) {
 	})
 }
 
+// byeBound is how soon after SIGTERM alpha's goodbye must remove its disk
+// from beta's list. Alpha announces every second and beta's peer timeout is
+// 3 s, so without the goodbye the disk would stay at least 2 s.
+const byeBound = 1500 * time.Millisecond
+
 // TestRoutedTTL2Crosses: with --ttl 2 beta, on the far subnet, lists a disk
 // attached on alpha within eventBound and drops it within eventBound of its
 // detach; a clean stop of alpha removes it within byeBound, a kill after
 // beta's peer timeout (3 s); `peers` shows alpha with its near-subnet
 // address.
-// byeBound is how soon a goodbye must remove alpha's disk. Alpha announces
-// every second and beta's peer timeout is 3 s, so without the goodbye the
-// disk would stay at least 2 s after alpha's exit.
-const byeBound = 1500 * time.Millisecond
-
 func TestRoutedTTL2Crosses(t *testing.T) {
 	t.Parallel()
 	acrossRouter(t, func(t *testing.T, f netFamily, rn *routedNet, a, b *node) {
@@ -265,20 +265,28 @@ func TestRoutedTTL2Crosses(t *testing.T) {
 		step("detach", a.disk.Detach, absent, eventBound)
 		step("attach again", a.disk.Attach, present, eventBound)
 		// A clean stop: the goodbye crosses the router too. Timed from
-		// alpha's exit, as on one link (the goodbye is its last word).
+		// SIGTERM, watched while alpha stops (a -race build of diskd
+		// exits about a second after its goodbye).
 		stopStart := time.Now()
+		var took time.Duration
+		var desc string
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			took, desc = seenWithin(b, a, stopStart, 5*time.Second, absent)
+		}()
 		if err := a.d.Stop(); err != nil {
 			t.Errorf("alpha on SIGTERM: %v", err)
 		}
-		exited := time.Now()
-		took, desc := seenWithin(b, a, exited, 5*time.Second, absent)
+		exited := time.Since(stopStart)
+		<-watched
 		switch {
 		case took < 0:
-			t.Fatalf("clean stop: alpha's disk still in beta's list 5s after alpha exited: %s", desc)
+			t.Fatalf("clean stop: alpha's disk still in beta's list 5s after SIGTERM: %s", desc)
 		case took >= byeBound:
-			t.Errorf("clean stop: alpha's disk left beta's list %v after alpha exited, not within %v", ms(took), byeBound)
+			t.Errorf("clean stop: alpha's disk left beta's list %v after SIGTERM, not within %v", ms(took), byeBound)
 		}
-		t.Logf("clean stop: alpha exited %v after SIGTERM; its disk left beta's list %v after that", ms(exited.Sub(stopStart)), ms(took))
+		t.Logf("clean stop: alpha's disk left beta's list %v after SIGTERM; alpha exited after %v", ms(took), ms(exited))
 		if p := findPeer(peersOf(t, b), a.HostID); p != nil {
 			t.Errorf("beta still lists alpha among its peers after its goodbye: %+v", *p)
 		}

@@ -164,7 +164,7 @@ func TestMeshOnLoopback(t *testing.T) {
 	c.svc.Announce(context.Background())
 	want := "a:/dev/a,b:/dev/b,c:/dev/c,c:/dev/c2"
 	for _, n := range []*node{a, b} {
-		waitFor(t, 3*time.Second, n.name+" sees c's new disk", func() bool { return hosts(n.inv) == want })
+		waitFor(t, 10*time.Second, n.name+" sees c's new disk", func() bool { return hosts(n.inv) == want })
 	}
 	// A key the mesh does not know cannot join, and hears nothing.
 	x := start(t, "x", base+3, [][]byte{key(9)}, seed)
@@ -179,7 +179,7 @@ func TestMeshOnLoopback(t *testing.T) {
 	sub := a.inv.Subscribe(64)
 	defer sub.Close()
 	c.stop()
-	waitFor(t, 3*time.Second, "c gone from a", func() bool { return hosts(a.inv) == "a:/dev/a,b:/dev/b" })
+	waitFor(t, 10*time.Second, "c gone from a", func() bool { return hosts(a.inv) == "a:/dev/a,b:/dev/b" })
 	for len(sub.C()) > 0 {
 		if e := <-sub.C(); e.Kind == inventory.PeerLost && e.Reason != inventory.ReasonBye {
 			t.Errorf("c lost with reason %q, want bye", e.Reason)

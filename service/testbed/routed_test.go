@@ -141,7 +141,7 @@ func TestRouterForwardsGroupsByTTL(t *testing.T) {
 		if err := near.Send(c.group, 2, grams("ttl2", 10)); err != nil {
 			t.Fatal(err)
 		}
-		testbed.Eventually(t, 3*time.Second, func() (bool, string) {
+		testbed.Eventually(t, 10*time.Second, func() (bool, string) {
 			n := ln.From(src) - before
 			return n >= 10, fmt.Sprintf("%v: %d datagrams from %s on the far segment", c.fam, n, src)
 		})
