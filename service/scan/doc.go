@@ -37,6 +37,12 @@
 // are lossless (\xNN escapes, a backslash always escaped), and takes that
 // value when it encodes back to exactly what the export output showed.
 //
+// blkid reports a filesystem's version only in low-level probing mode, so
+// Probe runs "blkid -p -o export -s VERSION -- DEVICE..." as well, on the
+// disks found whose device, UUID and type its previous Probe did not find
+// (a new filesystem has a new UUID): a rescan of unchanged disks runs blkid
+// once.
+//
 // Devices with neither a filesystem type nor a UUID are not disks: empty
 // devices and devices holding only a partition table (PTUUID/PTTYPE) are
 // skipped. Every string that leaves this package is valid UTF-8 (invalid

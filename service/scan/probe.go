@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,14 +28,22 @@ const DefaultTimeout = 10 * time.Second
 const waitDelay = 500 * time.Millisecond
 
 // Prober runs blkid and reads the mount table. The zero value is ready to
-// use. A Prober is not changed by Probe and may be used by several
-// goroutines at once.
+// use, and a Prober may be used by several goroutines at once. Its only
+// state is the filesystem versions of the disks its last Probe found (see
+// [Prober.Probe]); use one Prober for the life of a scanner.
 type Prober struct {
 	Path    string        // program to run, default "blkid" (looked up in PATH)
 	Timeout time.Duration // default 10s; a probe running longer is killed with its whole process group
 	Globs   []string      // device path globs (filepath.Match syntax); empty = all block devices (let blkid enumerate)
 	Root    string        // where sysfs and the udev database are read (see [Attrs]); "" means "/"
+
+	mu       sync.Mutex
+	versions map[fsKey]string // of the last Probe's disks
 }
+
+// fsKey is a filesystem as far as its version goes: a new filesystem on
+// the device (mkfs) has a new UUID.
+type fsKey struct{ device, uuid, typ string }
 
 // Probe returns the disks of this host, sorted by device, with their mount
 // points.
@@ -87,7 +96,7 @@ func (p *Prober) probe(ctx context.Context, devs []string) ([]diskstate.Disk, er
 	if err := attachMounts(disks); err != nil {
 		return nil, err
 	}
-	p.versions(ctx, disks)
+	p.setVersions(ctx, disks)
 	a := Attrs{Root: p.Root}
 	for i := range disks {
 		a.Fill(&disks[i])
@@ -96,37 +105,66 @@ func (p *Prober) probe(ctx context.Context, devs []string) ([]diskstate.Disk, er
 	return disks, nil
 }
 
-// versions sets the filesystem version of disks. blkid reports VERSION
+// setVersions sets the filesystem version of disks. blkid reports VERSION
 // only in low-level probing mode (-p), which needs the devices named, so
-// this is a second run over the disks found:
+// this is a second run, over the disks found:
 //
 //	blkid -p -o export -s VERSION -- DEVICE...
 //
-// A failure of this run costs only the versions (they stay empty), never
-// the scan: -p exits non-zero for a device it finds ambiguous, for example.
-func (p *Prober) versions(ctx context.Context, disks []diskstate.Disk) {
-	if len(disks) == 0 {
-		return
-	}
+// A filesystem's version does not change while its device, UUID and type
+// stay the same, so the run asks only about disks the last Probe did not
+// find: a rescan that finds the same filesystems runs blkid once. A
+// failure of this run costs only the versions of the disks it asked about
+// (they stay empty, and are asked about again next time), never the scan:
+// -p exits non-zero for a device it finds ambiguous, for example.
+func (p *Prober) setVersions(ctx context.Context, disks []diskstate.Disk) {
+	p.mu.Lock()
+	known := p.versions
+	p.mu.Unlock()
+	found := make(map[fsKey]string, len(disks))
 	args := []string{"-p", "-o", "export", "-s", "VERSION", "--"}
-	for _, d := range disks {
-		args = append(args, d.Device)
+	fixed := len(args)
+	for i := range disks {
+		d := &disks[i]
+		k := fsKey{d.Device, d.UUID, d.Type}
+		if v, ok := known[k]; ok {
+			d.FSVersion, found[k] = v, v
+		} else {
+			args = append(args, d.Device)
+		}
 	}
+	if len(args) > fixed {
+		if byDev, ok := p.runVersions(ctx, args); ok {
+			for i := range disks {
+				d := &disks[i]
+				k := fsKey{d.Device, d.UUID, d.Type}
+				if _, ok := found[k]; !ok {
+					d.FSVersion, found[k] = byDev[d.Device], byDev[d.Device]
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	p.versions = found
+	p.mu.Unlock()
+}
+
+// runVersions runs blkid -p with args and returns the version of each
+// device it reported; false when the run or its output failed.
+func (p *Prober) runVersions(ctx context.Context, args []string) (map[string]string, bool) {
 	out, err := p.run(ctx, args)
 	if err != nil {
-		return
+		return nil, false
 	}
 	recs, err := parseExport(out)
 	if err != nil {
-		return
+		return nil, false
 	}
 	byDev := make(map[string]string, len(recs))
 	for _, r := range recs {
 		byDev[r.disk.Device] = clean(r.disk.FSVersion, diskstate.MaxVersionLen)
 	}
-	for i := range disks {
-		disks[i].FSVersion = byDev[disks[i].Device]
-	}
+	return byDev, true
 }
 
 // blkidArgs returns the arguments of a blkid run in the given output format

@@ -394,3 +394,67 @@ func TestProbeAllDevices(t *testing.T) {
 	}
 	t.Errorf("%s (UUID %s) not among %#v", dev, uuid, disks)
 }
+
+// TestProbeVersionsAskedOncePerFilesystem: blkid -p runs only for the
+// filesystems (device, UUID, type) the last probe did not find, and a
+// failed -p run leaves its disks to be asked about again.
+func TestProbeVersionsAskedOncePerFilesystem(t *testing.T) {
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args")
+	uuidFile := filepath.Join(dir, "uuid2")
+	failFile := filepath.Join(dir, "fail-p")
+	script := writeScript(t, dir, "blkid", `echo "$*" >> `+argsFile+`
+case "$1" in
+-p) [ -e `+failFile+` ] && exit 9
+	printf '%s\n' 'DEVNAME=/dev/fake1' 'VERSION=1.0' '' 'DEVNAME=/dev/fake2' 'VERSION=FAT32' ;;
+*) printf '%s\n' 'DEVNAME=/dev/fake1' 'TYPE=ext4' 'UUID=u1' '' \
+	'DEVNAME=/dev/fake2' 'TYPE=vfat' "UUID=$(cat `+uuidFile+`)" ;;
+esac
+`)
+	setUUID := func(u string) {
+		if err := os.WriteFile(uuidFile, []byte(u), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setUUID("AB-CD")
+	const export = "-c /dev/null -o export -s TYPE -s UUID -s LABEL -s PARTUUID -s PARTLABEL -s VERSION"
+	p := &Prober{Path: script, Root: dir}
+	for _, step := range []struct {
+		name   string
+		change func()
+		runs   []string // blkid's arguments, a line a run
+		want   [2]string
+	}{
+		{"first probe", func() {}, []string{export, "-p -o export -s VERSION -- /dev/fake1 /dev/fake2"}, [2]string{"1.0", "FAT32"}},
+		{"same filesystems", func() {}, []string{export}, [2]string{"1.0", "FAT32"}},
+		{"a new filesystem on fake2", func() { setUUID("EF-01") }, []string{export, "-p -o export -s VERSION -- /dev/fake2"}, [2]string{"1.0", "FAT32"}},
+		{"-p fails", func() {
+			setUUID("23-45")
+			if err := os.WriteFile(failFile, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{export, "-p -o export -s VERSION -- /dev/fake2"}, [2]string{"1.0", ""}},
+		{"-p works again", func() {
+			if err := os.Remove(failFile); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{export, "-p -o export -s VERSION -- /dev/fake2"}, [2]string{"1.0", "FAT32"}},
+		{"and is remembered", func() {}, []string{export}, [2]string{"1.0", "FAT32"}},
+	} {
+		step.change()
+		if err := os.Remove(argsFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		disks, err := p.Probe(context.Background())
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if len(disks) != 2 || disks[0].FSVersion != step.want[0] || disks[1].FSVersion != step.want[1] {
+			t.Errorf("%s: disks %+v, want versions %q", step.name, disks, step.want)
+		}
+		b, _ := os.ReadFile(argsFile)
+		if got, want := strings.TrimSuffix(string(b), "\n"), strings.Join(step.runs, "\n"); got != want {
+			t.Errorf("%s: blkid was run as\n%s\nwant\n%s", step.name, got, want)
+		}
+	}
+}

@@ -2,7 +2,10 @@ package scan
 
 import (
 	"context"
+	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -128,22 +131,46 @@ func TestParseBlkidRealImages(t *testing.T) {
 }
 
 // TestProbeRealImages runs the whole probe (export, then udev for the
-// ambiguous label) on the images: every label comes out exact.
+// ambiguous label, then -p for the versions) on the images, twice: every
+// label comes out exact, and the second probe finds the same versions
+// without running blkid -p again. blkid is the real one, behind a wrapper
+// that records each run.
 func TestProbeRealImages(t *testing.T) {
 	paths, want := makeImages(t, imageCases())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p := &Prober{}
-	got, err := p.probe(ctx, paths)
+	real, err := exec.LookPath("blkid")
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	wrapper := writeScript(t, dir, "blkid", `echo "$1" >> `+runs+`
+exec `+real+` "$@"
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	// blkid -p reports each filesystem's version (mkfs of this Debian).
 	versions := map[string]string{"ext4": "1.0", "swap": "1", "vfat": "FAT12"}
 	for i := range want {
 		want[i].FSVersion = versions[want[i].Type]
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("probe:\n got %#v\nwant %#v", got, want)
+	p := &Prober{Path: wrapper}
+	for i, wantP := range []int{1, 0} {
+		if err := os.Remove(runs); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		got, err := p.probe(ctx, paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("probe %d:\n got %#v\nwant %#v", i+1, got, want)
+		}
+		b, err := os.ReadFile(runs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(b), "-p\n"); n != wantP {
+			t.Errorf("probe %d ran blkid -p %d times, want %d (runs by first argument: %q)", i+1, n, wantP, b)
+		}
 	}
 }
