@@ -3,6 +3,7 @@ package schedule
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -65,18 +66,7 @@ func countTo(ch <-chan string, want string, n int, d time.Duration) int {
 
 // count returns how many messages equal to want arrive within d.
 func count(ch <-chan string, want string, d time.Duration) int {
-	n := 0
-	deadline := time.After(d)
-	for {
-		select {
-		case m := <-ch:
-			if m == want {
-				n++
-			}
-		case <-deadline:
-			return n
-		}
-	}
+	return countTo(ch, want, math.MaxInt, d)
 }
 
 func waitFor(t *testing.T, ch <-chan string, prefix string) string {
