@@ -29,8 +29,9 @@ const waitDelay = 500 * time.Millisecond
 
 // Prober runs blkid and reads the mount table. The zero value is ready to
 // use, and a Prober may be used by several goroutines at once. Its only
-// state is the filesystem versions of the disks its last Probe found (see
-// [Prober.Probe]); use one Prober for the life of a scanner.
+// state is the filesystem versions of the disks its last Probe found, so
+// that a rescan of unchanged disks runs blkid once (see setVersions); use
+// one Prober for the life of a scanner.
 type Prober struct {
 	Path    string        // program to run, default "blkid" (looked up in PATH)
 	Timeout time.Duration // default 10s; a probe running longer is killed with its whole process group
