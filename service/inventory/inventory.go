@@ -34,11 +34,6 @@ import (
 	"github.com/diskd/diskd/service/diskstate"
 )
 
-// diskKey identifies a disk within one host: its device and filesystem UUID.
-type diskKey struct{ device, uuid string }
-
-func keyOf(d *diskstate.Disk) diskKey { return diskKey{d.Device, d.UUID} }
-
 // EventKind says what changed.
 type EventKind int
 
@@ -199,16 +194,15 @@ func (ps *peerState) sorted() []diskstate.Disk {
 type Inventory struct {
 	opts Options
 
-	mu         sync.RWMutex
-	local      map[diskKey]diskstate.Disk
-	localOrder []diskstate.Disk // local sorted by device and uuid
-	peers      map[string]*peerState
-	tombs      *tombstones             // last accepted sequence of departed peers
-	pending    map[string]*pendingMark // hosts not held yet: parts accepted
-	remote     int                     // disks held for peers, for MaxDisks
-	scan       ScanState
-	stats      Stats
-	subs       map[*Subscription]struct{}
+	mu      sync.RWMutex
+	local   []diskstate.Disk // this host's disks, sorted by device and uuid (byKey)
+	peers   map[string]*peerState
+	tombs   *tombstones             // last accepted sequence of departed peers
+	pending map[string]*pendingMark // hosts not held yet: parts accepted
+	remote  int                     // disks held for peers, for MaxDisks
+	scan    ScanState
+	stats   Stats
+	subs    map[*Subscription]struct{}
 }
 
 // New returns an empty inventory for this host.
@@ -220,7 +214,6 @@ func New(opts Options) *Inventory {
 	opts.Now = defaults.Clock(opts.Now)
 	return &Inventory{
 		opts:    opts,
-		local:   map[diskKey]diskstate.Disk{},
 		peers:   map[string]*peerState{},
 		tombs:   newTombstones(opts.MaxTombstones),
 		pending: map[string]*pendingMark{},
@@ -247,18 +240,18 @@ func (inv *Inventory) SetLocal(disks []diskstate.Disk, err error) bool {
 	if err != nil {
 		return false
 	}
-	next := make(map[diskKey]diskstate.Disk, len(disks))
+	next := make([]diskstate.Disk, 0, len(disks))
 	for _, d := range disks {
 		d.HostID, d.Hostname, d.Local, d.LastSeen, d.Present = inv.opts.HostID, inv.opts.Hostname, true, now, true
 		d.Mountpoints = normalizeMounts(d.Mountpoints)
-		if prev, ok := inv.local[keyOf(&d)]; ok {
-			d.KeepFill(&prev) // small fill-level changes wait until they add up
+		if prev := findKey(inv.local, &d); prev != nil {
+			d.KeepFill(prev) // small fill-level changes wait until they add up
 		}
-		next[keyOf(&d)] = d
+		next = append(next, d)
 	}
-	order := sortedDisks(next)
-	changed := inv.diffLocked(inv.localOrder, order, diskstate.Peer{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname})
-	inv.local, inv.localOrder = next, order
+	next = byKey(next)
+	changed := inv.diffLocked(inv.local, next, diskstate.Peer{HostID: inv.opts.HostID, Hostname: inv.opts.Hostname})
+	inv.local = next
 	return changed
 }
 
@@ -555,7 +548,7 @@ func (inv *Inventory) Disks() []diskstate.Disk {
 	}
 	hosts := make([]host, 0, len(inv.peers)+1)
 	n := len(inv.local)
-	hosts = append(hosts, host{inv.opts.Hostname, inv.opts.HostID, inv.localOrder, nil})
+	hosts = append(hosts, host{inv.opts.Hostname, inv.opts.HostID, inv.local, nil})
 	for _, ps := range inv.peers {
 		hosts = append(hosts, host{ps.info.Hostname, ps.info.HostID, ps.disks, ps})
 		n += len(ps.disks)
@@ -599,7 +592,7 @@ func (inv *Inventory) EachHost(fn func(disks []diskstate.Disk)) {
 	for _, h := range hosts {
 		inv.mu.RLock()
 		if h.id == inv.opts.HostID {
-			buf = append(buf[:0], inv.localOrder...)
+			buf = append(buf[:0], inv.local...)
 		} else if ps := inv.peers[h.id]; ps != nil {
 			buf = append(buf[:0], ps.disks...)
 			for i := range buf {
@@ -626,7 +619,7 @@ func (inv *Inventory) Counts() (peers, disks int) {
 func (inv *Inventory) LocalDisks() []diskstate.Disk {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return append([]diskstate.Disk{}, inv.localOrder...)
+	return append([]diskstate.Disk{}, inv.local...)
 }
 
 // Peers returns the peers sorted by hostname and host id.
@@ -790,15 +783,6 @@ func findKey(sorted []diskstate.Disk, d *diskstate.Disk) *diskstate.Disk {
 		return &sorted[i]
 	}
 	return nil
-}
-
-func sortedDisks(m map[diskKey]diskstate.Disk) []diskstate.Disk {
-	out := make([]diskstate.Disk, 0, len(m))
-	for _, d := range m {
-		out = append(out, d)
-	}
-	diskstate.SortDisks(out)
-	return out
 }
 
 // Status fills in what the inventory knows of the daemon's status: this
