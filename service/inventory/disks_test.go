@@ -89,6 +89,9 @@ func TestEachHostWalksDisks(t *testing.T) {
 			if d.HostID != ds[0].HostID {
 				t.Errorf("one call holds disks of %s and %s", ds[0].HostID, d.HostID)
 			}
+			if !d.LastSeen.Equal(ds[0].LastSeen) {
+				t.Errorf("%s's disks were last seen at %v and %v, want one time a host", d.HostID, ds[0].LastSeen, d.LastSeen)
+			}
 		}
 		got = append(got, ds...)
 	})

@@ -571,7 +571,9 @@ func (inv *Inventory) Disks() []diskstate.Disk {
 
 // EachHost calls fn with each host's disks, host by host in the order of
 // Disks (by hostname and host id), each host's sorted by device and uuid
-// and with their LastSeen; hosts without disks are left out. The disks are
+// and with their LastSeen, which is one time for all of a host's disks
+// (its last announcement, or this host's last scan); hosts without disks
+// are left out. The disks are
 // copied, one host at a time, into a buffer that is reused for the next
 // host (fn must not keep them), and fn runs without the inventory's lock:
 // a walk over every disk costs one host's worth of memory, not a copy of

@@ -248,18 +248,11 @@ func (r *Recorder) refresh(inv *inventory.Inventory) {
 	// disk at once: 16,000 disks would be 7 MB every RefreshInterval.
 	var batch []store.DiskInfo
 	inv.EachHost(func(disks []diskstate.Disk) {
-		for len(disks) > 0 {
-			n := 1
-			for n < len(disks) && disks[n].LastSeen.Equal(disks[0].LastSeen) {
-				n++
-			}
-			batch = batch[:0]
-			for i := range n {
-				batch = append(batch, info(&disks[i]))
-			}
-			r.check(r.st.Seen(disks[0].LastSeen, batch...))
-			disks = disks[n:]
+		batch = batch[:0]
+		for i := range disks {
+			batch = append(batch, info(&disks[i]))
 		}
+		r.check(r.st.Seen(disks[0].LastSeen, batch...)) // one time for all of a host's disks
 	})
 }
 
