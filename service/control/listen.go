@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
-	"github.com/diskd/diskd/service/defaults"
 	"golang.org/x/sys/unix"
+
+	"github.com/diskd/diskd/service/defaults"
 )
 
 // maxSocketPath is the longest path a Unix socket address holds

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diskd/diskd/service/store"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/diskd/diskd/service/store"
 )
 
 const (
