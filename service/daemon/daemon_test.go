@@ -44,8 +44,9 @@ func start(t *testing.T, nw *peertest.Network, name string, n int, devices ...st
 	h := &host{name: name, socket: filepath.Join(t.TempDir(), name+".sock"), done: make(chan error, 1), log: &testLog{t}}
 	cfg := Config{
 		Version: "test", Socket: h.socket, AnnounceInterval: time.Second, ScanInterval: time.Minute,
-		PeerTimeout: time.Minute, // only a goodbye drops a peer within a test's waits Blkid: "blkid", BlkidTimeout: 10 * time.Second,
-		Devices:     append([]string{"/nonexistent/none"}, devices...), HostID: "id-" + name, Hostname: name,
+		PeerTimeout: time.Minute, // only a goodbye drops a peer within a test's waits
+		Blkid:       "blkid", BlkidTimeout: 10 * time.Second,
+		Devices: append([]string{"/nonexistent/none"}, devices...), HostID: "id-" + name, Hostname: name,
 		Bus: "none", NoUevents: true, Transports: []peer.Transport{ep},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
