@@ -149,12 +149,9 @@ func (b *bench) run(ctx context.Context) error {
 	var kwg sync.WaitGroup
 	kwg.Go(func() { killErr = b.killCycles(ctx, el, &ev) })
 
-	sc, scErr := b.runScale(ctx, sl)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if scErr != nil {
-		b.fail("scale", scErr)
+	sc, err := b.scaleCase(ctx, sl)
+	if err != nil {
+		return err
 	}
 	kwg.Wait()
 	if ctx.Err() != nil {
@@ -210,6 +207,19 @@ func (b *bench) gossipCase(ctx context.Context) (gossipResult, error) {
 	return gs, nil
 }
 
+// scaleCase runs the scale case on sl. A failure to measure is recorded
+// (the run goes on); only the end of ctx is returned.
+func (b *bench) scaleCase(ctx context.Context, sl *scaleLab) (scaleResult, error) {
+	sc, err := b.runScale(ctx, sl)
+	if ctx.Err() != nil {
+		return sc, ctx.Err()
+	}
+	if err != nil {
+		b.fail("scale", err)
+	}
+	return sc, nil
+}
+
 // runGossipOnly runs the gossip case alone (--only gossip) and prints its
 // table.
 func (b *bench) runGossipOnly(ctx context.Context, start time.Time, loadStart string) error {
@@ -230,12 +240,9 @@ func (b *bench) runScaleOnly(ctx context.Context, start time.Time, loadStart str
 		return fmt.Errorf("scale hosts: %w", err)
 	}
 	b.prog.set("setup", "")
-	sc, err := b.runScale(ctx, sl)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
+	sc, err := b.scaleCase(ctx, sl)
 	if err != nil {
-		b.fail("scale", err)
+		return err
 	}
 	b.scaleRows(sc)
 	return b.finish(start, loadStart)

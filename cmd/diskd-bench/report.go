@@ -166,12 +166,12 @@ func wrap(s string, width int, indent string) string {
 	return b.String()
 }
 
-// metLE judges value ≤ target.
 // notMeasured is the one row of a case that could not measure.
 func notMeasured(what string) row {
 	return row{metric: what, value: "not measured (see the error above)", met: metNo}
 }
 
+// metLE judges value ≤ target.
 func metLE[T ~int | ~int64 | ~float64 | ~uint64](value, target T) string {
 	if value <= target {
 		return metYes
