@@ -501,6 +501,35 @@ func TestCompactionKeepsConcurrentWrites(t *testing.T) {
 	}
 }
 
+// TestCompactionMapsTheCopyOnce: a compaction maps its copy at the old
+// file's size from the start, so bbolt never maps it anew in the middle
+// of a transaction, which would copy every node of that transaction into
+// the heap (tens of megabytes for 16,000 disks). The copy holds all the
+// records, across reopening.
+func TestCompactionMapsTheCopyOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, store.Options{FlushInterval: time.Hour})
+	const disks = 3000 // about 1 MB on file, 32 times bbolt's first map
+	for n := range disks {
+		if err := s.Seen(at(n), storetest.DiskAt(fmt.Sprint("h", n%100), fmt.Sprint("/dev/", n), fmt.Sprint(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CompactNow(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.NodeDerefs(); n != 0 {
+		t.Errorf("bbolt copied %d nodes into the heap while compacting, want 0", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir, store.Options{})
+	if got := len(s.Disks()); got != disks {
+		t.Errorf("%d disks after compacting and reopening, want %d", got, disks)
+	}
+}
+
 // TestOpenContextEnds: when the context of Open ends, the writer commits
 // and stops; Close still commits what came later.
 func TestOpenContextEnds(t *testing.T) {

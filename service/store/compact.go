@@ -22,6 +22,12 @@ const (
 // default of 16 MB would leave that much unused at the end of the file).
 const allocSize = 1 << 20
 
+// compactTxSize bounds the bytes of keys and values a compaction copies in
+// one transaction of the new file. A transaction keeps every page it
+// writes in memory until it commits, so one transaction for the whole
+// file would hold the whole file in the heap.
+const compactTxSize = 1 << 20
+
 // growthGap: the writer asks for a maintenance pass early when the file
 // has grown past compactRatio times its content, at most this often.
 const growthGap = time.Minute
@@ -100,12 +106,23 @@ func (b *Bolt) sizes() (size, content int64, err error) {
 // compactLocked copies the file into DIR/diskd.db.compact, syncs it,
 // renames it over the file and switches to it. The new file is opened
 // (and locked) before the rename, so the lock is never let go.
+//
+// The copy is mapped at the old file's size from the start: it needs no
+// more, and bbolt copies every node of the open transaction into the heap
+// each time it has to map a file anew. It is written without a sync per
+// transaction and synced once before the rename, which is what makes it
+// the file.
 func (b *Bolt) compactLocked() error {
 	tmp := b.path + ".compact"
 	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: b.opts.LockTimeout})
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return err
+	}
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: b.opts.LockTimeout,
+		InitialMmapSize: int(fi.Size()), NoSync: true})
 	if err != nil {
 		return err
 	}
@@ -117,12 +134,13 @@ func (b *Bolt) compactLocked() error {
 		}
 	}()
 	dst.AllocSize = allocSize
-	if err := bolt.Compact(dst, b.db, 16<<20); err != nil {
+	if err := bolt.Compact(dst, b.db, compactTxSize); err != nil {
 		return err
 	}
 	if err := dst.Sync(); err != nil {
 		return err
 	}
+	dst.NoSync = false
 	if err := os.Rename(tmp, b.path); err != nil {
 		return err
 	}

@@ -148,6 +148,11 @@
 // rewrites it: bbolt.Compact into DIR/diskd.db.compact, fsync, rename
 // over diskd.db, fsync the directory, and switch to the new file, which
 // is opened (and locked) before the rename so the lock is never released.
+// The copy is written in transactions of 1 MB of records, without a sync
+// each (the one fsync before the rename is what makes it the file), and
+// mapped at the old file's size from the start: bbolt copies every node
+// of a transaction into the heap each time it maps a growing file anew,
+// which for 16,000 disks in one transaction cost 84 MB of allocations.
 // Writes made meanwhile wait in memory and are committed to the new file.
 // The writer wakes the maintainer early (at most once a minute) when the
 // file has grown past that ratio. Past 16 MB the file grows in 1 MB steps
@@ -167,6 +172,7 @@
 //	a round of 1,000 peers × 16 unchanged disks: 13 ms of the callers' time,
 //	  60 ms including its commit; with every disk changed, 200 ms
 //	Find over 16,000 disks (substring): 11 ms
+//	compaction of 16,000 disks, 1 sighting each: 38 ms, 9 MB allocated
 //	memory: 0.3-0.6 KB a disk with one sighting, 1.4 KB with 32
 //	  (2.7 KB when every sighting is at another host)
 //

@@ -26,6 +26,16 @@ func (b *Bolt) CompactNow() error {
 	return nil
 }
 
+// NodeDerefs is how many nodes bbolt has copied from the file's map into
+// the heap since the file in use was opened: it copies every node of the
+// open write transaction each time it has to map the file anew.
+func (b *Bolt) NodeDerefs() int64 {
+	b.dbMu.Lock()
+	defer b.dbMu.Unlock()
+	st := b.db.Stats()
+	return st.TxStats.GetNodeDeref()
+}
+
 // BucketRoot returns the page id of a top-level bucket's root: for tests
 // that damage a page the store uses.
 func (b *Bolt) BucketRoot(name string) (uint64, int, error) {
