@@ -101,6 +101,8 @@ func (b *bench) run(ctx context.Context) error {
 		return b.runGossipOnly(ctx, start, loadStart)
 	case "scale":
 		return b.runScaleOnly(ctx, start, loadStart)
+	case "idle":
+		return b.runIdleOnly(ctx, start, loadStart)
 	}
 
 	// The poll-only comparison needs several scan periods of wall time, so
@@ -245,6 +247,22 @@ func (b *bench) runScaleOnly(ctx context.Context, start time.Time, loadStart str
 		return err
 	}
 	b.scaleRows(sc)
+	return b.finish(start, loadStart)
+}
+
+// runIdleOnly runs the idle case alone (--only idle) and prints its rows.
+func (b *bench) runIdleOnly(ctx context.Context, start time.Time, loadStart string) error {
+	b.prog.set("setup", "idle hosts")
+	il, err := b.setupIdle(ctx)
+	if err != nil {
+		return fmt.Errorf("idle hosts: %w", err)
+	}
+	b.prog.set("setup", "")
+	id, err := b.runIdle(ctx, il)
+	if err != nil {
+		return err
+	}
+	b.idleRows(id)
 	return b.finish(start, loadStart)
 }
 

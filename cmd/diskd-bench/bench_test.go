@@ -127,3 +127,32 @@ func TestUnitEnvMatchesTheUnit(t *testing.T) {
 		}
 	}
 }
+
+func TestOptionsCheck(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*options)
+		err  string // "" when valid
+	}{
+		{"defaults", func(*options) {}, ""},
+		{"only gossip", func(o *options) { o.only = "gossip" }, ""},
+		{"only scale", func(o *options) { o.only = "scale" }, ""},
+		{"only idle", func(o *options) { o.only = "idle" }, ""},
+		{"only an unknown case", func(o *options) { o.only = "events" }, `--only "events": the cases that run alone are gossip, scale and idle`},
+		{"gossip alone without a mesh", func(o *options) { o.only, o.gossipNodes = "gossip", 1 }, "--only gossip: --gossip-nodes must be at least 2"},
+		{"too many peers", func(o *options) { o.peers = 4001 }, "--peers: at most 4000 (the daemon holds at most 4096)"},
+		{"a short window", func(o *options) { o.window = time.Millisecond }, "--window: at least 1s"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := defaultOptions()
+			c.set(&o)
+			err := o.check()
+			switch {
+			case c.err == "" && err != nil:
+				t.Errorf("check: %v, want no error", err)
+			case c.err != "" && (err == nil || err.Error() != c.err):
+				t.Errorf("check: %v, want %q", err, c.err)
+			}
+		})
+	}
+}

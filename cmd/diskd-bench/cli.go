@@ -58,8 +58,8 @@ func (o *options) applyQuick() {
 }
 
 const usage = `usage: diskd-bench [--diskd PATH] [--quick] [flags]   (as root; make bench)
-       diskd-bench --only gossip|scale [flags]   one case alone (about 2 minutes)
-       diskd-bench gobench [FILE]     table of "go test -bench" output (stdin without FILE)
+       diskd-bench --only gossip|scale|idle [flags]   one case alone (2 minutes at most)
+       diskd-bench gobench [FILE]   table of "go test -bench" output (stdin without FILE)
 
 Measures diskd on simulated hosts (network namespaces, loop devices) and
 prints a table: metric, value, the poll-only comparison (--no-uevents),
@@ -95,7 +95,7 @@ func run(args []string) int {
 	fs.IntVar(&o.disksPerPeer, "disks-per-peer", o.disksPerPeer, "disks of each simulated peer")
 	fs.DurationVar(&o.window, "window", o.window, "length of the CPU and memory windows")
 	fs.IntVar(&o.listRuns, "list-runs", o.listRuns, "timed runs of list --json and D-Bus List at scale")
-	fs.StringVar(&o.only, "only", "", "run this case alone: gossip or scale (to measure one change quickly)")
+	fs.StringVar(&o.only, "only", "", "run this case alone: gossip, scale or idle (to measure one change quickly)")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, usage)
 		fs.SetOutput(os.Stderr)
@@ -187,8 +187,8 @@ func (o *options) check() error {
 	if o.peers > 4000 {
 		return errors.New("--peers: at most 4000 (the daemon holds at most 4096)")
 	}
-	if o.only != "" && o.only != "gossip" && o.only != "scale" {
-		return fmt.Errorf("--only %q: the cases that run alone are gossip and scale", o.only)
+	if o.only != "" && o.only != "gossip" && o.only != "scale" && o.only != "idle" {
+		return fmt.Errorf("--only %q: the cases that run alone are gossip, scale and idle", o.only)
 	}
 	if o.only == "gossip" && o.gossipNodes < 2 {
 		return errors.New("--only gossip: --gossip-nodes must be at least 2")

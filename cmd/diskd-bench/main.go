@@ -4,7 +4,7 @@
 // `make bench` builds it and runs it as root, then the Go benchmarks.
 //
 //	diskd-bench [--diskd PATH] [--quick] [flags]   the benchmark (root)
-//	diskd-bench --only gossip|scale [flags]         one case alone (root)
+//	diskd-bench --only gossip|scale|idle [flags]    one case alone (root)
 //	diskd-bench gobench [FILE]                      table of `go test -bench` output
 //
 // The hosts, disks and daemons are service/testbed's: network namespaces on
