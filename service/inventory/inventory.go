@@ -237,6 +237,7 @@ func (inv *Inventory) SetLocal(disks []diskstate.Disk, err error) bool {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	inv.scan = ScanState{At: now, Err: err}
+	inv.signalLocked(scansOf)
 	if err != nil {
 		return false
 	}
@@ -322,6 +323,7 @@ func (inv *Inventory) applyLocked(a *Announcement, now time.Time) error {
 		return ErrDiskCap
 	}
 	inv.tombs.forget(a.HostID)
+	inv.signalLocked(marksOf)
 	if !known {
 		ps = &peerState{via: map[string]*viaMark{}}
 		inv.peers[a.HostID] = ps
@@ -402,6 +404,7 @@ func (inv *Inventory) Bye(hostID, bootID string, seq uint64) error {
 	}
 	if _, ok := inv.peers[hostID]; ok {
 		inv.peers[hostID].info.Seq = seq
+		inv.signalLocked(marksOf)
 		inv.removeLocked(hostID, ReasonBye)
 	}
 	return nil

@@ -63,6 +63,7 @@ func (inv *Inventory) Hear(h Heard) (live bool, err error) {
 		switch {
 		case h.Seq > ps.info.Seq:
 			ps.info.Seq, ps.sentAt, ps.parts = h.Seq, h.SentAt, partSet{}
+			inv.signalLocked(marksOf)
 		case h.Seq == ps.info.Seq && part && !ps.parts.has(h.Part):
 		default:
 			if ps.heardVia(h.Via, h.Seq, h.Part) {

@@ -18,10 +18,18 @@ const DefaultSubscriptionBuffer = 4096
 // about 600 bytes, so a buffer of events by value cost 2.4 MB a
 // subscriber, always; pointers cost 32 KB, and an event's memory only
 // while it is pending.)
+//
+// Beside events, a subscription carries two signals for what changes too
+// often to be an event: Marks and Scans. Each holds at most one pending
+// value, so a signal sent while one is pending is folded into it and the
+// inventory never waits. A subscriber that saves marks or shows the scan
+// state waits on them instead of polling, and a daemon on a quiet network
+// sleeps.
 type Subscription struct {
-	inv     *Inventory
-	ch      chan *Event
-	dropped atomic.Uint64
+	inv          *Inventory
+	ch           chan *Event
+	marks, scans chan struct{}
+	dropped      atomic.Uint64
 }
 
 // Subscribe returns a subscription with room for buffer pending events.
@@ -30,7 +38,8 @@ func (inv *Inventory) Subscribe(buffer int) *Subscription {
 	if buffer <= 0 {
 		buffer = DefaultSubscriptionBuffer
 	}
-	s := &Subscription{inv: inv, ch: make(chan *Event, buffer)}
+	s := &Subscription{inv: inv, ch: make(chan *Event, buffer),
+		marks: make(chan struct{}, 1), scans: make(chan struct{}, 1)}
 	inv.mu.Lock()
 	inv.subs[s] = struct{}{}
 	inv.mu.Unlock()
@@ -40,6 +49,14 @@ func (inv *Inventory) Subscribe(buffer int) *Subscription {
 // C delivers the events, shared with the other subscribers: read them,
 // never change them. It is closed by Close.
 func (s *Subscription) C() <-chan *Event { return s.ch }
+
+// Marks has a value when a host's mark (see Marks) has moved since the
+// last value was received. It is never closed.
+func (s *Subscription) Marks() <-chan struct{} { return s.marks }
+
+// Scans has a value when a local scan was recorded (see Scan) since the
+// last value was received. It is never closed.
+func (s *Subscription) Scans() <-chan struct{} { return s.scans }
 
 // Dropped counts the events this subscriber missed because its buffer was full.
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
@@ -53,6 +70,20 @@ func (s *Subscription) Close() {
 		close(s.ch)
 	}
 }
+
+// signalLocked sends the signal that pick chooses to every subscriber
+// that has none pending.
+func (inv *Inventory) signalLocked(pick func(*Subscription) chan struct{}) {
+	for s := range inv.subs {
+		select {
+		case pick(s) <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func marksOf(s *Subscription) chan struct{} { return s.marks }
+func scansOf(s *Subscription) chan struct{} { return s.scans }
 
 func (inv *Inventory) publishLocked(e *Event) {
 	for s := range inv.subs {
