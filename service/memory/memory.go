@@ -13,10 +13,11 @@
 //
 // Besides events, it refreshes every present disk's last-seen time every
 // RefreshInterval (the inventory publishes nothing for an announcement
-// that repeats the last one), and each peer's replay mark every
-// MarkInterval, so that at most about that much of a peer's traffic is
-// accepted again after the daemon is killed; a clean stop records the
-// final marks. At start, Marks gives the remembered marks for the
+// that repeats the last one), and each peer's replay mark MarkInterval
+// after the subscription's Marks signal says one moved, so that at most
+// about that much of a peer's traffic is accepted again after the daemon
+// is killed, and a quiet network costs no wakeups; a clean stop records
+// the final marks. At start, Marks gives the remembered marks for the
 // inventory's RestoreMarks.
 package memory
 
@@ -69,7 +70,9 @@ type Options struct {
 	// RefreshInterval: how often present disks' last-seen times are
 	// written. Default 30 s.
 	RefreshInterval time.Duration
-	// MarkInterval: how often peers' replay marks are written. Default 1 s.
+	// MarkInterval: peers' replay marks are written this long after the
+	// first one moved, so at most this often, and not while none moves.
+	// Default 1 s.
 	MarkInterval time.Duration
 	Log          *slog.Logger
 	Now          func() time.Time
@@ -139,10 +142,19 @@ func (r *Recorder) Run(ctx context.Context, inv *inventory.Inventory, sub *inven
 	defer sub.Close()
 	refresh := time.NewTicker(r.opts.RefreshInterval)
 	defer refresh.Stop()
-	marks := time.NewTicker(r.opts.MarkInterval)
+	// The marks are written MarkInterval after the first move not yet
+	// written: a stream of datagrams costs one write an interval, a quiet
+	// network nothing.
+	marks := time.NewTimer(r.opts.MarkInterval)
+	marks.Stop()
 	defer marks.Stop()
+	armed := false
 	var dropped uint64
 	for {
+		moved := sub.Marks()
+		if armed { // a write is due: moves meanwhile wait for it
+			moved = nil
+		}
 		select {
 		case <-ctx.Done():
 			for { // what is queued already
@@ -158,13 +170,19 @@ func (r *Recorder) Run(ctx context.Context, inv *inventory.Inventory, sub *inven
 			return nil
 		case e := <-sub.C():
 			r.event(e)
-		case <-refresh.C:
-			r.refresh(inv)
-		case <-marks.C:
-			if n := sub.Dropped(); n != dropped {
+			// At the end of a burst: events dropped meanwhile were
+			// dropped while the buffer was full, so before the last one.
+			if n := sub.Dropped(); n != dropped && len(sub.C()) == 0 {
 				dropped = n
 				r.reconcile(inv)
 			}
+		case <-refresh.C:
+			r.refresh(inv)
+		case <-moved:
+			marks.Reset(r.opts.MarkInterval)
+			armed = true
+		case <-marks.C:
+			armed = false
 			r.recordMarks(inv)
 		}
 	}
