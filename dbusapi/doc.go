@@ -40,9 +40,10 @@
 //     protects session buses and private ADDRESS buses, which load no policy.
 //     They run with a deadline (Options.ActionTimeout, 2 minutes by default)
 //     and are cancelled when Serve stops.
-//   - The inventory has no event for a scan that changed nothing, so LastScan
-//     and ScanError are read again every second (and right after Refresh);
-//     counts are updated after every burst of events.
+//   - LastScan and ScanError are read again when the inventory's Scans
+//     signal says a scan was recorded (a scan that changed nothing has no
+//     event); counts are updated after every burst of events. Nothing is
+//     polled, so an idle daemon's bus connection sleeps.
 //   - A subscriber that falls so far behind that the inventory drops events
 //     for it (4096 pending) loses signals; Serve logs that once per burst.
 //     Clients that must not miss anything call List again.

@@ -54,9 +54,6 @@ func serve(t *testing.T, o Options) *logBuffer {
 	if o.retryMin == 0 {
 		o.retryMin, o.retryMax = 20*time.Millisecond, 100*time.Millisecond
 	}
-	if o.poll == 0 {
-		o.poll = 50 * time.Millisecond
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, o) }()

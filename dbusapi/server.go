@@ -23,7 +23,6 @@ import (
 const (
 	defaultRetryMin = time.Second
 	defaultRetryMax = 30 * time.Second
-	defaultPoll     = time.Second
 )
 
 // Options configure Serve. Inv is required unless Bus is "none" or "".
@@ -47,8 +46,8 @@ type Options struct {
 	// ActionTimeout bounds Refresh, Announce and Ping (default 2 minutes).
 	ActionTimeout time.Duration
 
-	// For tests: the reconnect backoff and the scan-state poll period.
-	retryMin, retryMax, poll time.Duration
+	// For tests: the reconnect backoff.
+	retryMin, retryMax time.Duration
 }
 
 // Serve exports org.diskd.Finder on o.Bus and keeps it there until ctx
@@ -70,7 +69,6 @@ func Serve(ctx context.Context, o Options) error {
 	o.ActionTimeout = defaults.Positive(o.ActionTimeout, diskstate.DefaultActionTimeout)
 	o.retryMin = defaults.Positive(o.retryMin, defaultRetryMin)
 	o.retryMax = max(defaults.Positive(o.retryMax, defaultRetryMax), o.retryMin)
-	o.poll = defaults.Positive(o.poll, defaultPoll)
 	intro, err := introspection()
 	if err != nil {
 		return err
@@ -196,8 +194,6 @@ func (s *server) session(ctx context.Context, up func()) error {
 	f.syncProps()
 	up()
 
-	tick := time.NewTicker(s.o.poll)
-	defer tick.Stop()
 	var dropped uint64
 	for {
 		select {
@@ -205,7 +201,7 @@ func (s *server) session(ctx context.Context, up func()) error {
 			return nil
 		case <-conn.Context().Done():
 			return &stateError{stateLost, errors.New("connection closed")}
-		case <-tick.C:
+		case <-sub.Scans(): // LastScan and ScanError; the counts move with events
 			f.syncProps()
 		case e := <-sub.C():
 			// Before the signal: a client that saw it and calls List
