@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,6 +34,8 @@ type Bolt struct {
 	db            *bolt.DB
 	lastSeenFlush time.Time
 
+	wakes atomic.Uint64 // the writer's commit attempts, for tests
+
 	statMu       sync.Mutex
 	commits      uint64
 	lastCommit   time.Time
@@ -41,6 +44,7 @@ type Bolt struct {
 	content      int64 // bytes the file's pages use, at the last maintenance
 	lastMaintain time.Time
 
+	changed   chan struct{} // to the writer: something is pending
 	kick      chan struct{} // to the writer: a batch is full
 	grew      chan struct{} // to the maintainer: the file grew
 	cancel    context.CancelFunc
@@ -91,7 +95,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	b := &Bolt{dir: dir, path: filepath.Join(dir, FileName), log: opts.Logger,
-		kick: make(chan struct{}, 1), grew: make(chan struct{}, 1)}
+		changed: make(chan struct{}, 1), kick: make(chan struct{}, 1), grew: make(chan struct{}, 1)}
 	c, db, err := b.openLoad(opts)
 	if err != nil {
 		var ce *corruptError
@@ -332,19 +336,31 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// maybeKick tells the writer, after a write that succeeded, that a batch
+// is full or that something is pending.
 func (b *Bolt) maybeKick(err error) error {
-	if err == nil {
-		b.mu.RLock()
-		n := b.urgent()
-		b.mu.RUnlock()
-		if n >= b.opts.BatchSize {
-			select {
-			case b.kick <- struct{}{}:
-			default:
-			}
-		}
+	if err != nil {
+		return err
 	}
-	return err
+	b.mu.RLock()
+	n, seen := b.urgent(), len(b.dirtySeen)
+	b.mu.RUnlock()
+	switch {
+	case n >= b.opts.BatchSize:
+		signal(b.kick)
+	case n+seen > 0:
+		signal(b.changed)
+	}
+	return nil
+}
+
+// signal sends on a channel of one that has room, else leaves the value
+// already pending.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // Seen implements Store.
@@ -367,14 +383,61 @@ func (b *Bolt) Heard(peers ...Peer) error {
 	return b.maybeKick(b.core.Heard(peers...))
 }
 
+// writer commits FlushInterval after the first change not yet committed,
+// at once when a batch is full, pending last-seen times once SeenInterval
+// has passed since they were last written, a failed commit again after
+// FlushInterval, and everything when ctx ends. While nothing is pending it
+// sleeps: an idle daemon's store costs no wakeups.
 func (b *Bolt) writer(ctx context.Context) {
 	defer b.wg.Done()
-	every(ctx, b.opts.FlushInterval, b.kick, func() {
-		if b.commit(false) == nil {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	armed := false
+	arm := func(d time.Duration) {
+		if !armed {
+			t.Reset(d)
+			armed = true
+		}
+	}
+	for {
+		changed := b.changed
+		if armed { // a commit is due: changes meanwhile wait for it
+			changed = nil
+		}
+		select {
+		case <-ctx.Done():
+			_ = b.commit(true)
+			return
+		case <-changed:
+			arm(b.opts.FlushInterval)
+			continue
+		case <-b.kick:
+		case <-t.C:
+			armed = false
+		}
+		b.wakes.Add(1)
+		if err := b.commit(false); err != nil {
+			arm(b.opts.FlushInterval)
+		} else {
 			b.checkGrowth()
 		}
-	})
-	_ = b.commit(true)
+		if wait, ok := b.seenWait(); ok {
+			arm(wait)
+		}
+	}
+}
+
+// seenWait says whether last-seen times are pending and how long until
+// they are due (at least FlushInterval).
+func (b *Bolt) seenWait() (time.Duration, bool) {
+	b.dbMu.Lock()
+	last := b.lastSeenFlush
+	b.dbMu.Unlock()
+	b.mu.RLock()
+	n := len(b.dirtySeen)
+	b.mu.RUnlock()
+	return max(time.Until(last.Add(b.opts.SeenInterval)), b.opts.FlushInterval), n > 0
 }
 
 // every calls do each interval, and at once when wake fires, until ctx is

@@ -164,10 +164,7 @@ func (b *Bolt) checkGrowth() {
 	due := growthDue(fi.Size(), b.content, b.lastMaintain, time.Now())
 	b.statMu.Unlock()
 	if due {
-		select {
-		case b.grew <- struct{}{}:
-		default:
-		}
+		signal(b.grew)
 	}
 }
 

@@ -251,6 +251,60 @@ func TestGrowthWakesMaintainer(t *testing.T) {
 	}
 }
 
+// TestWriterSleepsWhileNothingChanges: the writer does nothing until a
+// write leaves something pending, commits it FlushInterval later, writes
+// a pending last-seen time once SeenInterval has passed without any
+// further write, and then sleeps again.
+func TestWriterSleepsWhileNothingChanges(t *testing.T) {
+	const flush, seenEvery = 10 * time.Millisecond, 300 * time.Millisecond
+	b, err := Open(t.Context(), t.TempDir(), Options{FlushInterval: flush, SeenInterval: seenEvery})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	quiet := func(what string) {
+		t.Helper()
+		before := b.wakes.Load()
+		time.Sleep(20 * flush)
+		if n := b.wakes.Load() - before; n != 0 {
+			t.Errorf("%s: the writer woke %d times in %v, want 0", what, n, 20*flush)
+		}
+	}
+	pending := func() (full, seen int) {
+		b.mu.RLock()
+		defer b.mu.RUnlock()
+		return b.urgent(), len(b.dirtySeen)
+	}
+	await := func(what string, done func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !done(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s", what)
+			}
+		}
+	}
+	quiet("after Open")
+
+	d := DiskInfo{HostID: "h", Device: "/dev/sdb1", UUID: "u1", Label: "BACKUP"}
+	t0 := time.Unix(1e9, 0)
+	if err := b.Seen(t0, d); err != nil {
+		t.Fatal(err)
+	}
+	await("the new disk committed", func() bool { full, _ := pending(); return full == 0 && b.Stats().Commits > 0 })
+	quiet("after the commit")
+
+	// Only its last-seen time moves: written once seenEvery has passed
+	// since the last write of last-seen times, with no write after it.
+	if err := b.Seen(t0.Add(time.Minute), d); err != nil {
+		t.Fatal(err)
+	}
+	if _, seen := pending(); seen != 1 {
+		t.Fatalf("%d last-seen times pending, want 1", seen)
+	}
+	await("the last-seen time committed", func() bool { _, seen := pending(); return seen == 0 })
+	quiet("after the last-seen time")
+}
+
 // TestTier: the ASCII fast path answers as the general one does.
 func TestTier(t *testing.T) {
 	cases := []struct {

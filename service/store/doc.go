@@ -74,9 +74,11 @@
 // wait, on the store's lock, while the writer encodes a batch (a few
 // microseconds a record).
 //
-// The Bolt writer goroutine commits the changed records every
-// FlushInterval (1 s), or at once when BatchSize (4096) records are
-// pending, in transactions of at most BatchSize records (a larger
+// The Bolt writer goroutine commits the changed records FlushInterval
+// (1 s) after the first change not yet committed, or at once when
+// BatchSize (4096) records are pending; while nothing is pending it
+// sleeps, so an idle daemon's store costs no wakeups. It commits in
+// transactions of at most BatchSize records (a larger
 // transaction would need new pages for all it rewrites before the old
 // ones are free; Flush, Close and Open may commit more than BatchSize).
 // Within one commit, new hosts are written first and removed hosts last,
@@ -90,7 +92,7 @@
 // of 16,000 unchanged disks does not rewrite 16,000 records; after a crash
 // such a time can be up to a minute old. Flush and Close commit
 // everything. A failed commit keeps its changes pending and retries them
-// with the next batch; the first failure and the recovery are logged, and
+// FlushInterval later, with whatever came meanwhile; the first failure and the recovery are logged, and
 // Stats.LastError shows it meanwhile.
 //
 // # Opening, locking, damage

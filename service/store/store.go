@@ -211,7 +211,8 @@ type Options struct {
 	MaxEntries int
 	// MaxSightings per disk; older ones are dropped. Default 32.
 	MaxSightings int
-	// FlushInterval: pending changes are committed at least this often.
+	// FlushInterval: pending changes are committed this long after the
+	// first of them (a failed commit is retried this long after it).
 	// Default 1 s.
 	FlushInterval time.Duration
 	// BatchSize: a commit starts early when this many records are
