@@ -96,42 +96,35 @@ func (b *bench) run(ctx context.Context) error {
 		<-progDone
 	}()
 
-	switch b.o.only {
-	case "gossip":
-		return b.runGossipOnly(ctx, start, loadStart)
-	case "scale":
-		return b.runScaleOnly(ctx, start, loadStart)
-	case "idle":
-		return b.runIdleOnly(ctx, start, loadStart)
+	if b.o.only != "" {
+		if err := b.caseAlone(ctx, b.o.only); err != nil {
+			return err
+		}
+		return b.finish(start, loadStart)
 	}
 
 	// The poll-only comparison needs several scan periods of wall time, so
 	// it starts first and runs beside the other phases.
 	var wg sync.WaitGroup
 	var poll pollResult
-	b.prog.set("setup", "poll-only hosts")
-	pl, err := b.setupPoll(ctx)
+	pl, err := setUp(ctx, b, "poll-only", b.setupPoll)
 	if err != nil {
-		return fmt.Errorf("poll-only hosts: %w", err)
+		return err
 	}
 	wg.Go(func() { poll = b.runPoll(ctx, pl) })
 
-	b.prog.set("setup", "idle hosts")
-	il, err := b.setupIdle(ctx)
+	il, err := setUp(ctx, b, "idle", b.setupIdle)
 	if err != nil {
-		return fmt.Errorf("idle hosts: %w", err)
+		return err
 	}
-	b.prog.set("setup", "event hosts")
-	el, err := b.setupEvents(ctx)
+	el, err := setUp(ctx, b, "event", b.setupEvents)
 	if err != nil {
-		return fmt.Errorf("event hosts: %w", err)
+		return err
 	}
-	b.prog.set("setup", "scale hosts")
-	sl, err := b.setupScale(ctx)
+	sl, err := setUp(ctx, b, "scale", b.setupScale)
 	if err != nil {
-		return fmt.Errorf("scale hosts: %w", err)
+		return err
 	}
-	b.prog.set("setup", "")
 
 	var ev eventsResult
 	if err := b.eventCycles(ctx, el, &ev); err != nil {
@@ -222,48 +215,51 @@ func (b *bench) scaleCase(ctx context.Context, sl *scaleLab) (scaleResult, error
 	return sc, nil
 }
 
-// runGossipOnly runs the gossip case alone (--only gossip) and prints its
-// table.
-func (b *bench) runGossipOnly(ctx context.Context, start time.Time, loadStart string) error {
-	gs, err := b.gossipCase(ctx)
+// setUp makes the hosts of one case with fn, showing it in the progress
+// line meanwhile.
+func setUp[L any](ctx context.Context, b *bench, what string, fn func(context.Context) (L, error)) (L, error) {
+	b.prog.set("setup", "%s hosts", what)
+	defer b.prog.set("setup", "")
+	l, err := fn(ctx)
 	if err != nil {
-		return err
+		return l, fmt.Errorf("%s hosts: %w", what, err)
 	}
-	b.gossipRows(gs)
-	return b.finish(start, loadStart)
+	return l, nil
 }
 
-// runScaleOnly runs the scale case alone (--only scale) and prints its
-// rows.
-func (b *bench) runScaleOnly(ctx context.Context, start time.Time, loadStart string) error {
-	b.prog.set("setup", "scale hosts")
-	sl, err := b.setupScale(ctx)
-	if err != nil {
-		return fmt.Errorf("scale hosts: %w", err)
+// caseAlone runs one case by itself (--only NAME) and adds its rows.
+func (b *bench) caseAlone(ctx context.Context, name string) error {
+	switch name {
+	case "gossip":
+		gs, err := b.gossipCase(ctx)
+		if err != nil {
+			return err
+		}
+		b.gossipRows(gs)
+	case "scale":
+		sl, err := setUp(ctx, b, "scale", b.setupScale)
+		if err != nil {
+			return err
+		}
+		sc, err := b.scaleCase(ctx, sl)
+		if err != nil {
+			return err
+		}
+		b.scaleRows(sc)
+	case "idle":
+		il, err := setUp(ctx, b, "idle", b.setupIdle)
+		if err != nil {
+			return err
+		}
+		id, err := b.runIdle(ctx, il)
+		if err != nil {
+			return err
+		}
+		b.idleRows(id)
+	default:
+		return fmt.Errorf("no case %q", name) // options.check refuses it first
 	}
-	b.prog.set("setup", "")
-	sc, err := b.scaleCase(ctx, sl)
-	if err != nil {
-		return err
-	}
-	b.scaleRows(sc)
-	return b.finish(start, loadStart)
-}
-
-// runIdleOnly runs the idle case alone (--only idle) and prints its rows.
-func (b *bench) runIdleOnly(ctx context.Context, start time.Time, loadStart string) error {
-	b.prog.set("setup", "idle hosts")
-	il, err := b.setupIdle(ctx)
-	if err != nil {
-		return fmt.Errorf("idle hosts: %w", err)
-	}
-	b.prog.set("setup", "")
-	id, err := b.runIdle(ctx, il)
-	if err != nil {
-		return err
-	}
-	b.idleRows(id)
-	return b.finish(start, loadStart)
+	return nil
 }
 
 // finish prints the table with the machine's load since start, and
