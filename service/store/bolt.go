@@ -393,17 +393,18 @@ func (b *Bolt) writer(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
-	armed := false
+	var due time.Time // when t fires; zero while it is stopped
+	// arm makes t fire within d, or sooner if it is due sooner already.
 	arm := func(d time.Duration) {
-		if !armed {
+		if at := time.Now().Add(d); due.IsZero() || at.Before(due) {
 			t.Reset(d)
-			armed = true
+			due = at
 		}
 	}
 	for {
 		changed := b.changed
-		if armed { // a commit is due: changes meanwhile wait for it
-			changed = nil
+		if !due.IsZero() && time.Until(due) <= b.opts.FlushInterval {
+			changed = nil // a commit comes soon enough: changes wait for it
 		}
 		select {
 		case <-ctx.Done():
@@ -414,7 +415,7 @@ func (b *Bolt) writer(ctx context.Context) {
 			continue
 		case <-b.kick:
 		case <-t.C:
-			armed = false
+			due = time.Time{}
 		}
 		b.wakes.Add(1)
 		if err := b.commit(false); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskd/diskd/service/testbed"
 )
 
 // consistent checks the in-memory view's invariants.
@@ -251,6 +253,20 @@ func TestGrowthWakesMaintainer(t *testing.T) {
 	}
 }
 
+// pendingWrites returns how many records wait for the writer: written
+// whole (disks, peers, hosts), and last-seen times alone.
+func (b *Bolt) pendingWrites() (full, seen int) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.urgent(), len(b.dirtySeen)
+}
+
+// committed says whether nothing waits for the writer but last-seen times.
+func (b *Bolt) committed() (bool, string) {
+	full, _ := b.pendingWrites()
+	return full == 0 && b.Stats().Commits > 0, fmt.Sprintf("%d records pending, %d commits", full, b.Stats().Commits)
+}
+
 // TestWriterSleepsWhileNothingChanges: the writer does nothing until a
 // write leaves something pending, commits it FlushInterval later, writes
 // a pending last-seen time once SeenInterval has passed without any
@@ -270,19 +286,6 @@ func TestWriterSleepsWhileNothingChanges(t *testing.T) {
 			t.Errorf("%s: the writer woke %d times in %v, want 0", what, n, 20*flush)
 		}
 	}
-	pending := func() (full, seen int) {
-		b.mu.RLock()
-		defer b.mu.RUnlock()
-		return b.urgent(), len(b.dirtySeen)
-	}
-	await := func(what string, done func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !done(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 10s", what)
-			}
-		}
-	}
 	quiet("after Open")
 
 	d := DiskInfo{HostID: "h", Device: "/dev/sdb1", UUID: "u1", Label: "BACKUP"}
@@ -290,7 +293,7 @@ func TestWriterSleepsWhileNothingChanges(t *testing.T) {
 	if err := b.Seen(t0, d); err != nil {
 		t.Fatal(err)
 	}
-	await("the new disk committed", func() bool { full, _ := pending(); return full == 0 && b.Stats().Commits > 0 })
+	testbed.Eventually(t, 10*time.Second, b.committed)
 	quiet("after the commit")
 
 	// Only its last-seen time moves: written once seenEvery has passed
@@ -298,11 +301,49 @@ func TestWriterSleepsWhileNothingChanges(t *testing.T) {
 	if err := b.Seen(t0.Add(time.Minute), d); err != nil {
 		t.Fatal(err)
 	}
-	if _, seen := pending(); seen != 1 {
+	if _, seen := b.pendingWrites(); seen != 1 {
 		t.Fatalf("%d last-seen times pending, want 1", seen)
 	}
-	await("the last-seen time committed", func() bool { _, seen := pending(); return seen == 0 })
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, seen := b.pendingWrites()
+		return seen == 0, fmt.Sprintf("%d last-seen times pending", seen)
+	})
 	quiet("after the last-seen time")
+}
+
+// TestChangeNotHeldBehindLastSeenTimes: while a last-seen time waits for
+// its SeenInterval (an hour here), a new record is still committed
+// FlushInterval after it is written, not with the last-seen time.
+func TestChangeNotHeldBehindLastSeenTimes(t *testing.T) {
+	b, err := Open(t.Context(), t.TempDir(), Options{FlushInterval: 10 * time.Millisecond, SeenInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	d := DiskInfo{HostID: "h", Device: "/dev/sdb1", UUID: "u1", Label: "BACKUP"}
+	t0 := time.Unix(1e9, 0)
+	if err := b.Seen(t0, d); err != nil {
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, 10*time.Second, b.committed)
+	wakes := b.wakes.Load()
+	if err := b.Seen(t0.Add(time.Minute), d); err != nil { // last-seen time alone
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, 10*time.Second, func() (bool, string) {
+		return b.wakes.Load() > wakes, "the writer has not looked at the last-seen time"
+	})
+	if _, seen := b.pendingWrites(); seen != 1 {
+		t.Fatalf("%d last-seen times pending, want 1 (held for an hour)", seen)
+	}
+	d2 := DiskInfo{HostID: "h", Device: "/dev/sdc1", UUID: "u2", Label: "PHOTOS"}
+	if err := b.Seen(t0.Add(time.Minute), d2); err != nil {
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, 10*time.Second, b.committed)
+	if _, seen := b.pendingWrites(); seen != 1 {
+		t.Errorf("%d last-seen times pending after the new disk's commit, want 1 (held for an hour)", seen)
+	}
 }
 
 // TestTier: the ASCII fast path answers as the general one does.
