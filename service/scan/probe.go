@@ -46,6 +46,8 @@ type Prober struct {
 // the device (mkfs) has a new UUID.
 type fsKey struct{ device, uuid, typ string }
 
+func fsKeyOf(d *diskstate.Disk) fsKey { return fsKey{d.Device, d.UUID, d.Type} }
+
 // Probe returns the disks of this host, sorted by device, with their mount
 // points.
 //
@@ -124,24 +126,21 @@ func (p *Prober) setVersions(ctx context.Context, disks []diskstate.Disk) {
 	p.mu.Unlock()
 	found := make(map[fsKey]string, len(disks))
 	args := []string{"-p", "-o", "export", "-s", "VERSION", "--"}
-	fixed := len(args)
+	var ask []int // the disks to ask about
 	for i := range disks {
 		d := &disks[i]
-		k := fsKey{d.Device, d.UUID, d.Type}
-		if v, ok := known[k]; ok {
-			d.FSVersion, found[k] = v, v
+		if v, ok := known[fsKeyOf(d)]; ok {
+			d.FSVersion, found[fsKeyOf(d)] = v, v
 		} else {
+			ask = append(ask, i)
 			args = append(args, d.Device)
 		}
 	}
-	if len(args) > fixed {
+	if len(ask) > 0 {
 		if byDev, ok := p.runVersions(ctx, args); ok {
-			for i := range disks {
+			for _, i := range ask {
 				d := &disks[i]
-				k := fsKey{d.Device, d.UUID, d.Type}
-				if _, ok := found[k]; !ok {
-					d.FSVersion, found[k] = byDev[d.Device], byDev[d.Device]
-				}
+				d.FSVersion, found[fsKeyOf(d)] = byDev[d.Device], byDev[d.Device]
 			}
 		}
 	}
